@@ -1,0 +1,576 @@
+"""The public differentiation API (SPEC section 4) and the cache behind it.
+
+Every entry point comes down to `_value_with_pullback`: find how `f` is
+differentiated (a user derivative, a built-in rule, or its transformed
+source), call that, and wrap the pullback so it returns tangents shaped like
+the arguments.  Transformed code is cached per (code object, wrt, mode); a
+second request for the same function costs a dictionary lookup.
+"""
+
+import functools
+import inspect
+import types
+import warnings
+import weakref
+
+from adtrans import registry, tangents
+from adtrans.errors import DifferentiationError, Location, ZeroDerivativeWarning
+from adtrans.source import display_filename, function_location, parse_function
+
+__all__ = [
+    "DifferentiableFunction", "differentiable", "derivative", "differentiable_function",
+    "value_with_pullback", "pullback", "gradient", "value_with_gradient", "gradient_of",
+    "value_with_gradient_of", "without_derivative", "with_derivative", "generated_source",
+]
+
+
+# -- declaring differentiability
+
+class DifferentiableFunction:
+    """A function adtrans knows how to differentiate; calling it calls the original.
+
+    Made by ``@differentiable`` (from source) or ``differentiable_function``
+    (from a VJP alone).
+    """
+
+    def __init__(self, function=None, wrt=None, vjp=None, checkpoint=False):
+        self.function = function
+        self.wrt = wrt
+        self.vjp = vjp
+        self.checkpoint = checkpoint
+        target = function if function is not None else vjp
+        functools.update_wrapper(self, target)
+
+    def __call__(self, *args, **kwargs):
+        if self.function is not None:
+            return self.function(*args, **kwargs)
+        return self.vjp(*args, **kwargs)[0]
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        return types.MethodType(self, instance)
+
+    def __repr__(self):
+        return f"<differentiable {getattr(self, '__qualname__', self.function)!r}>"
+
+
+def differentiable(function=None, *, wrt=None, checkpoint=False):
+    """Declare a function differentiable, and check it now.
+
+    ::
+
+        @adtrans.differentiable
+        def f(x, y):
+            return x * math.sin(y)
+
+        @adtrans.differentiable(wrt=("x",))
+        def g(x, n):
+            return x ** n
+
+    Calling the result calls the original. Its source is transformed now for
+    everything that can be resolved now (so a mistake is reported at the
+    definition, like a compiler would); names defined later in the module
+    are resolved when it is first differentiated.
+    """
+    if function is None:
+        return lambda f: differentiable(f, wrt=wrt, checkpoint=checkpoint)
+    if isinstance(function, property):
+        return property(differentiable(function.fget, wrt=wrt, checkpoint=checkpoint),
+                        function.fset, function.fdel, function.__doc__)
+    result = DifferentiableFunction(function, _as_tuple(wrt) if wrt is not None else None,
+                                    checkpoint=checkpoint)
+    names = _default_wrt_names(function) if wrt is None else _wrt_names(function, wrt)
+    if names:
+        _derive(function, names, strict=False)
+    return result
+
+
+def derivative(of, wrt=None):
+    """Register a derivative (a VJP) for any callable: Python, NumPy, or C.
+
+    ::
+
+        @adtrans.derivative(of=math.exp)
+        def exp_vjp(x):
+            y = math.exp(x)
+            return y, lambda v: v * y
+
+    The VJP takes the same parameters as `of` and returns ``(value,
+    pullback)``; the pullback maps the result's cotangent to one tangent
+    (one parameter in `wrt`) or a tuple. It replaces any built-in rule and
+    the automatic derivative of `of`.
+    """
+
+    def register(vjp):
+        target = of.function if isinstance(of, DifferentiableFunction) and of.function is not None else of
+        registry.register_vjp(target, vjp, _as_tuple(wrt) if wrt is not None else None)
+        if target is not of:
+            registry.register_vjp(of, vjp, _as_tuple(wrt) if wrt is not None else None)
+        _cache.clear()
+        _instances.clear()
+        return vjp
+
+    return register
+
+
+def differentiable_function(vjp):
+    """A differentiable function made from a VJP alone (Swift's ``differentiableFunction(from:)``).
+
+    ::
+
+        square = adtrans.differentiable_function(lambda x: (x * x, lambda v: 2 * x * v))
+    """
+    return DifferentiableFunction(vjp=vjp)
+
+
+def without_derivative(x):
+    """`x`, with no derivative flowing through it (a stop-gradient)."""
+    return x
+
+
+def with_derivative(x, hook):
+    """`x`; in the pullback, ``hook(cotangent)`` runs, and a non-None return replaces the cotangent."""
+    del hook
+    return x
+
+
+registry.constant_function(without_derivative, reason="'without_derivative' stops derivatives")
+_support_rule = registry.rules_for({"call_hook": tangents.call_hook})
+_support_rule(with_derivative, "x, hook", x="call_hook(hook, d_y)")
+
+
+# -- the cache of transformed code
+
+_cache = {}          # (code, wrt, mode) -> (generated, code object)
+_instances = weakref.WeakKeyDictionary()   # function -> {(wrt, mode): generated function}
+_in_progress = set()
+
+
+def _derive(fn, wrt, mode="reverse", strict=True):
+    """The value-with-pullback function of Python function `fn` for parameters `wrt`."""
+    per_function = _instances.get(fn)
+    key = (wrt, mode)
+    if per_function is not None and key in per_function:
+        return per_function[key]
+    generated, code = _generated(fn, wrt, mode, strict)
+    if generated is None:
+        return None
+    from adtrans.codegen import instantiate
+
+    function = instantiate(code, generated, fn)
+    _instances.setdefault(fn, {})[key] = function
+    return function
+
+
+def _generated(fn, wrt, mode="reverse", strict=True):
+    if mode != "reverse":
+        raise DifferentiationError(f"mode {mode!r} is not supported yet (only 'reverse')",
+                                   function_location(fn),
+                                   ["forward mode is planned; use mode='reverse'"])
+    key = (fn.__code__, wrt, mode)
+    cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    from adtrans import rules  # noqa: F401  (registers the built-in rules)
+    from adtrans.codegen import compile_generated
+    from adtrans.resolve import Unresolved
+    from adtrans.reverse import ReverseTransform
+
+    source = parse_function(fn)
+    _in_progress.add(key)
+    try:
+        generated = ReverseTransform(source, wrt, _derive_callee, strict=strict).run()
+    except Unresolved:
+        return None, None   # decoration time: a name defined later; try again when differentiated
+    finally:
+        _in_progress.discard(key)
+    filename = f"<adtrans {source.filename}:{source.node.lineno} {generated.name} wrt={','.join(wrt)}>"
+    code = compile_generated(generated, filename)
+    for param in generated.warnings:
+        warnings.warn_explicit(
+            f"the result of '{_qualname(fn)}' does not depend on '{param}': its derivative is zero "
+            f"(wrap the use in 'without_derivative' to say that is intended)",
+            ZeroDerivativeWarning, source.filename, source.node.lineno)
+    _cache[key] = (generated, code)
+    return generated, code
+
+
+def _derive_callee(callee, wrt):
+    """A transformed callee for generated code; recursion goes through a late-bound call."""
+    fn = getattr(callee, "function", callee)
+    if (fn.__code__, wrt, "reverse") in _in_progress:
+        return lambda *args, **kwargs: _derive(fn, wrt)(*args, **kwargs)
+    return _derive(fn, wrt)
+
+
+def generated_source(f, wrt=None, mode="reverse"):
+    """The code adtrans generates for `f`, as a string.
+
+    ::
+
+        print(adtrans.generated_source(f, wrt=("x",)))
+    """
+    fn = _python_function(f)
+    if wrt is None and isinstance(f, DifferentiableFunction) and f.wrt is not None:
+        wrt = f.wrt
+    names = _default_wrt_names(fn) if wrt is None else _wrt_names(fn, wrt)
+    generated, _ = _generated(fn, names, mode)
+    return generated.text
+
+
+# -- differentiation
+
+def value_with_pullback(f, *args, wrt=None, **kwargs):
+    """``(f(*args), pullback)``; ``pullback(cotangent)`` gives the tangent(s) of the `wrt` arguments.
+
+    ::
+
+        y, back = adtrans.value_with_pullback(lambda x: (x + x) * (x + x), 3.0)
+        back(1.0)   # 24.0
+    """
+    value, pull, single = _value_with_pullback(f, args, kwargs, wrt)
+    if single:
+        return value, lambda d: pull(d)[0]
+    return value, pull
+
+
+def pullback(f, *args, wrt=None, **kwargs):
+    """The pullback of `f` at `args` (see `value_with_pullback`)."""
+    return value_with_pullback(f, *args, wrt=wrt, **kwargs)[1]
+
+
+def value_with_gradient(f, *args, wrt=None, **kwargs):
+    """``(f(*args), gradient)`` for a scalar-valued `f`."""
+    value, pull, single = _value_with_pullback(f, args, kwargs, wrt)
+    seed = _scalar_seed(f, value)
+    grads = pull(seed)
+    return value, grads[0] if single else grads
+
+
+def gradient(f, *args, wrt=None, **kwargs):
+    """The gradient of scalar-valued `f` at `args`: one array/float, or a tuple for several `wrt`.
+
+    ::
+
+        adtrans.gradient(lambda x, y: x * y, 2.0, 3.0)   # (3.0, 2.0)
+    """
+    return value_with_gradient(f, *args, wrt=wrt, **kwargs)[1]
+
+
+def gradient_of(f, wrt=None):
+    """A function of `f`'s arguments that returns `f`'s gradient."""
+
+    @functools.wraps(_python_function(f) or f)
+    def gradient_function(*args, **kwargs):
+        return gradient(f, *args, wrt=wrt, **kwargs)
+
+    return gradient_function
+
+
+def value_with_gradient_of(f, wrt=None):
+    """A function of `f`'s arguments that returns ``(value, gradient)``."""
+
+    @functools.wraps(_python_function(f) or f)
+    def value_and_gradient_function(*args, **kwargs):
+        return value_with_gradient(f, *args, wrt=wrt, **kwargs)
+
+    return value_and_gradient_function
+
+
+def _scalar_seed(f, value):
+    if isinstance(value, float):
+        return 1.0
+    shape = getattr(value, "shape", None)
+    if shape == () and hasattr(value, "dtype"):
+        return value.dtype.type(1) if value.dtype.kind in "fc" else 1.0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 1.0
+    what = f"an array of shape {shape}" if shape is not None else f"a value of type {type(value).__name__}"
+    raise DifferentiationError(
+        f"gradient needs a scalar result, but '{_qualname(f)}' returned {what}",
+        function_location(_python_function(f) or f),
+        ["use value_with_pullback and pass a cotangent of the result's shape, or reduce the result "
+         "to a scalar (for example with np.sum)"])
+
+
+def _value_with_pullback(f, args, kwargs, wrt):
+    """(value, pullback returning a tuple of tangents, whether one tangent was asked for)."""
+    if isinstance(f, types.MethodType):
+        args = (f.__self__,) + tuple(args)
+        f = f.__func__
+        wrt = _shift_positions(wrt)
+    if isinstance(f, DifferentiableFunction) and f.vjp is not None:
+        return _from_vjp(f.vjp, _signature(f.vjp), None, f, args, kwargs, wrt)
+    entry = registry.lookup_user_vjp(f)
+    if entry is None and isinstance(f, DifferentiableFunction):
+        entry = registry.lookup_user_vjp(f.function)
+    if entry is not None:
+        return _from_vjp(entry.vjp, entry.signature, entry.wrt, f, args, kwargs, wrt)
+    fn = _python_function(f)
+    if fn is None:
+        rule = registry.lookup_rule(f)
+        if rule is not None:
+            return _from_rule(rule, args, kwargs, wrt)
+        raise DifferentiationError(
+            f"cannot differentiate {f!r}: it is not a Python function and has no registered derivative",
+            None, [f"register one with @adtrans.derivative(of=...)"])
+    if wrt is None and isinstance(f, DifferentiableFunction):
+        wrt = f.wrt
+    chosen, single, args, kwargs = _resolve_wrt(fn, args, kwargs, wrt)
+    parameters = _parameter_names(fn)
+    names = tuple(n for n in parameters if n in chosen)    # the generated pullback's order
+    derived = _derive(fn, names)
+    value, back = derived(*args, **kwargs)
+    arguments = _bound_values(fn, args, kwargs, names)
+
+    if len(names) == 1:
+        (argument,) = arguments
+
+        def pull(d):
+            return (_like(back(d), argument),)
+    elif names == chosen:
+        def pull(d):
+            return tuple(_like(t, a) for t, a in zip(back(d), arguments))
+    else:
+        order = [names.index(n) for n in chosen]
+
+        def pull(d):
+            out = tuple(_like(t, a) for t, a in zip(back(d), arguments))
+            return tuple(out[i] for i in order)
+
+    return value, pull, single
+
+
+def _like(tangent, value):
+    if type(tangent) is float and type(value) is float:
+        return tangent
+    return tangents.like(tangent, value)
+
+
+def _from_vjp(vjp, signature, registered_wrt, f, args, kwargs, wrt):
+    value, back = vjp(*args, **kwargs)
+    names = list(signature.parameters) if signature is not None else [str(i) for i in range(len(args))]
+    returned = list(registered_wrt) if registered_wrt is not None else names
+    if signature is not None:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = bound.arguments
+    else:
+        values = dict(zip(names, args))
+    if wrt is None:
+        wanted = [n for n in returned if tangents.is_differentiable(values.get(n))]
+        single = len(wanted) == 1
+    else:
+        wanted = _names_from(wrt, names, f)
+        single = not isinstance(wrt, (tuple, list))
+        missing = [n for n in wanted if n not in returned]
+        if missing:
+            raise DifferentiationError(
+                f"the registered derivative of '{_qualname(f)}' gives no tangent for '{missing[0]}'",
+                function_location(vjp), ["register it with wrt= naming that parameter"])
+
+    def pull(d):
+        out = back(d)
+        if len(returned) == 1:
+            out = (out,)
+        elif not isinstance(out, (tuple, list)) or len(out) != len(returned):
+            raise DifferentiationError(
+                f"the pullback of '{_qualname(vjp)}' must return {len(returned)} tangents "
+                f"(one for each of {', '.join(returned)}), but returned {out!r}",
+                function_location(vjp))
+        by_name = dict(zip(returned, out))
+        return tuple(_like(by_name[n], values.get(n)) for n in wanted)
+
+    return value, pull, single
+
+
+def _from_rule(rule, args, kwargs, wrt):
+    value, back = registry.vjp_from_rule(rule, args, kwargs)
+    bound = rule.signature.bind(*args, **kwargs)
+    names = list(bound.arguments)
+    if wrt is None:
+        wanted = [n for n in names if n in rule.differentiable_params
+                  and tangents.is_differentiable(bound.arguments[n])]
+        single = len(wanted) == 1
+    else:
+        wanted = _names_from(wrt, [p.name for p in rule.params], rule.fn)
+        single = not isinstance(wrt, (tuple, list))
+
+    def pull(d):
+        out = back(d, wanted)
+        return tuple(_like(out[n], bound.arguments[n]) for n in wanted)
+
+    return value, pull, single
+
+
+def call_with_pullback(f, positions, *args, **kwargs):
+    """Run-time dispatch for generated code: `f` is only known now.
+
+    Returns ``(value, pullback)``; the pullback gives the tangents of the
+    arguments at `positions` (indices into the positional then keyword
+    arguments, as written at the call site): one tangent, or a tuple.
+    """
+    count = len(args)
+    keys = list(kwargs)
+    if isinstance(f, types.MethodType):
+        target, call_args = f.__func__, (f.__self__,) + args
+        offset = 1
+    else:
+        target, call_args, offset = f, args, 0
+    signature = _signature(getattr(target, "function", None) or target)
+    if signature is None:
+        wrt = tuple(p + offset for p in positions if p < count)
+    else:
+        params = list(signature.parameters)
+        wrt = tuple(params[p + offset] if p < count else keys[p - count] for p in positions)
+    value, pull, _ = _value_with_pullback(target, call_args, kwargs, wrt)
+    if len(positions) == 1:
+        return value, lambda d: pull(d)[0]
+    return value, pull
+
+
+# -- wrt: which arguments
+
+def _python_function(f):
+    if isinstance(f, DifferentiableFunction):
+        return f.function
+    if isinstance(f, types.FunctionType):
+        return f
+    return None
+
+
+def _qualname(f):
+    return getattr(f, "__qualname__", None) or getattr(f, "__name__", None) or repr(f)
+
+
+def _signature(f):
+    try:
+        return inspect.signature(f)
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_tuple(wrt):
+    return (wrt,) if isinstance(wrt, (str, int)) else tuple(wrt)
+
+
+def _shift_positions(wrt):
+    if wrt is None or isinstance(wrt, str):
+        return wrt
+    if isinstance(wrt, int):
+        return wrt + 1
+    return type(wrt)(w + 1 if isinstance(w, int) else w for w in wrt)
+
+
+def _parameter_names(fn):
+    code = fn.__code__
+    count = code.co_argcount + code.co_kwonlyargcount
+    return list(code.co_varnames[:count])
+
+
+def _names_from(wrt, names, f):
+    out = []
+    for w in _as_tuple(wrt):
+        if isinstance(w, int) and not isinstance(w, bool):
+            if not -len(names) <= w < len(names):
+                raise DifferentiationError(
+                    f"wrt position {w} is out of range: '{_qualname(f)}' has {len(names)} parameters",
+                    function_location(f), [f"its parameters are: {', '.join(names)}"])
+            out.append(names[w])
+        elif isinstance(w, str):
+            if w not in names:
+                raise DifferentiationError(
+                    f"'{w}' is not a parameter of '{_qualname(f)}'", function_location(f),
+                    [f"its parameters are: {', '.join(names) or '(none)'}"])
+            out.append(w)
+        else:
+            raise DifferentiationError(f"wrt must name parameters or give positions, not {w!r}",
+                                       function_location(f))
+    return out
+
+
+def _wrt_names(fn, wrt):
+    return tuple(_names_from(wrt, _parameter_names(fn), fn))
+
+
+def _default_wrt_names(fn):
+    """Without argument values: every parameter not declared (or defaulted) as a non-float."""
+    signature = inspect.signature(fn)
+    names = []
+    for name, param in signature.parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if param.annotation in (int, bool, str, "int", "bool", "str"):
+            continue
+        if param.default is not param.empty and (
+                param.default is None or isinstance(param.default, (int, bool, str))):
+            continue
+        names.append(name)
+    return tuple(names)
+
+
+def _resolve_wrt(fn, args, kwargs, wrt):
+    """(wrt names in parameter order, whether one tangent is returned, args, kwargs)."""
+    names = _parameter_names(fn)
+    values = _bound_values_all(fn, args, kwargs)
+    if wrt is None:
+        chosen = [n for n in names if n in values and tangents.is_differentiable(values[n])]
+        if not chosen:
+            raise DifferentiationError(
+                f"'{_qualname(fn)}' has no differentiable arguments (floats or float arrays)",
+                function_location(fn), ["pass floats, or name the parameters with wrt="])
+        single = len(chosen) == 1
+    else:
+        chosen = _names_from(wrt, names, fn)
+        single = not isinstance(wrt, (tuple, list))
+        args, kwargs = list(args), dict(kwargs)
+        for name in chosen:
+            value = values.get(name)
+            if isinstance(value, bool) or not _can_differentiate(value):
+                raise DifferentiationError(
+                    f"cannot differentiate with respect to '{name}': {_describe_value(value)} is not "
+                    "differentiable", function_location(fn),
+                    ["pass a float or a float array (for example x.astype(np.float64))"])
+            if isinstance(value, int):
+                _replace_argument(fn, args, kwargs, name, float(value))
+    return tuple(chosen), single, tuple(args), kwargs
+
+
+def _can_differentiate(value):
+    if isinstance(value, int):
+        return True    # promoted to float when named in wrt
+    return tangents.is_differentiable(value)
+
+
+def _describe_value(value):
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype}"
+    return f"a value of type {type(value).__name__}"
+
+
+def _replace_argument(fn, args, kwargs, name, value):
+    names = _parameter_names(fn)
+    index = names.index(name)
+    if index < len(args):
+        args[index] = value
+    else:
+        kwargs[name] = value
+
+
+def _bound_values_all(fn, args, kwargs):
+    signature = inspect.signature(fn)
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as e:
+        raise DifferentiationError(f"arguments do not match '{_qualname(fn)}{signature}': {e}",
+                                   function_location(fn)) from None
+    bound.apply_defaults()
+    return bound.arguments
+
+
+def _bound_values(fn, args, kwargs, names):
+    values = _bound_values_all(fn, args, kwargs)
+    return [values[n] for n in names]

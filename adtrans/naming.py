@@ -1,0 +1,112 @@
+"""Names in generated code: derived from the user's, never colliding with them.
+
+Every name the generator introduces goes through one `Namer`, which starts
+out knowing every name the user's function mentions, so a generated name can
+neither shadow a user variable nor a global the user reads.
+"""
+
+import keyword
+import re
+
+import gast
+
+_OPERATOR_WORDS = {
+    gast.Add: "plus", gast.Sub: "minus", gast.Mult: "times", gast.Div: "over",
+    gast.Pow: "pow", gast.MatMult: "matmul", gast.FloorDiv: "floordiv", gast.Mod: "mod",
+    gast.USub: "neg", gast.UAdd: "pos",
+}
+_MAX_DERIVED = 24
+
+
+class Namer:
+    def __init__(self, taken=()):
+        self.taken = set(taken)
+
+    def fresh(self, base):
+        """`base` if it is free, else `base_1`, `base_2`, ... ; the name is then taken."""
+        base = _identifier(base)
+        name = base
+        count = 0
+        while name in self.taken or keyword.iskeyword(name):
+            count += 1
+            name = f"{base}_{count}"
+        self.taken.add(name)
+        return name
+
+    def reserve(self, name):
+        self.taken.add(name)
+
+
+def _identifier(text):
+    text = re.sub(r"\W", "_", text).strip("_") or "t"
+    if text[0].isdigit():
+        text = "t" + text
+    return text
+
+
+def names_in(tree):
+    """Every identifier a tree mentions (names, parameters, attributes' roots)."""
+    found = set()
+    for node in gast.walk(tree):
+        if isinstance(node, gast.Name):
+            found.add(node.id)
+        elif isinstance(node, (gast.FunctionDef, gast.ClassDef)):
+            found.add(node.name)
+    return found
+
+
+def _short(node):
+    if isinstance(node, gast.Name):
+        return node.id
+    if isinstance(node, gast.Constant) and isinstance(node.value, (int, float)) and not isinstance(
+            node.value, bool):
+        return str(node.value).replace(".", "_").replace("-", "neg")
+    return None
+
+
+def operator_word(op):
+    return _OPERATOR_WORDS.get(type(op), "op")
+
+
+def name_for(expr, method=False):
+    """A readable base name for the value of an expression: `sin_x`, `out_minus_Y`, `W1_T`.
+
+    `method` says a call's function is an attribute of a local value
+    (`x.sum()` gives `x_sum`) rather than of a module (`np.sum(x)` gives `sum_x`).
+    """
+    if isinstance(expr, gast.Call):
+        func = expr.func
+        fname = func.attr if isinstance(func, gast.Attribute) else _short(func) or "call"
+        receiver = _short(func.value) if isinstance(func, gast.Attribute) else None
+        first = _short(expr.args[0]) if expr.args else None
+        if method and receiver:
+            return _fit(f"{receiver}_{fname}", fname)
+        return _fit(f"{fname}_{first}", fname) if first and not first[0].isdigit() else fname
+    if isinstance(expr, gast.BinOp):
+        word = operator_word(expr.op)
+        left, right = _short(expr.left), _short(expr.right)
+        if left and right:
+            return _fit(f"{left}_{word}_{right}", word)
+        return word
+    if isinstance(expr, gast.UnaryOp):
+        operand = _short(expr.operand)
+        word = operator_word(expr.op)
+        return _fit(f"{word}_{operand}", word) if operand else word
+    if isinstance(expr, gast.Attribute):
+        base = _short(expr.value)
+        return _fit(f"{base}_{expr.attr}", expr.attr) if base else expr.attr
+    if isinstance(expr, gast.Subscript):
+        base = _short(expr.value) or "item"
+        index = _short(expr.slice)
+        return _fit(f"{base}_{index}", f"{base}_item") if index else f"{base}_item"
+    if isinstance(expr, gast.Tuple):
+        return "tuple"
+    if isinstance(expr, gast.List):
+        return "items"
+    if isinstance(expr, gast.Lambda):
+        return "function"
+    return "t"
+
+
+def _fit(text, fallback):
+    return text if len(text) <= _MAX_DERIVED else fallback

@@ -1,0 +1,252 @@
+"""The derivative registry: what adtrans knows about callables it does not read.
+
+A callable met in differentiated code is looked up here before adtrans tries
+to read its source. There are four kinds of entry:
+
+- ``Rule``: a built-in derivative written as *templates*, one Python
+  expression per differentiable parameter, saying how the result's cotangent
+  ``d_y`` maps back to that parameter.  The compiler substitutes the call's
+  arguments into the template and inlines it into the generated pullback, so
+  a rule costs no dispatch at run time.  ``vjp_from_rule`` evaluates the same
+  templates eagerly, for calls only known at run time.
+- a user VJP registered with ``@adtrans.derivative(of=f)``: called, not
+  inlined, because it is the user's code.
+- a constant function (``print``, ``len``, ``np.zeros_like``): its result
+  never carries a derivative, whatever its arguments.
+- an integer-valued function (``int``, ``round``): differentiating through
+  it is an error the user must resolve with ``without_derivative``.
+"""
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import gast
+
+REQUIRED = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any = REQUIRED
+    kind: Any = inspect.Parameter.POSITIONAL_OR_KEYWORD
+
+
+@dataclass
+class Case:
+    """One set of adjoint templates, used when the named arguments are constants equal to `when`."""
+
+    when: Dict[str, Any]
+    adjoints: Dict[str, str]
+
+
+@dataclass
+class Rule:
+    """A built-in derivative: parameters, then one adjoint template per differentiable parameter.
+
+    Template names: ``y`` is the call's result, ``d_y`` its cotangent, each
+    parameter name stands for the argument bound to it; any other name is
+    looked up in ``namespace`` (the rule module's globals).
+    """
+
+    fn: Callable
+    name: str
+    params: Tuple[Param, ...]
+    cases: List[Case]
+    namespace: Dict[str, Any]
+    signature: inspect.Signature = field(repr=False, default=None)
+
+    @property
+    def differentiable_params(self):
+        names = set()
+        for case in self.cases:
+            names.update(case.adjoints)
+        return names
+
+    def case_for(self, constants):
+        """The first case whose `when` matches the arguments known as constants."""
+        for case in self.cases:
+            if all(k in constants and _same_constant(constants[k], v) for k, v in case.when.items()):
+                return case
+        raise LookupError(self.name)
+
+    def template(self, case, param):
+        """The parsed adjoint template of `param` (a gast expression), or None."""
+        source = case.adjoints.get(param)
+        if source is None:
+            return None
+        return _parse_template(source)
+
+
+def _same_constant(a, b):
+    return type(a) is type(b) and a == b
+
+
+@functools.lru_cache(maxsize=None)
+def _parse_template(source):
+    return gast.parse(source, mode="eval").body
+
+
+def _parse_signature(text):
+    """'x, axis=None, *, keepdims=False' -> (Param, ...), inspect.Signature."""
+    namespace = {}
+    exec(f"def _signature({text}): pass", {}, namespace)
+    signature = inspect.signature(namespace["_signature"])
+    params = tuple(Param(p.name, p.default, p.kind) for p in signature.parameters.values())
+    return params, signature
+
+
+@dataclass
+class UserVJP:
+    """A derivative registered with ``@derivative(of=f)``: called with f's arguments."""
+
+    of: Callable
+    vjp: Callable
+    wrt: Optional[Tuple[str, ...]]  # parameter names, None for every parameter
+    signature: Optional[inspect.Signature]
+
+
+_rules: Dict[Any, Rule] = {}
+_user_vjps: Dict[Any, UserVJP] = {}
+_constant_functions: Dict[Any, str] = {}
+_integer_valued: Dict[Any, str] = {}
+
+
+def _key(fn):
+    # Bound methods compare equal when their function and self are; plain
+    # objects are looked up by identity through their hash.
+    return fn
+
+
+def rules_for(namespace):
+    """Make the ``rule(...)`` declaration of a rule module whose templates use `namespace`.
+
+    Usage, in a rule module::
+
+        rule = rules_for(globals())
+        rule(np.exp, "x", x="d_y * y")
+        rule(np.maximum, "x1, x2", x1="unbroadcast(d_y * (x1 >= x2), x1)",
+             x2="unbroadcast(d_y * (x1 < x2), x2)")
+        rule(operator.pow, "a, b", when={"b": 2}, a="d_y * (2 * a)")
+    """
+
+    def rule(fn, signature, *, when=None, name=None, **adjoints):
+        params, sig = _parse_signature(signature)
+        known = {p.name for p in params}
+        unknown = set(adjoints) - known
+        if unknown:
+            raise ValueError(f"rule for {fn!r}: no parameter named {sorted(unknown)}")
+        case = Case(dict(when or {}), dict(adjoints))
+        existing = _rules.get(_key(fn))
+        if existing is not None and existing.params == params:
+            # A special case goes before the general one it refines.
+            if case.when:
+                existing.cases.insert(len([c for c in existing.cases if c.when]), case)
+            else:
+                existing.cases.append(case)
+            return existing
+        display = name or _display_name(fn)
+        new = Rule(fn, display, params, [case], namespace, sig)
+        _rules[_key(fn)] = new
+        return new
+
+    return rule
+
+
+def _display_name(fn):
+    module = getattr(fn, "__module__", None) or ""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    if isinstance(fn, type(abs)) and module == "builtins":
+        return name
+    if module.startswith("numpy"):
+        module = "np" + module[len("numpy"):].replace(".linalg._linalg", ".linalg").replace(
+            ".linalg.linalg", ".linalg")
+        if module.startswith("np._core") or module.startswith("np.core"):
+            module = "np"
+    return f"{module}.{name}" if module and module != "builtins" else name
+
+
+def constant_function(*fns, reason="its result is not differentiable"):
+    """Declare functions whose results carry no derivative (``print``, ``len``, ``np.shape``)."""
+    for fn in fns:
+        _constant_functions[_key(fn)] = reason
+
+
+def integer_valued(*fns):
+    """Declare functions whose results are integers: differentiating through them is an error."""
+    for fn in fns:
+        _integer_valued[_key(fn)] = _display_name(fn)
+
+
+def register_vjp(of, vjp, wrt=None):
+    try:
+        signature = inspect.signature(of)
+    except (TypeError, ValueError):
+        signature = None
+    entry = UserVJP(of, vjp, tuple(wrt) if wrt is not None else None, signature)
+    _user_vjps[_key(of)] = entry
+    return entry
+
+
+def _hashable(fn):
+    try:
+        hash(fn)
+    except TypeError:
+        return False
+    return True
+
+
+def lookup_rule(fn) -> Optional[Rule]:
+    return _rules.get(_key(fn)) if _hashable(fn) else None
+
+
+def lookup_user_vjp(fn) -> Optional[UserVJP]:
+    return _user_vjps.get(_key(fn)) if _hashable(fn) else None
+
+
+def is_constant_function(fn) -> bool:
+    return _hashable(fn) and _key(fn) in _constant_functions
+
+
+def integer_valued_name(fn) -> Optional[str]:
+    return _integer_valued.get(_key(fn)) if _hashable(fn) else None
+
+
+def all_rules():
+    """Every built-in rule, for the docs' coverage table and the tests."""
+    return list(_rules.values())
+
+
+# -- Eager evaluation of a rule: for calls whose target is only known at run time.
+
+def vjp_from_rule(rule: Rule, args, kwargs):
+    """Call ``rule.fn(*args, **kwargs)`` and return ``(value, pullback)``.
+
+    ``pullback(d_y, wanted=None)`` returns a dict from parameter name to
+    cotangent, for the differentiable parameters named in `wanted` (all when
+    None).
+    """
+    y = rule.fn(*args, **kwargs)
+    bound = rule.signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    values = dict(bound.arguments)
+    constants = {k: v for k, v in values.items() if isinstance(v, (int, float, bool, type(None), str))}
+    case = rule.case_for(constants)
+
+    def pullback(d_y, wanted=None):
+        scope = dict(rule.namespace)
+        scope.update(values)
+        scope["y"] = y
+        scope["d_y"] = d_y
+        return {name: eval(_code(source), scope)
+                for name, source in case.adjoints.items()
+                if wanted is None or name in wanted}
+
+    return y, pullback
+
+
+@functools.lru_cache(maxsize=None)
+def _code(source):
+    return compile(source, "<adtrans rule>", "eval")

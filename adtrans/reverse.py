@@ -1,0 +1,618 @@
+"""The reverse-mode transform: a function into its value-with-pullback.
+
+For ``def f(x): ...`` it writes::
+
+    def f_value_with_pullback(x):
+        ...the forward statements, one operation each...
+        def pullback(d_result):
+            ...the adjoint statements, in reverse...
+            return d_x
+        return result, pullback
+
+The pullback is a closure: it holds exactly the forward values its adjoint
+statements read.  Built-in rules are inlined from their templates; user
+derivatives, transformed callees and run-time dispatch are called.
+"""
+
+import copy
+import inspect
+import math as _math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+import gast
+
+from adtrans import registry, tangents
+from adtrans.activity import analyse
+from adtrans.codegen import unparse
+from adtrans.desugar import Assign, Desugar, Effect, Return, Unpack
+from adtrans.errors import DifferentiationError, ZeroDerivativeWarning
+from adtrans.naming import Namer, names_in
+from adtrans.resolve import Resolver, Unresolved
+from adtrans.rules.support import unbroadcast
+
+
+@dataclass
+class Generated:
+    """A generated function: its source, and the objects its free names stand for."""
+
+    name: str
+    text: str
+    cells: Dict[str, Any]            # generated free name -> object
+    user_freevars: List[str]         # the user's closure variables, read through its own cells
+    source: Any = None
+    warnings: list = field(default_factory=list)
+
+
+def _name(id_):
+    return gast.Name(id_, gast.Load(), None, None)
+
+
+def _store(id_):
+    return gast.Name(id_, gast.Store(), None, None)
+
+
+def _call(func, *args):
+    return gast.Call(func, list(args), [])
+
+
+def _add(a, b):
+    return gast.BinOp(a, gast.Add(), b)
+
+
+def _assign(target, value):
+    targets = [_store(target)] if isinstance(target, str) else [target]
+    return gast.Assign(targets=targets, value=value, type_comment=None)
+
+
+class ReverseTransform:
+    """One function, one `wrt`: builds the `Generated` value-with-pullback."""
+
+    def __init__(self, source, wrt, derived, strict=True):
+        """`derived(fn, wrt)` returns the value-with-pullback function of a callee."""
+        self.source = source
+        self.fn = source.fn
+        self.wrt = tuple(wrt)
+        self.derived = derived
+        self.strict = strict
+        self.namer = Namer(names_in(source.node))
+        self.cells: Dict[str, Any] = {}
+        self.cell_ids: Dict[int, str] = {}
+        code = self.fn.__code__
+        self.freevars = list(code.co_freevars)
+        self.user_globals = self.fn.__globals__
+
+    # -- the whole transform
+
+    def run(self) -> Generated:
+        body = Desugar(self.source, self.namer).run()
+        self.body = body
+        self.statements = body.statements
+        ssa = set(body.params)
+        for stmt in self.statements:
+            if isinstance(stmt, Assign):
+                ssa.add(stmt.target)
+            elif isinstance(stmt, Unpack):
+                ssa.update(t for t in stmt.targets if t)
+        self.resolver = Resolver(self.source, ssa, self.strict)
+        self.operations = [self.resolver.statement(s) for s in self.statements]
+        self.activity = analyse(self.statements, self.operations, self.wrt, body.result)
+        self.warnings = self.zero_derivative_warnings()
+        self.known_floats = set()
+        self.numeric = self.numeric_names()
+
+        name = self.namer.fresh(f"{self._base_name()}_value_with_pullback")
+        self.adjoints: Dict[str, str] = {}
+        lines = [f"def {name}({self._parameters()}):"]
+        forward = self.forward_lines()
+        lines.extend("    " + line for line in forward)
+        pullback_name = self.namer.fresh("pullback")
+        result = body.result
+        d_result = self.adjoint(result) if result is not None else self.namer.fresh("d_result")
+        self.defined = {result} if result is not None else set()
+        pullback = self.pullback_lines()
+        lines.append("")
+        lines.append(f"    def {pullback_name}({d_result}):")
+        lines.extend("        " + line for line in pullback)
+        result_text = unparse(self.statements[-1].value)
+        lines.append(f"    return {result_text}, {pullback_name}")
+        text = "\n".join(lines) + "\n"
+        return Generated(name, text, self.cells, self.freevars, self.source, self.warnings)
+
+    def _base_name(self):
+        return "lambda" if self.source.is_lambda else self.source.node.name
+
+    def _parameters(self):
+        args = self.source.node.args
+        parts = [a.id for a in args.posonlyargs]
+        if parts:
+            parts.append("/")
+        parts.extend(a.id for a in args.args)
+        if args.kwonlyargs:
+            parts.append("*")
+            parts.extend(a.id for a in args.kwonlyargs)
+        return ", ".join(parts)
+
+    # -- analysis helpers
+
+    def active(self, name):
+        return self.activity.active(name)
+
+    def zero_derivative_warnings(self):
+        from adtrans.api import without_derivative
+
+        found = []
+        explicit = None
+        for param in self.wrt:
+            if self.active(param):
+                continue
+            if explicit is None:
+                explicit = analyse(self.statements, self.operations, self.wrt, self.body.result,
+                                   passthrough=(without_derivative,))
+            if explicit.active(param):
+                continue
+            found.append(param)
+        return found
+
+    def numeric_names(self):
+        """Locals known to hold numbers or arrays, whose adjoints can be summed with ``+``."""
+        numeric = set()
+        for stmt, op in zip(self.statements, self.operations):
+            if op.kind == "rule":
+                if isinstance(stmt, Assign):
+                    numeric.add(stmt.target)
+                for param, node in op.binding.items():
+                    if isinstance(node, gast.Name) and param in op.rule.differentiable_params:
+                        numeric.add(node.id)
+        return numeric
+
+    # -- cells: the objects generated code refers to
+
+    def helper(self, preferred, obj):
+        """The name generated code uses for `obj`; binds a closure cell unless the user's global works."""
+        if id(obj) in self.cell_ids:
+            return self.cell_ids[id(obj)]
+        if (preferred in self.namer.taken and preferred not in self.resolver.locals
+                and preferred not in self.freevars and self.user_globals.get(preferred) is obj):
+            self.cell_ids[id(obj)] = preferred
+            return preferred
+        name = self.namer.fresh(preferred)
+        self.cells[name] = obj
+        self.cell_ids[id(obj)] = name
+        return name
+
+    def adjoint(self, name):
+        if name not in self.adjoints:
+            self.adjoints[name] = self.namer.fresh(f"d_{name}")
+        return self.adjoints[name]
+
+    # -- forward
+
+    def forward_lines(self):
+        lines = []
+        origin = None
+        for stmt, op in zip(self.statements, self.operations):
+            if isinstance(stmt, Return):
+                continue
+            if stmt.origin is not origin:
+                origin = stmt.origin
+                lines.append(self.comment(origin))
+            lines.append(self.forward_statement(stmt, op))
+        return lines
+
+    def comment(self, origin):
+        lineno = getattr(origin, "lineno", self.source.node.lineno)
+        return f"# {self.source.filename}:{lineno}: {self.source.line_text(lineno)}"
+
+    def forward_statement(self, stmt, op):
+        if isinstance(stmt, Effect):
+            return unparse(stmt.stmt)
+        if isinstance(stmt, Unpack):
+            return f"{', '.join(stmt.targets)} = {stmt.source}"
+        self.track_float(stmt, op)
+        if op.kind in ("vjp", "transform", "dynamic") and self.active(stmt.target):
+            call = self.call_with_pullback(stmt, op)
+            return f"{stmt.target}, {self.pullback_of(stmt.target)} = {unparse(call)}"
+        return f"{stmt.target} = {unparse(stmt.value)}"
+
+    def pullback_of(self, name):
+        key = ("pullback", name)
+        if key not in self.adjoints:
+            self.adjoints[key] = self.namer.fresh(f"{name}_pullback")
+        return self.adjoints[key]
+
+    def track_float(self, stmt, op):
+        if op.kind == "rule":
+            module = getattr(op.callee, "__module__", None)
+            if module == "math" or op.callee is float:
+                self.known_floats.add(stmt.target)
+            elif module in ("_operator", "operator") and all(
+                    self.is_scalar(n) for n in op.binding.values()):
+                self.known_floats.add(stmt.target)
+        elif op.kind == "copy" and isinstance(stmt.value, gast.Name) and stmt.value.id in self.known_floats:
+            self.known_floats.add(stmt.target)
+
+    def is_scalar(self, node):
+        if isinstance(node, gast.Constant):
+            return isinstance(node.value, (int, float)) and not isinstance(node.value, bool)
+        if isinstance(node, gast.UnaryOp) and isinstance(node.operand, gast.Constant):
+            return self.is_scalar(node.operand)
+        return isinstance(node, gast.Name) and node.id in self.known_floats
+
+    def call_with_pullback(self, stmt, op):
+        """The forward call of a callee that returns (value, pullback)."""
+        call = stmt.value
+        if op.kind == "dynamic":
+            positions = self.active_positions(call)
+            dispatch = self.helper("call_with_pullback", _dispatch())
+            wrt = gast.Tuple([gast.Constant(i, None) for i in positions], gast.Load())
+            return gast.Call(_name(dispatch), [call.func, wrt] + list(call.args), list(call.keywords))
+        if op.kind == "vjp":
+            vjp = _user_vjp_of(op.callee)
+            name = getattr(vjp, "__name__", "vjp")
+            if name == "<lambda>":
+                name = f"{_short_name(op.callee)}_vjp"
+            func = _name(self.helper(name, vjp))
+            return gast.Call(func, list(call.args), list(call.keywords))
+        # transform
+        target = _python_function(op.callee)
+        wrt = self.active_parameters(target, call)
+        derived = self.derived(op.callee, wrt)
+        func = _name(self.helper(f"{_short_name(op.callee)}_value_with_pullback", derived))
+        return gast.Call(func, list(call.args), list(call.keywords))
+
+    def active_positions(self, call):
+        nodes = list(call.args) + [k.value for k in call.keywords]
+        return [i for i, node in enumerate(nodes) if self.node_active(node)]
+
+    def node_active(self, node):
+        return any(isinstance(n, gast.Name) and self.active(n.id) for n in gast.walk(node))
+
+    def active_parameters(self, target, call):
+        """The callee's parameters bound to active arguments, in the callee's order."""
+        bound = self.bind(target, call)
+        return tuple(p for p in inspect.signature(target).parameters
+                     if p in bound and self.node_active(bound[p]))
+
+    def bind(self, target, call):
+        try:
+            return inspect.signature(target).bind(
+                *call.args, **{k.arg: k.value for k in call.keywords}).arguments
+        except TypeError as e:
+            raise self.source.error(call, f"this call does not match {_short_name(target)}"
+                                          f"{inspect.signature(target)}", str(e)) from None
+
+    # -- pullback
+
+    def pullback_lines(self):
+        lines = []
+        groups = []
+        for stmt, op in zip(self.statements, self.operations):
+            if groups and groups[-1][0] is stmt.origin:
+                groups[-1][1].append((stmt, op))
+            else:
+                groups.append((stmt.origin, [(stmt, op)]))
+        for origin, members in reversed(groups):
+            emitted = []
+            for stmt, op in reversed(members):
+                emitted.extend(self.adjoint_statements(stmt, op))
+            if emitted:
+                lines.append(self.comment(origin))
+                lines.extend(unparse(s) for s in emitted)
+        returns = []
+        for param in self.wrt:
+            if param in self.defined:
+                returns.append(_name(self.adjoint(param)))
+            else:
+                zeros = self.helper("zeros_like", tangents.zeros_like)
+                returns.append(_call(_name(zeros), _name(param)))
+        value = returns[0] if len(returns) == 1 else gast.Tuple(returns, gast.Load())
+        lines.append(unparse(gast.Return(value=value)))
+        return lines
+
+    def adjoint_statements(self, stmt, op):
+        """The statements that pull the cotangent of `stmt`'s result back to its operands."""
+        if isinstance(stmt, (Return, Effect)):
+            return []
+        if isinstance(stmt, Unpack):
+            if not any(self.active(t) for t in stmt.targets) or not self.active(stmt.source):
+                return []
+            parts = []
+            zeros = None
+            for t in stmt.targets:
+                if t in self.defined:
+                    parts.append(_name(self.adjoint(t)))
+                else:
+                    zeros = zeros or self.helper("zeros_like", tangents.zeros_like)
+                    parts.append(_call(_name(zeros), _name(t)))
+            return self.accumulate([(stmt.source, gast.Tuple(parts, gast.Load()))])
+        target = stmt.target
+        if not self.active(target):
+            return []
+        self.check_differentiable(stmt, op)
+        d = _name(self.adjoint(target))
+        kind = op.kind
+        if kind == "copy":
+            return self.accumulate([(stmt.value.id, d)])
+        if kind == "rule":
+            return self.rule_adjoints(stmt, op, d)
+        if kind == "literal":
+            return self.literal_adjoints(stmt, d)
+        if kind == "subscript":
+            base = stmt.value.value
+            helper = _name(self.helper("subscript_cotangent", tangents.subscript_cotangent))
+            index = self.index_expression(stmt.value.slice)
+            return self.accumulate([(base.id, _call(helper, d, base, index))])
+        if kind in ("vjp", "transform", "dynamic"):
+            return self.call_adjoints(stmt, op, d)
+        raise AssertionError(f"unexpected active operation {kind}")
+
+    def check_differentiable(self, stmt, op):
+        if op.kind == "integer":
+            raise self.source.error(
+                stmt.node, "expression is not differentiable",
+                f"cannot differentiate through a non-differentiable result of '{op.description}'; "
+                "do you want to use 'without_derivative'?")
+        if op.kind == "opaque":
+            raise self.source.error(
+                stmt.node, f"{op.description} is not differentiable",
+                "compute the value with differentiable operations, or wrap it in "
+                "'without_derivative' if no derivative should flow through it")
+        if op.kind == "unresolved":
+            if not self.strict:
+                raise op.callee
+            raise self.source.error(stmt.node, f"name {op.description} is not defined")
+        if op.kind == "unknown":
+            name = op.description
+            raise self.source.error(
+                stmt.node, f"function '{name}' is not differentiable",
+                "adtrans has no derivative for it and cannot read its source; register one with\n"
+                f"    @adtrans.derivative(of={name})\n"
+                f"    def {_short_name(op.callee)}_vjp(...):\n"
+                "        return value, lambda cotangent: ...\n"
+                "or wrap the call in 'without_derivative' if no derivative should flow through it")
+
+    def accumulate(self, contributions):
+        """Add each (local, expression) contribution to that local's adjoint."""
+        statements = []
+        order = []
+        by_name = {}
+        for name, expr in contributions:
+            if not self.active(name):
+                continue
+            if name not in by_name:
+                order.append(name)
+                by_name[name] = []
+            by_name[name].append(expr)
+        for name in order:
+            exprs = by_name[name]
+            target = self.adjoint(name)
+            numeric = name in self.numeric
+            total = exprs[0]
+            for e in exprs[1:]:
+                total = _add(total, e) if numeric else self.generic_add(total, e)
+            if name in self.defined:
+                total = _add(_name(target), total) if numeric else self.generic_add(_name(target), total)
+            self.defined.add(name)
+            statements.append(_assign(target, total))
+        return statements
+
+    def generic_add(self, a, b):
+        return _call(_name(self.helper("add_tangents", tangents.add)), a, b)
+
+    def literal_adjoints(self, stmt, d):
+        value = stmt.value
+        contributions = []
+        if isinstance(value, gast.Dict):
+            for key, element in zip(value.keys, value.values):
+                if isinstance(element, gast.Name):
+                    contributions.append(
+                        (element.id, gast.Subscript(d, copy.deepcopy(key), gast.Load())))
+        else:
+            for i, element in enumerate(value.elts):
+                if isinstance(element, gast.Name):
+                    contributions.append((element.id, gast.Subscript(d, gast.Constant(i, None), gast.Load())))
+        return self.accumulate(contributions)
+
+    def rule_adjoints(self, stmt, op, d):
+        rule = op.rule
+        constants = {}
+        for param, node in op.binding.items():
+            if isinstance(node, gast.Constant):
+                constants[param] = node.value
+            elif not isinstance(node, gast.AST):
+                constants[param] = node
+        case = rule.case_for(constants)
+        broadcasting = _broadcast_params(rule, case)
+        statements = []
+        contributions = []
+        for param, node in op.binding.items():
+            if not isinstance(node, gast.AST) or not self.node_active(node):
+                continue
+            template = rule.template(case, param)
+            if template is None:
+                raise self.source.error(
+                    stmt.node, f"{rule.name} is not differentiable with respect to its argument '{param}'",
+                    "pass a constant there, or wrap the argument in 'without_derivative'")
+            expr = self.instantiate(template, rule, op, stmt.target, d, param, broadcasting)
+            if isinstance(node, gast.Name):
+                contributions.append((node.id, expr))
+            else:
+                # A literal list or tuple of arguments: the template gives one cotangent each.
+                parts = self.namer.fresh(f"d_{param}")
+                statements.append(_assign(parts, expr))
+                for i, element in enumerate(node.elts):
+                    if isinstance(element, gast.Name):
+                        contributions.append(
+                            (element.id, gast.Subscript(_name(parts), gast.Constant(i, None), gast.Load())))
+        return statements + self.accumulate(contributions)
+
+    def instantiate(self, template, rule, op, target, d, param, broadcasting):
+        """The template with arguments, result, cotangent and helpers substituted."""
+        binding = op.binding
+        expr = copy.deepcopy(template)
+        transformer = _Substitute(self, rule, binding, target, d)
+        expr = transformer.visit(expr)
+        return _Unbroadcast(self, binding, broadcasting).visit(expr)
+
+    def call_adjoints(self, stmt, op, d):
+        call = stmt.value
+        pullback = _call(_name(self.pullback_of(stmt.target)), d)
+        if op.kind == "dynamic":
+            nodes = list(call.args) + [k.value for k in call.keywords]
+            targets = [nodes[i] for i in self.active_positions(call)]
+        elif op.kind == "vjp":
+            targets = self.vjp_targets(op.callee, call)
+        else:
+            target_fn = _python_function(op.callee)
+            bound = self.bind(target_fn, call)
+            targets = [bound[p] for p in self.active_parameters(target_fn, call)]
+        return self.unpack_cotangents(targets, pullback, stmt.target)
+
+    def vjp_targets(self, callee, call):
+        """The argument nodes a user derivative's pullback returns cotangents for, in order."""
+        entry = registry.lookup_user_vjp(callee)
+        wrt = entry.wrt if entry is not None else None
+        signature = entry.signature if entry is not None else _signature_or_none(callee.vjp)
+        if signature is None:
+            return list(call.args)
+        bound = signature.bind(*call.args, **{k.arg: k.value for k in call.keywords})
+        bound.apply_defaults()
+        names = wrt if wrt is not None else tuple(signature.parameters)
+        return [bound.arguments.get(n) for n in names]
+
+    def unpack_cotangents(self, targets, pullback, base):
+        """Assign a pullback's cotangent(s) for `targets` and add them to the adjoints."""
+        if len(targets) == 1:
+            node = targets[0]
+            if isinstance(node, gast.Name):
+                return self.accumulate([(node.id, pullback)])
+            return self.accumulate_structured(node, pullback, base)
+        parts = self.namer.fresh(f"d_{base}_arguments")
+        statements = [_assign(parts, pullback)]
+        for i, node in enumerate(targets):
+            part = gast.Subscript(_name(parts), gast.Constant(i, None), gast.Load())
+            if isinstance(node, gast.Name):
+                statements += self.accumulate([(node.id, part)])
+            elif node is not None:
+                statements += self.accumulate_structured(node, part, base)
+        return statements
+
+    def index_expression(self, index):
+        """An index as a value: ``x[1:2, None]`` reads ``(slice(1, 2, None), None)``."""
+        if isinstance(index, gast.Slice):
+            parts = [p if p is not None else gast.Constant(None, None)
+                     for p in (index.lower, index.upper, index.step)]
+            return gast.Call(_name(self.helper("slice", slice)), parts, [])
+        if isinstance(index, gast.Tuple):
+            return gast.Tuple([self.index_expression(e) for e in index.elts], gast.Load())
+        return index
+
+    def accumulate_structured(self, node, expr, base):
+        if isinstance(node, (gast.Tuple, gast.List)):
+            parts = self.namer.fresh(f"d_{base}_parts")
+            statements = [_assign(parts, expr)]
+            contributions = [(e.id, gast.Subscript(_name(parts), gast.Constant(i, None), gast.Load()))
+                             for i, e in enumerate(node.elts) if isinstance(e, gast.Name)]
+            return statements + self.accumulate(contributions)
+        return []
+
+
+class _Substitute(gast.NodeTransformer):
+    """Replaces a template's names: parameters by arguments, y and d_y, helpers by cells."""
+
+    def __init__(self, transform, rule, binding, target, d):
+        self.transform = transform
+        self.rule = rule
+        self.binding = binding
+        self.target = target
+        self.d = d
+
+    def visit_Name(self, node):
+        if node.id == "d_y":
+            return copy.deepcopy(self.d)
+        if node.id == "y":
+            return _name(self.target)
+        if node.id in self.binding:
+            value = self.binding[node.id]
+            if isinstance(value, gast.AST):
+                return copy.deepcopy(value)
+            return gast.Constant(value, None)
+        if node.id in self.rule.namespace:
+            return _name(self.transform.helper(node.id, self.rule.namespace[node.id]))
+        raise AssertionError(f"rule {self.rule.name}: unknown name {node.id!r} in a template")
+
+
+class _Unbroadcast(gast.NodeTransformer):
+    """Drops ``unbroadcast(g, x)`` where nothing can broadcast against x.
+
+    That is when every other broadcasting operand is a Python scalar (a
+    number, or a local known to hold a float) or x itself.
+    """
+
+    def __init__(self, transform, binding, broadcasting):
+        self.transform = transform
+        self.binding = binding
+        self.broadcasting = broadcasting
+        self.unbroadcast_names = {transform.cell_ids.get(id(unbroadcast)), "unbroadcast"}
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        func = node.func
+        if isinstance(func, gast.Name) and func.id in self.unbroadcast_names and len(node.args) == 2:
+            # Only rules of several broadcasting operands (x + y), not broadcast_to-like ones.
+            operand = node.args[1]
+            others = [self.binding[p] for p in self.broadcasting
+                      if p in self.binding and not _same_node(self.binding[p], operand)]
+            if len(self.broadcasting) >= 2 and all(
+                    isinstance(o, gast.AST) and self.transform.is_scalar(o) for o in others):
+                return node.args[0]
+        return node
+
+
+def _same_node(a, b):
+    if isinstance(a, gast.Name) and isinstance(b, gast.Name):
+        return a.id == b.id
+    return a is b
+
+
+def _broadcast_params(rule, case):
+    """The parameters that appear as the target shape of an ``unbroadcast`` in a case's templates."""
+    params = []
+    for param in case.adjoints:
+        template = rule.template(case, param)
+        for node in gast.walk(template):
+            if (isinstance(node, gast.Call) and isinstance(node.func, gast.Name)
+                    and node.func.id == "unbroadcast" and len(node.args) == 2
+                    and isinstance(node.args[1], gast.Name) and node.args[1].id not in params):
+                params.append(node.args[1].id)
+    return params
+
+
+def _dispatch():
+    from adtrans.api import call_with_pullback
+    return call_with_pullback
+
+
+def _user_vjp_of(callee):
+    entry = registry.lookup_user_vjp(callee)
+    if entry is not None:
+        return entry.vjp
+    return callee.vjp
+
+
+def _python_function(callee):
+    return getattr(callee, "function", callee)
+
+
+def _short_name(fn):
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    return "lambda" if name == "<lambda>" else name
+
+
+def _signature_or_none(fn):
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None

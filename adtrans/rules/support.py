@@ -1,0 +1,781 @@
+"""Helpers that derivative templates call: the shared logic of many rules.
+
+A template stays one line of maths because the fiddly parts live here: undoing
+broadcasting, expanding a reduction's cotangent back to its input, splitting
+the cotangent of a concatenation.  Every helper returns a cotangent with its
+argument's structure, shape and dtype: a float32 argument gets a float32
+cotangent, a Python float a float, a list of values a list of cotangents.
+"""
+
+import math
+
+import numpy as np
+
+LN2 = math.log(2.0)
+LN10 = math.log(10.0)
+TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+DEGREES_PER_RADIAN = 180.0 / math.pi
+RADIANS_PER_DEGREE = math.pi / 180.0
+
+
+# -- Shape, structure and dtype -------------------------------------------------
+
+def unbroadcast(g, x):
+    """Sum `g` over the axes along which `x` was broadcast, so it has `x`'s shape and dtype."""
+    x_shape = getattr(x, "shape", None)
+    if x_shape is not None:
+        if getattr(g, "shape", None) == x_shape and getattr(g, "dtype", None) == x.dtype:
+            return g
+    elif type(g) is float and type(x) in (float, int):
+        return g
+    return shaped_like(_sum_to_shape(g, np.shape(x)), x)
+
+
+def _sum_to_shape(g, shape):
+    g_shape = np.shape(g)
+    if g_shape == shape:
+        return g
+    extra = len(g_shape) - len(shape)
+    if extra < 0:
+        return np.broadcast_to(g, shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and g_shape[i + extra] != 1)
+    if axes:
+        g = np.sum(g, axis=axes)
+    if np.shape(g) != shape:
+        g = np.reshape(g, shape)
+    return g
+
+
+def shaped_like(g, x):
+    """`g`, holding as many numbers as `x`, in `x`'s structure, shape and dtype.
+
+    An array argument gets an array of its dtype (any dtype when it is an
+    integer array: ints named in `wrt` are promoted), a NumPy scalar a scalar,
+    a Python number a float, a list or tuple a list or tuple of cotangents.
+    """
+    if isinstance(x, np.ndarray):
+        dtype = x.dtype if x.dtype.kind in "fc" else None
+        g = np.asarray(g, dtype=dtype)
+        if g.shape != x.shape:
+            g = np.reshape(g, x.shape)
+        if not g.flags.writeable:
+            g = g.copy()
+        return g
+    if isinstance(x, np.generic):
+        dtype = x.dtype if x.dtype.kind in "fc" else np.float64
+        return np.asarray(g, dtype=dtype).reshape(())[()]
+    if isinstance(x, (list, tuple)):
+        if isinstance(g, np.ndarray) and g.ndim != np.ndim(x):
+            g = np.reshape(g, np.shape(x))
+        return _same_sequence(x, [shaped_like(gi, xi) for gi, xi in zip(g, x)])
+    if type(g) is float:
+        return g
+    return float(np.reshape(g, ()))
+
+
+def _same_sequence(template, items):
+    """`items` as a sequence of `template`'s type: list, tuple or NamedTuple."""
+    if isinstance(template, list):
+        return list(items)
+    if hasattr(template, "_fields"):
+        return type(template)(*items)
+    return tuple(items)
+
+
+def _zero_like(x):
+    if isinstance(x, np.ndarray):
+        return np.zeros(x.shape, dtype=_float_dtype(x))
+    if isinstance(x, np.generic):
+        return _float_dtype(x).type(0)
+    if isinstance(x, (list, tuple)):
+        return _same_sequence(x, [_zero_like(xi) for xi in x])
+    return 0.0
+
+
+def _float_dtype(x):
+    dtype = np.result_type(x)
+    return dtype if dtype.kind in "fc" else np.dtype(np.float64)
+
+
+def _axes(axis, ndim):
+    """A reduction's `axis` argument as a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (tuple, list)):
+        return tuple(sorted(a % ndim for a in axis)) if ndim else ()
+    return (axis % ndim,) if ndim else ()
+
+
+def _keep_reduced_dims(g, axis, keepdims, ndim):
+    """A reduction's cotangent (or result) with the reduced axes back as size-1 axes."""
+    if keepdims or axis is None or ndim == 0:
+        return g
+    return np.expand_dims(g, _axes(axis, ndim))
+
+
+def _broadcast_copy(g, x):
+    """`g` broadcast to `x`'s shape, as a fresh writable array of `x`'s dtype."""
+    out = np.empty(np.shape(x), dtype=_cotangent_dtype(g, x))
+    out[...] = g
+    return shaped_like(out, x)
+
+
+def _cotangent_dtype(g, x):
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and dtype.kind in "fc":
+        return dtype
+    return _float_dtype(g)
+
+
+def mT(x):
+    """The matrix transpose of a stack of matrices: swap the last two axes."""
+    return np.swapaxes(x, -1, -2)
+
+
+def sign(x):
+    """-1, 0 or 1; the derivative of |x|, taken as 0 at 0."""
+    if isinstance(x, (np.ndarray, np.generic)):
+        return np.sign(x)
+    return (x > 0) - (x < 0)
+
+
+def _any(mask):
+    return mask.any() if hasattr(mask, "any") else bool(mask)
+
+
+# -- Reductions ----------------------------------------------------------------
+
+def reduced_count(a, axis):
+    """How many elements each result of a reduction over `axis` combines."""
+    shape = np.shape(a)
+    return math.prod(shape[i] for i in _axes(axis, len(shape)))
+
+
+def sum_cotangent(g, a, axis=None, keepdims=False):
+    """The cotangent of `a` in ``np.sum(a, axis, keepdims=keepdims)``: `g` spread back over `a`."""
+    return _broadcast_copy(_keep_reduced_dims(g, axis, keepdims, np.ndim(a)), a)
+
+
+def extremum_cotangent(g, a, y, axis=None, keepdims=False):
+    """The cotangent of `a` in ``np.max``/``np.min``: shared equally by the elements equal to the result."""
+    ndim = np.ndim(a)
+    g = _keep_reduced_dims(g, axis, keepdims, ndim)
+    y = _keep_reduced_dims(y, axis, keepdims, ndim)
+    winners = np.asarray(a) == y
+    count = np.sum(winners, axis=None if axis is None else _axes(axis, ndim), keepdims=True)
+    dtype = _cotangent_dtype(g, a)
+    share = np.asarray(g, dtype=dtype) / np.maximum(count, 1).astype(dtype)
+    return shaped_like(np.where(winners, share, dtype.type(0)), a)
+
+
+def prod_cotangent(g, a, axis=None, keepdims=False):
+    """The cotangent of `a` in ``np.prod``: `g` times the product of the other elements (exact with zeros)."""
+    x = np.asarray(a)
+    ndim = x.ndim
+    reduced = _axes(axis, ndim)
+    kept = tuple(i for i in range(ndim) if i not in reduced)
+    moved = np.transpose(x, kept + reduced)
+    flat = moved.reshape(moved.shape[:len(kept)] + (-1,))
+    ones = np.ones(flat.shape[:-1] + (1,), dtype=flat.dtype)
+    before = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    after = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    g = np.reshape(_keep_reduced_dims(g, axis, keepdims, ndim), [x.shape[i] for i in kept] + [1])
+    d = (g * (before * after)).reshape(moved.shape)
+    return shaped_like(np.transpose(d, np.argsort(kept + reduced)), a)
+
+
+def var_cotangent(g, a, axis=None, ddof=0, keepdims=False):
+    """The cotangent of `a` in ``np.var``: ``2 g (a - mean) / (n - ddof)``."""
+    x = np.asarray(a)
+    g = _keep_reduced_dims(g, axis, keepdims, x.ndim)
+    centered = x - np.mean(x, axis=None if axis is None else _axes(axis, x.ndim), keepdims=True)
+    return shaped_like(g * centered * (2.0 / (reduced_count(x, axis) - ddof)), a)
+
+
+def std_cotangent(g, a, y, axis=None, ddof=0, keepdims=False):
+    """The cotangent of `a` in ``np.std``: the variance's, through ``std = sqrt(var)``."""
+    return var_cotangent(g / (2 * y), a, axis, ddof, keepdims)
+
+
+def cumsum_cotangent(g, a, axis=None):
+    """The cotangent of `a` in ``np.cumsum``: the reversed cumulative sum of `g`."""
+    if axis is None:
+        g = np.ravel(g)
+        axis = 0
+    return shaped_like(np.flip(np.cumsum(np.flip(g, axis), axis), axis), a)
+
+
+# -- Elementwise choices -------------------------------------------------------
+
+def max_share(g, x, other):
+    """The part of `g` flowing to `x` in ``max(x, other)``: all where x wins, half at a tie."""
+    ties = x == other
+    if _any(ties):
+        return g * (x > other) + (g / 2) * ties
+    return g * (x > other)
+
+
+def min_share(g, x, other):
+    """The part of `g` flowing to `x` in ``min(x, other)``: all where x wins, half at a tie."""
+    ties = x == other
+    if _any(ties):
+        return g * (x < other) + (g / 2) * ties
+    return g * (x < other)
+
+
+def clip_mask(a, a_min, a_max, min=None, max=None):
+    """Where ``np.clip`` passes `a` through: inside the bounds, boundaries included."""
+    low = a_min if a_min is not None else min
+    high = a_max if a_max is not None else max
+    inside = True
+    if low is not None:
+        inside = np.logical_and(inside, np.greater_equal(a, low))
+    if high is not None:
+        inside = np.logical_and(inside, np.less_equal(a, high))
+    return inside
+
+
+def xlogy(x, y):
+    """``x * log(y)``, taken as 0 where x is 0 (so ``d/db a**b`` is 0 at a = 0)."""
+    if isinstance(x, (np.ndarray, np.generic)) or isinstance(y, (np.ndarray, np.generic)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            product = x * np.log(y)
+        return np.where(np.equal(x, 0), 0, product)
+    if x == 0:
+        return 0.0
+    return x * math.log(y) if y > 0 else math.nan
+
+
+# -- Products ------------------------------------------------------------------
+
+def matmul_cotangent_a(g, a, b):
+    """The cotangent of `a` in ``a @ b`` (1-D operands and batch broadcasting included)."""
+    a_ndim, b_ndim = np.ndim(a), np.ndim(b)
+    if a_ndim == 1 and b_ndim == 1:
+        return shaped_like(g * np.asarray(b), a)
+    if b_ndim == 1:
+        return unbroadcast(np.expand_dims(g, -1) * b, a)
+    if a_ndim == 1:
+        return unbroadcast((np.expand_dims(g, -2) @ mT(b))[..., 0, :], a)
+    return unbroadcast(g @ mT(b), a)
+
+
+def matmul_cotangent_b(g, a, b):
+    """The cotangent of `b` in ``a @ b`` (1-D operands and batch broadcasting included)."""
+    a_ndim, b_ndim = np.ndim(a), np.ndim(b)
+    if a_ndim == 1 and b_ndim == 1:
+        return shaped_like(g * np.asarray(a), b)
+    if b_ndim == 1:
+        return unbroadcast((mT(a) @ np.expand_dims(g, -1))[..., 0], b)
+    if a_ndim == 1:
+        return unbroadcast(np.expand_dims(a, -1) * np.expand_dims(g, -2), b)
+    return unbroadcast(mT(a) @ g, b)
+
+
+def dot_cotangent_a(g, a, b):
+    """The cotangent of `a` in ``np.dot(a, b)``."""
+    a_ndim, b_ndim = np.ndim(a), np.ndim(b)
+    if a_ndim == 0 or b_ndim == 0:
+        return unbroadcast(g * np.asarray(b), a)
+    if a_ndim == 2 and b_ndim == 2:
+        return shaped_like(g @ mT(b), a)
+    if b_ndim == 1:
+        return shaped_like(np.multiply.outer(g, b), a)
+    y_ndim = np.ndim(g)
+    b_axes = [i for i in range(b_ndim) if i != b_ndim - 2]
+    return shaped_like(np.tensordot(g, b, axes=(list(range(a_ndim - 1, y_ndim)), b_axes)), a)
+
+
+def dot_cotangent_b(g, a, b):
+    """The cotangent of `b` in ``np.dot(a, b)``."""
+    a_ndim, b_ndim = np.ndim(a), np.ndim(b)
+    if a_ndim == 0 or b_ndim == 0:
+        return unbroadcast(g * np.asarray(a), b)
+    if a_ndim == 2 and b_ndim == 2:
+        return shaped_like(mT(a) @ g, b)
+    leading = list(range(a_ndim - 1))
+    d = np.tensordot(a, g, axes=(leading, leading))
+    if b_ndim >= 2:
+        d = np.moveaxis(d, 0, -2)
+    return shaped_like(d, b)
+
+
+def _tensordot_axes(axes, a_ndim, b_ndim):
+    if isinstance(axes, (int, np.integer)):
+        return list(range(a_ndim - axes, a_ndim)), list(range(axes))
+    a_axes, b_axes = axes
+    a_axes = [a_axes] if isinstance(a_axes, (int, np.integer)) else list(a_axes)
+    b_axes = [b_axes] if isinstance(b_axes, (int, np.integer)) else list(b_axes)
+    return [i % a_ndim for i in a_axes], [i % b_ndim for i in b_axes]
+
+
+def tensordot_cotangent_a(g, a, b, axes=2):
+    """The cotangent of `a` in ``np.tensordot(a, b, axes)``."""
+    a_ndim, b_ndim = np.ndim(a), np.ndim(b)
+    a_axes, b_axes = _tensordot_axes(axes, a_ndim, b_ndim)
+    a_free = [i for i in range(a_ndim) if i not in a_axes]
+    b_free = [i for i in range(b_ndim) if i not in b_axes]
+    y_b = list(range(len(a_free), len(a_free) + len(b_free)))
+    d = np.tensordot(g, b, axes=(y_b, b_free))           # axes: a_free, then a_axes
+    return shaped_like(np.transpose(d, np.argsort(a_free + a_axes)), a)
+
+
+def tensordot_cotangent_b(g, a, b, axes=2):
+    """The cotangent of `b` in ``np.tensordot(a, b, axes)``."""
+    a_ndim, b_ndim = np.ndim(a), np.ndim(b)
+    a_axes, b_axes = _tensordot_axes(axes, a_ndim, b_ndim)
+    a_free = [i for i in range(a_ndim) if i not in a_axes]
+    b_free = [i for i in range(b_ndim) if i not in b_axes]
+    d = np.tensordot(a, g, axes=(a_free, list(range(len(a_free)))))   # axes: b_axes, then b_free
+    return shaped_like(np.transpose(d, np.argsort(b_axes + b_free)), b)
+
+
+def einsum_cotangents(g, subscripts, operands):
+    """The cotangents of ``np.einsum(subscripts, *operands)``, one per operand."""
+    if not isinstance(subscripts, str):
+        raise NotImplementedError("adtrans differentiates np.einsum only with a subscripts string")
+    inputs, output = _einsum_subscripts(subscripts, [np.ndim(op) for op in operands])
+    cotangents = []
+    for k, operand in enumerate(operands):
+        target = inputs[k]
+        others = [j for j in range(len(operands)) if j != k]
+        available = set(output).union(*(inputs[j] for j in others))
+        unique = "".join(dict.fromkeys(target))
+        computed = "".join(c for c in unique if c in available)
+        spec = ",".join([output] + [inputs[j] for j in others]) + "->" + computed
+        d = np.einsum(spec, g, *[operands[j] for j in others])
+        sizes = dict(zip(target, np.shape(operand)))
+        if computed != unique:   # a label only this operand has: summed, so its cotangent is constant along it
+            d = np.broadcast_to(np.reshape(d, [d.shape[computed.index(c)] if c in computed else 1 for c in unique]),
+                                [sizes[c] if c not in computed else d.shape[computed.index(c)] for c in unique])
+        broadcast = tuple(i for i, c in enumerate(unique) if sizes[c] == 1 and d.shape[i] != 1)
+        if broadcast:
+            d = np.sum(d, axis=broadcast, keepdims=True)
+        if len(unique) != len(target):   # a repeated label reads a diagonal: write the cotangent back on it
+            d = _einsum_undiagonal(d, unique, target, sizes)
+        cotangents.append(shaped_like(d, operand))
+    return tuple(cotangents)
+
+
+def _einsum_subscripts(subscripts, ndims):
+    """Explicit input and output labels of an einsum, with each '...' spelled out."""
+    subscripts = subscripts.replace(" ", "")
+    inputs, arrow, output = subscripts.partition("->")
+    inputs = inputs.split(",")
+    letters = set(subscripts) - set(".,->")
+    spare = [c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in letters]
+    ellipsis_dims = max([n - (len(s) - 3) for s, n in zip(inputs, ndims) if "..." in s], default=0)
+    ellipsis = "".join(spare[:ellipsis_dims])
+    explicit = []
+    for s, n in zip(inputs, ndims):
+        if "..." in s:
+            s = s.replace("...", ellipsis[ellipsis_dims - (n - (len(s) - 3)):])
+        explicit.append(s)
+    if arrow:
+        output = output.replace("...", ellipsis)
+    else:
+        counts = "".join(explicit)
+        output = ellipsis + "".join(sorted(c for c in set(counts) - set(ellipsis) if counts.count(c) == 1))
+    return explicit, output
+
+
+def _einsum_undiagonal(d, unique, target, sizes):
+    spare = iter(c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in target)
+    seen, labels, eyes = set(), [], []
+    for c in target:
+        if c in seen:
+            fresh = next(spare)
+            labels.append(fresh)
+            eyes.append((c + fresh, np.eye(sizes[c], dtype=d.dtype)))
+        else:
+            seen.add(c)
+            labels.append(c)
+    spec = ",".join([unique] + [s for s, _ in eyes]) + "->" + "".join(labels)
+    return np.einsum(spec, d, *[e for _, e in eyes])
+
+
+def outer_cotangent_a(g, a, b):
+    """The cotangent of `a` in ``np.outer(a, b)`` (both flattened)."""
+    return shaped_like(g @ np.ravel(b), a)
+
+
+def outer_cotangent_b(g, a, b):
+    """The cotangent of `b` in ``np.outer(a, b)`` (both flattened)."""
+    return shaped_like(np.ravel(a) @ g, b)
+
+
+# -- Shapes and sequences -------------------------------------------------------
+
+def inverse_permutation(axes):
+    """The axes that undo a transpose by `axes` (None, a tuple, or a method's ``*axes``)."""
+    if isinstance(axes, tuple) and len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
+        axes = axes[0]
+    if axes is None or len(axes) == 0:
+        return None
+    n = len(axes)
+    return tuple(int(i) for i in np.argsort([a % n for a in axes]))
+
+
+def concatenate_cotangents(g, arrays, axis=0):
+    """The cotangents of the pieces of ``np.concatenate(arrays, axis)``: `g` cut back into them."""
+    if axis is None:
+        sizes = [np.size(x) for x in arrays]
+        pieces = np.split(np.ravel(g), np.cumsum(sizes)[:-1])
+    else:
+        sizes = [np.shape(x)[axis] if np.ndim(x) else 1 for x in arrays]
+        pieces = np.split(g, np.cumsum(sizes)[:-1], axis=axis)
+    return _same_sequence(arrays, [shaped_like(p, x) for p, x in zip(pieces, arrays)])
+
+
+def stack_cotangents(g, arrays, axis=0):
+    """The cotangents of the pieces of ``np.stack(arrays, axis)``: slices of `g` along `axis`."""
+    return _same_sequence(arrays, [shaped_like(np.take(g, i, axis=axis), x) for i, x in enumerate(arrays)])
+
+
+def hstack_cotangents(g, tup):
+    """The cotangents of the pieces of ``np.hstack``."""
+    axis = 0 if np.ndim(tup[0]) <= 1 else 1
+    sizes = [np.shape(np.atleast_1d(x))[axis] for x in tup]
+    pieces = np.split(g, np.cumsum(sizes)[:-1], axis=axis)
+    return _same_sequence(tup, [shaped_like(p, x) for p, x in zip(pieces, tup)])
+
+
+def vstack_cotangents(g, tup):
+    """The cotangents of the pieces of ``np.vstack``."""
+    sizes = [np.shape(np.atleast_2d(x))[0] for x in tup]
+    pieces = np.split(g, np.cumsum(sizes)[:-1], axis=0)
+    return _same_sequence(tup, [shaped_like(p, x) for p, x in zip(pieces, tup)])
+
+
+def _fill_missing(g, y):
+    """Cotangents of a list of results, a zero where a result got none."""
+    return [_zero_like(yi) if gi is None else gi for gi, yi in zip(g, y)]
+
+
+def join_cotangents(g, y, axis=0):
+    """The cotangent of the array ``np.split`` cut into the pieces `y`."""
+    return np.concatenate(_fill_missing(g, y), axis=axis)
+
+
+def unstack_cotangents(g, y, axis=0):
+    """The cotangent of the array ``np.unstack`` cut into the slices `y`."""
+    return np.stack(_fill_missing(g, y), axis=axis)
+
+
+def each_cotangent(g, seq):
+    """One cotangent per element of `seq` when the result is their sum: `g` for each, unbroadcast."""
+    if isinstance(seq, np.ndarray):
+        return _broadcast_copy(g, seq)
+    return _same_sequence(seq, [unbroadcast(g, x) for x in seq])
+
+
+def tile_cotangent(g, a, reps):
+    """The cotangent of `a` in ``np.tile(a, reps)``: `g` summed over the copies."""
+    shape = np.shape(a)
+    reps = tuple(reps) if np.iterable(reps) else (reps,)
+    n = max(len(reps), len(shape))
+    a_shape = (1,) * (n - len(shape)) + shape
+    reps = (1,) * (n - len(reps)) + reps
+    g = np.reshape(g, [k for pair in zip(reps, a_shape) for k in pair])
+    return shaped_like(np.sum(g, axis=tuple(range(0, 2 * n, 2))), a)
+
+
+def repeat_cotangent(g, a, repeats, axis=None):
+    """The cotangent of `a` in ``np.repeat(a, repeats, axis)``: `g` summed over each element's copies."""
+    shape = np.shape(a)
+    if axis is None:
+        g, axis, n = np.ravel(g), 0, int(np.prod(shape))
+    else:
+        axis %= len(shape)
+        n = shape[axis]
+    repeats = np.asarray(repeats)
+    if repeats.size == 1:
+        d = np.sum(np.reshape(g, g.shape[:axis] + (n, int(repeats.reshape(()))) + g.shape[axis + 1:]),
+                   axis=axis + 1)
+    else:
+        moved = np.moveaxis(g, axis, 0)
+        d = np.zeros((n,) + moved.shape[1:], dtype=moved.dtype)
+        np.add.at(d, np.repeat(np.arange(n), repeats), moved)
+        d = np.moveaxis(d, 0, axis)
+    return shaped_like(d, a)
+
+
+_COPYING_PAD_MODES = ("edge", "reflect", "symmetric", "wrap")
+
+
+def pad_cotangent(g, array, pad_width, mode="constant", kwargs=None):
+    """The cotangent of `array` in ``np.pad``: the interior of `g`, plus the copies' cotangents."""
+    shape = np.shape(array)
+    if mode in ("constant", "empty"):
+        widths = np.broadcast_to(np.asarray(pad_width, dtype=np.intp), (len(shape), 2))
+        inside = tuple(slice(int(before), int(before) + n) for (before, _), n in zip(widths, shape))
+        return shaped_like(np.array(g[inside]), array)
+    if mode in _COPYING_PAD_MODES and (kwargs or {}).get("reflect_type", "even") == "even":
+        # Every padded element copies one element of the input: pad an index array to learn which.
+        size = int(np.prod(shape))
+        source = np.pad(np.arange(size).reshape(shape), pad_width, mode=mode, **(kwargs or {}))
+        d = np.bincount(source.ravel(), weights=np.ravel(g), minlength=size)
+        return shaped_like(d.reshape(shape), array)
+    raise NotImplementedError(f"adtrans has no derivative for np.pad with mode={mode!r} and {kwargs}")
+
+
+def sort_cotangent(g, a, axis=-1):
+    """The cotangent of `a` in ``np.sort``: `g` moved back to where each element came from."""
+    x = np.asarray(a)
+    if axis is None:
+        x, g, axis = x.ravel(), np.ravel(g), 0
+    order = np.argsort(x, axis=axis, kind="stable")
+    d = np.empty_like(np.asarray(g))
+    np.put_along_axis(d, order, g, axis=axis)
+    return shaped_like(d, a)
+
+
+def take_cotangent(g, a, indices, axis=None):
+    """The cotangent of `a` in ``np.take``: `g` added back at the indices it was taken from."""
+    x = np.asarray(a)
+    d = np.zeros(x.size if axis is None else x.shape, dtype=_cotangent_dtype(g, a))
+    where = indices if axis is None else (slice(None),) * (axis % x.ndim) + (indices,)
+    np.add.at(d, where, g)
+    return shaped_like(d, a)
+
+
+def take_along_axis_cotangent(g, arr, indices, axis):
+    """The cotangent of `arr` in ``np.take_along_axis``."""
+    x = np.asarray(arr)
+    if axis is None:
+        x, axis = x.ravel(), 0
+    axis %= x.ndim
+    d = np.zeros(x.shape, dtype=_cotangent_dtype(g, arr))
+    where = tuple(indices if i == axis else
+                  np.arange(n).reshape([-1 if j == i else 1 for j in range(x.ndim)])
+                  for i, n in enumerate(x.shape))
+    np.add.at(d, where, g)
+    return shaped_like(d.reshape(np.shape(arr)), arr)
+
+
+def diagonal_cotangent(g, a, offset=0, axis1=0, axis2=1):
+    """The cotangent of `a` in ``np.diagonal(a, offset, axis1, axis2)``: `g` written on that diagonal."""
+    shape = np.shape(a)
+    ndim = len(shape)
+    axis1, axis2 = axis1 % ndim, axis2 % ndim
+    rest = [i for i in range(ndim) if i not in (axis1, axis2)]
+    d = np.zeros([shape[i] for i in rest] + [shape[axis1], shape[axis2]], dtype=_cotangent_dtype(g, a))
+    n = np.shape(g)[-1]
+    rows = np.arange(n) + max(-offset, 0)
+    cols = np.arange(n) + max(offset, 0)
+    d[..., rows, cols] = g
+    return shaped_like(np.transpose(d, np.argsort(rest + [axis1, axis2])), a)
+
+
+def trace_cotangent(g, a, offset=0, axis1=0, axis2=1):
+    """The cotangent of `a` in ``np.trace``: `g` on the diagonal."""
+    n = np.diagonal(np.empty(np.shape(a), dtype=np.bool_), offset, axis1, axis2).shape[-1]
+    g = np.broadcast_to(np.expand_dims(g, -1), np.shape(g) + (n,))
+    return diagonal_cotangent(g, a, offset, axis1, axis2)
+
+
+def diag_cotangent(g, v, k=0):
+    """The cotangent of `v` in ``np.diag(v, k)`` (which builds or reads a diagonal)."""
+    if np.ndim(v) == 1:
+        return shaped_like(np.diagonal(g, k).copy(), v)
+    return diagonal_cotangent(g, v, k)
+
+
+def diff_cotangent(g, a, n=1, axis=-1):
+    """The cotangent of `a` in ``np.diff(a, n, axis)``: the adjoint difference, n times."""
+    for _ in range(n):
+        pad = [(0, 0)] * np.ndim(g)
+        pad[axis] = (1, 0)
+        before = np.pad(g, pad)
+        pad[axis] = (0, 1)
+        g = before - np.pad(g, pad)
+    return shaped_like(g, a)
+
+
+def astype_cotangent(g, x, y):
+    """The cotangent of `x` in ``x.astype(dtype)``: `g` cast back; zero when the result is not floating."""
+    if np.result_type(y).kind not in "fc":
+        return _zero_like(x)
+    return shaped_like(g, x)
+
+
+def item_cotangent(g, x, args):
+    """The cotangent of `x` in ``x.item(*args)``: `g` at the element read, zero elsewhere."""
+    d = np.zeros(np.shape(x), dtype=_cotangent_dtype(g, x))
+    if not args:
+        d[...] = g
+    elif len(args) == 1 and not isinstance(args[0], tuple):
+        d.flat[args[0]] = g
+    else:
+        d[args[0] if len(args) == 1 else args] = g
+    return shaped_like(d, x)
+
+
+# -- Python sequences: min, max, sorted, math.prod, math.dist, math.hypot ------
+
+def extremum_args_cotangent(g, args, y, key=None):
+    """The cotangent of ``max(*args)``/``min(*args)``'s arguments.
+
+    Without `key`, the elements equal to the result share `g` equally (as in
+    ``np.max``); with `key`, the element returned gets all of it.
+    """
+    if len(args) == 1:
+        return (_extremum_items_cotangent(g, args[0], y, key),)
+    return _extremum_items_cotangent(g, args, y, key)
+
+
+def _extremum_items_cotangent(g, items, y, key):
+    if isinstance(items, np.ndarray) and key is None:
+        return extremum_cotangent(g, items, y, axis=0)
+    items_list = list(items)
+    if key is None:
+        winners = [i for i, x in enumerate(items_list) if x == y]
+    else:
+        winners = [next(i for i, x in enumerate(items_list) if x is y)]
+    share = g if len(winners) == 1 else g / len(winners)
+    return _same_sequence(items, [unbroadcast(share, x) if i in winners else _zero_like(x)
+                                  for i, x in enumerate(items_list)])
+
+
+def sorted_cotangent(g, iterable, key=None, reverse=False):
+    """The cotangent of ``sorted(iterable)``'s argument: `g` moved back to each element's place."""
+    items = list(iterable)
+    order = sorted(range(len(items)), key=(lambda i: items[i]) if key is None else (lambda i: key(items[i])),
+                   reverse=reverse)
+    d = [None] * len(items)
+    for position, i in enumerate(order):
+        d[i] = g[position]
+    if isinstance(iterable, np.ndarray):
+        return shaped_like(np.asarray(d), iterable)
+    return _same_sequence(iterable if isinstance(iterable, (list, tuple)) else [], d)
+
+
+def prod_items_cotangent(g, iterable, start=1):
+    """The cotangent of ``math.prod(iterable, start=start)``'s elements: g times the other factors."""
+    items = list(iterable)
+    before, product = [], start
+    for x in items:
+        before.append(product)
+        product = product * x
+    d, after = [None] * len(items), 1
+    for i in range(len(items) - 1, -1, -1):
+        d[i] = unbroadcast(g * before[i] * after, items[i])
+        after = after * items[i]
+    return _same_sequence(iterable if isinstance(iterable, (list, tuple)) else [], d)
+
+
+def hypot_cotangent(g, y, coordinates):
+    """The cotangent of ``math.hypot(*coordinates)``'s arguments: ``g * x / y`` (0 when y is 0)."""
+    scale = g / y if y else 0.0
+    return tuple(scale * x for x in coordinates)
+
+
+def dist_cotangent(g, y, p, q):
+    """The cotangent of `p` in ``math.dist(p, q)``: ``g * (p - q) / y`` (0 when y is 0)."""
+    scale = g / y if y else 0.0
+    return _same_sequence(p, [scale * (a - b) for a, b in zip(p, q)])
+
+
+# -- Special functions -----------------------------------------------------------
+
+def digamma(x):
+    """The logarithmic derivative of the gamma function, for a float (the derivative of ``math.lgamma``)."""
+    x = float(x)
+    if x <= 0 and x == math.floor(x):
+        return math.nan
+    result = 0.0
+    if x < 0.5:   # reflection: psi(x) = psi(1 - x) - pi / tan(pi x)
+        result -= math.pi / math.tan(math.pi * x)
+        x = 1.0 - x
+    while x < 6.0:
+        result -= 1.0 / x
+        x += 1.0
+    inv2 = 1.0 / (x * x)
+    series = inv2 * (1 / 12 - inv2 * (1 / 120 - inv2 * (1 / 252 - inv2 * (1 / 240 - inv2 * (1 / 132)))))
+    return result + math.log(x) - 0.5 / x - series
+
+
+# -- Linear algebra ----------------------------------------------------------------
+
+def solve_cotangent_b(g, a, b):
+    """The cotangent of `b` in ``np.linalg.solve(a, b)``: ``solve(a^T, g)``."""
+    if np.ndim(b) == 1:
+        return unbroadcast(np.linalg.solve(mT(a), np.expand_dims(g, -1))[..., 0], b)
+    return unbroadcast(np.linalg.solve(mT(a), g), b)
+
+
+def solve_cotangent_a(g, a, b, y):
+    """The cotangent of `a` in ``x = np.linalg.solve(a, b)``: ``-solve(a^T, g) x^T``."""
+    if np.ndim(b) == 1:
+        g_b = np.linalg.solve(mT(a), np.expand_dims(g, -1))
+        return unbroadcast(-(g_b @ np.expand_dims(y, -2)), a)
+    return unbroadcast(-(np.linalg.solve(mT(a), g) @ mT(y)), a)
+
+
+def cholesky_cotangent(g, y, upper=False):
+    """The cotangent of `a` in ``L = np.linalg.cholesky(a)``, as a symmetric matrix.
+
+    ``S = L^-T Phi(L^T g) L^-1`` with Phi the lower triangle with a halved
+    diagonal; the cotangent is the symmetric part of S.
+    """
+    L, g = (mT(y), mT(g)) if upper else (y, g)
+    n = L.shape[-1]
+    phi = np.tril(mT(L) @ g)
+    phi[..., np.arange(n), np.arange(n)] /= 2
+    L_inv = np.linalg.inv(L)
+    s = mT(L_inv) @ phi @ L_inv
+    return (s + mT(s)) / 2
+
+
+def norm_cotangent(g, x, y, ord=None, axis=None, keepdims=False):
+    """The cotangent of `x` in ``np.linalg.norm(x, ord, axis, keepdims)`` (0 where the norm is 0)."""
+    a = np.asarray(x)
+    ndim = a.ndim
+    matrix = (isinstance(axis, (tuple, list)) and len(axis) == 2) or (axis is None and ndim == 2 and ord is not None)
+    if matrix and ord not in (None, "fro"):
+        return shaped_like(_matrix_norm_cotangent(g, a, y, ord, (0, 1) if axis is None else axis, keepdims), x)
+    if ord == "fro" or ord is None:
+        ord = 2
+    g = _keep_reduced_dims(g, axis, keepdims, ndim)
+    y = _keep_reduced_dims(y, axis, keepdims, ndim)
+    if ord == 2:
+        d = g * np.divide(a, y, out=np.zeros_like(a, dtype=_float_dtype(a)), where=y != 0)
+    elif ord == 1:
+        d = g * np.sign(a)
+    elif ord == 0:
+        d = np.zeros_like(a, dtype=_float_dtype(a))
+    elif ord in (np.inf, -np.inf):
+        d = extremum_cotangent(g, np.abs(a), y, axis, keepdims=True) * np.sign(a)
+    else:
+        ratio = np.divide(np.abs(a), y, out=np.zeros_like(a, dtype=_float_dtype(a)), where=y != 0)
+        d = g * np.sign(a) * ratio ** (ord - 1)
+    return shaped_like(d, x)
+
+
+def _matrix_norm_cotangent(g, a, y, ord, axis, keepdims):
+    rows, cols = (i % a.ndim for i in axis)
+    m = np.moveaxis(a, (rows, cols), (-2, -1))
+    if not keepdims:
+        g = np.asarray(g)
+    else:
+        g = np.squeeze(g, axis=(rows, cols))
+    g = np.asarray(g)[..., None, None]
+    if ord in ("nuc", 2, -2):
+        u, s, vh = np.linalg.svd(m, full_matrices=False)
+        if ord == "nuc":
+            d = g * (u @ vh)
+        else:
+            k = 0 if ord == 2 else -1
+            d = g * (u[..., :, k:k + 1] @ vh[..., k:k + 1, :])
+    elif ord in (1, -1, np.inf, -np.inf):
+        line_axis = -2 if ord in (1, -1) else -1       # ord 1: column sums; inf: row sums
+        sums = np.sum(np.abs(m), axis=line_axis, keepdims=True)
+        pick = np.max(sums, axis=-1 if ord in (1, -1) else -2, keepdims=True) if ord in (1, np.inf) else \
+            np.min(sums, axis=-1 if ord in (1, -1) else -2, keepdims=True)
+        winners = sums == pick
+        count = np.sum(winners, axis=(-2, -1), keepdims=True).astype(m.dtype)
+        d = g * np.sign(m) * winners / count
+    else:
+        raise NotImplementedError(f"adtrans has no derivative for np.linalg.norm with ord={ord!r}")
+    return np.moveaxis(d, (-2, -1), (rows, cols))

@@ -1,0 +1,162 @@
+"""Finding and parsing the source of a function, a method or a lambda.
+
+adtrans reads the whole file a function comes from (through ``linecache``, so
+Jupyter cells and generated code work too) and picks the definition whose
+first line is the code object's, so line and column numbers in errors and
+comments are the file's own.
+"""
+
+import functools
+import inspect
+import linecache
+import os
+from dataclasses import dataclass
+
+import gast
+
+from adtrans.errors import DifferentiationError, Location
+
+
+@dataclass
+class FunctionSource:
+    """A function's definition as a gast tree, with where it came from."""
+
+    fn: object
+    node: gast.FunctionDef  # lambdas are turned into a def returning their body
+    filename: str           # as shown to the user
+    lines: list             # the file's lines, for comments in generated code
+    is_lambda: bool
+
+    def location(self, node):
+        lineno = getattr(node, "lineno", None) or self.node.lineno
+        col = getattr(node, "col_offset", 0) or 0
+        return Location(self.filename, lineno, col + 1)
+
+    def line_text(self, lineno):
+        if 1 <= lineno <= len(self.lines):
+            return self.lines[lineno - 1].strip()
+        return ""
+
+    def error(self, node, message, *notes):
+        return DifferentiationError(message, self.location(node), notes)
+
+
+def display_filename(path):
+    """A path relative to the working directory when it is below it, like compilers print."""
+    if path.startswith("<"):
+        return path
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if relative.startswith("..") else relative
+
+
+def function_location(fn):
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    return Location(display_filename(code.co_filename), code.co_firstlineno, 1)
+
+
+def _source_unavailable(fn, why):
+    name = getattr(fn, "__qualname__", repr(fn))
+    return DifferentiationError(
+        f"cannot read the source of '{name}' ({why})",
+        function_location(fn),
+        ["adtrans differentiates Python source: define the function in a file (or a notebook cell), "
+         "or register its derivative with @adtrans.derivative(of=...)"],
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_module(filename, text):
+    del filename  # part of the cache key only
+    return gast.parse(text)
+
+
+def parse_function(fn) -> FunctionSource:
+    """The definition of `fn` as a `FunctionSource`, or a located `DifferentiationError`."""
+    fn = inspect.unwrap(fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        raise _source_unavailable(fn, "it is not a Python function")
+    filename = code.co_filename
+    lines = linecache.getlines(filename, getattr(fn, "__globals__", None))
+    if not lines:
+        raise _source_unavailable(fn, "it was made by exec or typed at an interactive prompt")
+    try:
+        module = _parse_module(filename, "".join(lines))
+    except SyntaxError as e:
+        raise _source_unavailable(fn, f"its file does not parse: {e.msg}") from None
+    node = _find_definition(module, code)
+    if node is None:
+        raise _source_unavailable(fn, "its definition was not found in its file, which may have changed "
+                                  "since it was imported")
+    is_lambda = isinstance(node, gast.Lambda)
+    if is_lambda:
+        node = _lambda_as_def(node)
+    return FunctionSource(fn, node, display_filename(filename), [l.rstrip("\n") for l in lines], is_lambda)
+
+
+def _first_line(node):
+    decorators = getattr(node, "decorator_list", None)
+    if decorators:
+        return min(d.lineno for d in decorators)
+    return node.lineno
+
+
+def _find_definition(module, code):
+    name = code.co_name
+    candidates = []
+    for node in gast.walk(module):
+        if isinstance(node, (gast.FunctionDef, gast.AsyncFunctionDef)):
+            if node.name == name and code.co_firstlineno in (node.lineno, _first_line(node)):
+                candidates.append(node)
+        elif isinstance(node, gast.Lambda) and name == "<lambda>" and node.lineno == code.co_firstlineno:
+            candidates.append(node)
+    if len(candidates) > 1:
+        candidates = [c for c in candidates if _same_parameters(c, code)] or candidates
+    if len(candidates) > 1:
+        candidates = [c for c in candidates if _same_code(c, code)] or candidates[:1]
+    return candidates[0] if candidates else None
+
+
+def _same_parameters(node, code):
+    args = node.args
+    names = [a.id for a in args.posonlyargs + args.args + args.kwonlyargs]
+    if args.vararg:
+        names.append(args.vararg.id)
+    if args.kwarg:
+        names.append(args.kwarg.id)
+    return tuple(names) == code.co_varnames[: len(names)]
+
+
+def _same_code(node, code):
+    """Tell lambdas on one line apart by compiling each and comparing the bytecode."""
+    try:
+        expr = gast.gast_to_ast(gast.Expression(body=node))
+        compiled = compile(gast_fix(expr), code.co_filename, "eval")
+    except (SyntaxError, ValueError, TypeError):
+        return False
+    for const in compiled.co_consts:
+        if inspect.iscode(const):
+            return const.co_code == code.co_code and const.co_names == code.co_names
+    return False
+
+
+def gast_fix(tree):
+    import ast
+    return ast.fix_missing_locations(tree)
+
+
+def _lambda_as_def(node):
+    body = gast.Return(value=node.body)
+    gast.copy_location(body, node.body)
+    definition = gast.FunctionDef(
+        name="lambda", args=node.args, body=[body], decorator_list=[], returns=None,
+        type_comment=None, type_params=[])
+    gast.copy_location(definition, node)
+    definition.end_lineno = getattr(node, "end_lineno", node.lineno)
+    definition.end_col_offset = getattr(node, "end_col_offset", 0)
+    return definition
