@@ -78,8 +78,7 @@ def differentiable(function=None, *, wrt=None, checkpoint=False):
     if isinstance(function, property):
         return property(differentiable(function.fget, wrt=wrt, checkpoint=checkpoint),
                         function.fset, function.fdel, function.__doc__)
-    result = DifferentiableFunction(function, _as_tuple(wrt) if wrt is not None else None,
-                                    checkpoint=checkpoint)
+    result = DifferentiableFunction(function, wrt, checkpoint=checkpoint)
     names = _default_wrt_names(function) if wrt is None else _wrt_names(function, wrt)
     if names:
         _derive(function, names, strict=False)
@@ -109,6 +108,7 @@ def derivative(of, wrt=None):
             registry.register_vjp(of, vjp, _as_tuple(wrt) if wrt is not None else None)
         _cache.clear()
         _instances.clear()
+        _plans.clear()
         return vjp
 
     return register
@@ -212,6 +212,12 @@ def generated_source(f, wrt=None, mode="reverse"):
         print(adtrans.generated_source(f, wrt=("x",)))
     """
     fn = _python_function(f)
+    if fn is None:
+        vjp = getattr(f, "vjp", None)
+        raise DifferentiationError(
+            f"adtrans generates no code for '{_qualname(f)}': "
+            + ("it is defined by its VJP" if vjp is not None else "it is not a Python function"),
+            function_location(vjp or f), ["its derivative is the VJP it was given"] if vjp else [])
     if wrt is None and isinstance(f, DifferentiableFunction) and f.wrt is not None:
         wrt = f.wrt
     names = _default_wrt_names(fn) if wrt is None else _wrt_names(fn, wrt)
@@ -296,10 +302,96 @@ def _scalar_seed(f, value):
 
 def _value_with_pullback(f, args, kwargs, wrt):
     """(value, pullback returning a tuple of tangents, whether one tangent was asked for)."""
+    if wrt is None:
+        key = (f, None, tuple(map(_differentiable, args)),
+               tuple((k, _differentiable(v)) for k, v in kwargs.items()) if kwargs else ())
+    else:
+        key = (f, wrt if not isinstance(wrt, list) else tuple(wrt), len(args), tuple(kwargs))
+    try:
+        plan = _plans.get(key)
+    except TypeError:       # an unhashable callable: no plan cache
+        plan, key = None, None
+    if plan is None:
+        plan = _make_plan(f, args, kwargs, wrt)
+        if plan is None:
+            return _value_with_pullback_slow(f, args, kwargs, wrt)
+        if key is not None:
+            _plans[key] = plan
+    return plan.run(args, kwargs)
+
+
+def _differentiable(value):
+    return type(value) is float or tangents.is_differentiable(value)
+
+
+class _Plan:
+    """How to differentiate one Python function for one layout of arguments: decided once."""
+
+    __slots__ = ("fn", "derived", "names", "order", "single", "positions", "wrt")
+
+    def __init__(self, fn, derived, names, order, single, positions, wrt):
+        self.fn = fn
+        self.derived = derived
+        self.names = names          # wrt parameters in the function's order
+        self.order = order          # permutation to the caller's order, or None
+        self.single = single
+        self.positions = positions  # where each wrt argument is in args, or None (use binding)
+        self.wrt = wrt
+
+    def run(self, args, kwargs):
+        if self.wrt is not None:
+            _, _, args, kwargs = _resolve_wrt(self.fn, args, kwargs, self.wrt)
+        value, back = self.derived(*args, **kwargs)
+        if self.positions is not None:
+            arguments = [args[i] for i in self.positions]
+        else:
+            arguments = _bound_values(self.fn, args, kwargs, self.names)
+        order = self.order
+        if len(arguments) == 1:
+            (argument,) = arguments
+
+            def pull(d):
+                return (_like(back(d), argument),)
+        else:
+            def pull(d):
+                out = tuple([_like(t, a) for t, a in zip(back(d), arguments)])
+                return out if order is None else tuple([out[i] for i in order])
+
+        return value, pull, self.single
+
+
+def _make_plan(f, args, kwargs, wrt):
+    if isinstance(f, types.MethodType):
+        return None
+    if isinstance(f, DifferentiableFunction) and f.vjp is not None:
+        return None
+    if registry.lookup_user_vjp(f) is not None:
+        return None
+    fn = _python_function(f)
+    if fn is None or registry.lookup_user_vjp(fn) is not None:
+        return None
+    if wrt is None and isinstance(f, DifferentiableFunction):
+        wrt = f.wrt
+    chosen, single, new_args, new_kwargs = _resolve_wrt(fn, args, kwargs, wrt)
+    parameters = _parameter_names(fn)
+    names = tuple(n for n in parameters if n in chosen)    # the generated pullback's order
+    derived = _derive(fn, names)
+    order = None if names == chosen else [names.index(n) for n in chosen]
+    positional = fn.__code__.co_argcount
+    indices = [parameters.index(n) for n in names]
+    positions = indices if not kwargs and all(i < min(len(args), positional) for i in indices) else None
+    return _Plan(fn, derived, names, order, single, positions, wrt)
+
+
+_plans = {}
+
+
+def _value_with_pullback_slow(f, args, kwargs, wrt):
     if isinstance(f, types.MethodType):
         args = (f.__self__,) + tuple(args)
         f = f.__func__
         wrt = _shift_positions(wrt)
+        return _value_with_pullback(f, args, kwargs, wrt)
     if isinstance(f, DifferentiableFunction) and f.vjp is not None:
         return _from_vjp(f.vjp, _signature(f.vjp), None, f, args, kwargs, wrt)
     entry = registry.lookup_user_vjp(f)
@@ -307,39 +399,12 @@ def _value_with_pullback(f, args, kwargs, wrt):
         entry = registry.lookup_user_vjp(f.function)
     if entry is not None:
         return _from_vjp(entry.vjp, entry.signature, entry.wrt, f, args, kwargs, wrt)
-    fn = _python_function(f)
-    if fn is None:
-        rule = registry.lookup_rule(f)
-        if rule is not None:
-            return _from_rule(rule, args, kwargs, wrt)
-        raise DifferentiationError(
-            f"cannot differentiate {f!r}: it is not a Python function and has no registered derivative",
-            None, [f"register one with @adtrans.derivative(of=...)"])
-    if wrt is None and isinstance(f, DifferentiableFunction):
-        wrt = f.wrt
-    chosen, single, args, kwargs = _resolve_wrt(fn, args, kwargs, wrt)
-    parameters = _parameter_names(fn)
-    names = tuple(n for n in parameters if n in chosen)    # the generated pullback's order
-    derived = _derive(fn, names)
-    value, back = derived(*args, **kwargs)
-    arguments = _bound_values(fn, args, kwargs, names)
-
-    if len(names) == 1:
-        (argument,) = arguments
-
-        def pull(d):
-            return (_like(back(d), argument),)
-    elif names == chosen:
-        def pull(d):
-            return tuple(_like(t, a) for t, a in zip(back(d), arguments))
-    else:
-        order = [names.index(n) for n in chosen]
-
-        def pull(d):
-            out = tuple(_like(t, a) for t, a in zip(back(d), arguments))
-            return tuple(out[i] for i in order)
-
-    return value, pull, single
+    rule = registry.lookup_rule(f)
+    if rule is not None:
+        return _from_rule(rule, args, kwargs, wrt)
+    raise DifferentiationError(
+        f"cannot differentiate {f!r}: it is not a Python function and has no registered derivative",
+        None, ["register one with @adtrans.derivative(of=...)"])
 
 
 def _like(tangent, value):
@@ -495,12 +560,18 @@ def _wrt_names(fn, wrt):
 
 
 def _default_wrt_names(fn):
-    """Without argument values: every parameter not declared (or defaulted) as a non-float."""
+    """Without argument values: every parameter not declared (or defaulted) as a non-float.
+
+    A method's ``self`` is left out too; with argument values, `_resolve_wrt`
+    decides from what each argument holds.
+    """
     signature = inspect.signature(fn)
     names = []
-    for name, param in signature.parameters.items():
+    for index, (name, param) in enumerate(signature.parameters.items()):
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
+        if index == 0 and name in ("self", "cls") and "." in fn.__qualname__:
+            continue    # a method's object: differentiable only when its value says so
         if param.annotation in (int, bool, str, "int", "bool", "str"):
             continue
         if param.default is not param.empty and (
@@ -513,9 +584,16 @@ def _default_wrt_names(fn):
 def _resolve_wrt(fn, args, kwargs, wrt):
     """(wrt names in parameter order, whether one tangent is returned, args, kwargs)."""
     names = _parameter_names(fn)
+    if fn.__code__.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
+        raise DifferentiationError(
+            f"'{_qualname(fn)}' takes '*args' or '**kwargs': such functions are not supported yet",
+            function_location(fn), ["give the function named parameters, or register its derivative "
+                                    "with @adtrans.derivative(of=...)"])
     values = _bound_values_all(fn, args, kwargs)
     if wrt is None:
-        chosen = [n for n in names if n in values and tangents.is_differentiable(values[n])]
+        # Every argument the caller passed whose value is differentiable; defaults are constants.
+        passed = set(names[:len(args)]) | set(kwargs)
+        chosen = [n for n in names if n in passed and tangents.is_differentiable(values[n])]
         if not chosen:
             raise DifferentiationError(
                 f"'{_qualname(fn)}' has no differentiable arguments (floats or float arrays)",

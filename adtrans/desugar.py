@@ -186,6 +186,13 @@ class Desugar:
             return name
         if isinstance(target, (gast.Tuple, gast.List)):
             self.check_expression(value)
+            if (isinstance(value, (gast.Tuple, gast.List)) and len(value.elts) == len(target.elts)
+                    and all(isinstance(t, gast.Name) for t in target.elts)):
+                # "a, b = b, a": evaluate every element first, then bind each name.
+                atoms = [self.atom(e) for e in value.elts]
+                for t, atom, element in zip(target.elts, atoms, value.elts):
+                    self.out.append(Assign(self.new_version(t.id), atom, element, stmt))
+                return None
             source = self.atom(value, "values")
             if not isinstance(source, gast.Name):
                 source = self.hoist(source, value, "values")

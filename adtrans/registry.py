@@ -114,9 +114,26 @@ _constant_functions: Dict[Any, str] = {}
 _integer_valued: Dict[Any, str] = {}
 
 
+class _Identity:
+    """A key for an unhashable callable (a ctypes function): compared by identity."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, _Identity) and other.obj is self.obj
+
+
 def _key(fn):
-    # Bound methods compare equal when their function and self are; plain
-    # objects are looked up by identity through their hash.
+    try:
+        hash(fn)
+    except TypeError:
+        return _Identity(fn)
     return fn
 
 
@@ -190,28 +207,20 @@ def register_vjp(of, vjp, wrt=None):
     return entry
 
 
-def _hashable(fn):
-    try:
-        hash(fn)
-    except TypeError:
-        return False
-    return True
-
-
 def lookup_rule(fn) -> Optional[Rule]:
-    return _rules.get(_key(fn)) if _hashable(fn) else None
+    return _rules.get(_key(fn))
 
 
 def lookup_user_vjp(fn) -> Optional[UserVJP]:
-    return _user_vjps.get(_key(fn)) if _hashable(fn) else None
+    return _user_vjps.get(_key(fn))
 
 
 def is_constant_function(fn) -> bool:
-    return _hashable(fn) and _key(fn) in _constant_functions
+    return _key(fn) in _constant_functions
 
 
 def integer_valued_name(fn) -> Optional[str]:
-    return _integer_valued.get(_key(fn)) if _hashable(fn) else None
+    return _integer_valued.get(_key(fn))
 
 
 def all_rules():

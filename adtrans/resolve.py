@@ -144,12 +144,11 @@ class Resolver:
             return Operation("unresolved", inputs, arg_inputs, callee=e, description=f"'{e.name}'")
         if target is _NOT_RESOLVED:
             return Operation("dynamic", inputs, arg_inputs, description=f"'{_dotted(func)}'")
-        return self.resolved_call(target, call, inputs, arg_inputs)
+        return self.resolved_call(target, call, inputs, arg_inputs, _dotted(func))
 
-    def resolved_call(self, target, call, inputs, arg_inputs):
+    def resolved_call(self, target, call, inputs, arg_inputs, name):
         from adtrans.api import DifferentiableFunction  # the API module builds on this one
 
-        name = _callable_name(target)
         if registry.lookup_user_vjp(target) is not None:
             return Operation("vjp", inputs, arg_inputs, callee=target, description=name)
         if isinstance(target, DifferentiableFunction):

@@ -141,8 +141,13 @@ def _same_code(node, code):
         return False
     for const in compiled.co_consts:
         if inspect.iscode(const):
-            return const.co_code == code.co_code and const.co_names == code.co_names
+            return (const.co_code == code.co_code and const.co_names == code.co_names
+                    and _constants(const) == _constants(code))
     return False
+
+
+def _constants(code):
+    return tuple(c for c in code.co_consts if not inspect.iscode(c))
 
 
 def gast_fix(tree):
