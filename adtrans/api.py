@@ -483,7 +483,9 @@ def call_with_pullback(f, positions, *args, **kwargs):
         offset = 1
     else:
         target, call_args, offset = f, args, 0
-    signature = _signature(getattr(target, "function", None) or target)
+    entry = registry.lookup_user_vjp(target)
+    signature = entry.signature if entry is not None else registry.concrete_signature(
+        getattr(target, "function", None) or target)
     if signature is None:
         wrt = tuple(p + offset for p in positions if p < count)
     else:

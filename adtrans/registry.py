@@ -197,11 +197,22 @@ def integer_valued(*fns):
         _integer_valued[_key(fn)] = _display_name(fn)
 
 
-def register_vjp(of, vjp, wrt=None):
+def concrete_signature(fn):
+    """fn's signature, unless it is unknown or only ``(*args, **kwargs)``."""
     try:
-        signature = inspect.signature(of)
+        signature = inspect.signature(fn)
     except (TypeError, ValueError):
-        signature = None
+        return None
+    kinds = {p.kind for p in signature.parameters.values()}
+    if kinds and kinds <= {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}:
+        return None
+    return signature
+
+
+def register_vjp(of, vjp, wrt=None):
+    # The VJP takes the same parameters as `of`: its own signature stands in
+    # for a C function's, which Python cannot see.
+    signature = concrete_signature(of) or concrete_signature(vjp)
     entry = UserVJP(of, vjp, tuple(wrt) if wrt is not None else None, signature)
     _user_vjps[_key(of)] = entry
     return entry
