@@ -223,6 +223,9 @@ class ReverseTransform:
         return self.adjoints[key]
 
     def track_float(self, stmt, op):
+        """Note locals known to hold Python floats: their adjoints never need unbroadcasting."""
+        from adtrans.api import with_derivative, without_derivative
+
         if op.kind == "rule":
             module = getattr(op.callee, "__module__", None)
             if module == "math" or op.callee is float:
@@ -230,6 +233,11 @@ class ReverseTransform:
             elif module in ("_operator", "operator") and all(
                     self.is_scalar(n) for n in op.binding.values()):
                 self.known_floats.add(stmt.target)
+            elif op.callee is with_derivative and self.is_scalar(op.binding["x"]):
+                self.known_floats.add(stmt.target)
+        elif op.kind == "constant" and op.callee is without_derivative and stmt.value.args \
+                and self.is_scalar(stmt.value.args[0]):
+            self.known_floats.add(stmt.target)
         elif op.kind == "copy" and isinstance(stmt.value, gast.Name) and stmt.value.id in self.known_floats:
             self.known_floats.add(stmt.target)
 
@@ -252,7 +260,7 @@ class ReverseTransform:
             vjp = _user_vjp_of(op.callee)
             name = getattr(vjp, "__name__", "vjp")
             if name == "<lambda>":
-                name = f"{_short_name(op.callee)}_vjp"
+                name = f"{op.description.split('.')[-1]}_vjp"   # named after the call as written
             func = _name(self.helper(name, vjp))
             return gast.Call(func, list(call.args), list(call.keywords))
         # transform
