@@ -480,9 +480,13 @@ def call_with_pullback(f, positions, *args, **kwargs):
     keys = list(kwargs)
     if isinstance(f, types.MethodType):
         target, call_args = f.__func__, (f.__self__,) + args
-        offset = 1
+        offset = 1      # position -1, the object, is the function's first parameter
     else:
         target, call_args, offset = f, args, 0
+        if -1 in positions:
+            raise DifferentiationError(
+                f"cannot differentiate {f!r} with respect to the object it was taken from",
+                None, ["call a method defined in Python, or register a derivative for it"])
     entry = registry.lookup_user_vjp(target)
     signature = entry.signature if entry is not None else registry.concrete_signature(
         getattr(target, "function", None) or target)

@@ -9,7 +9,8 @@ argument, ``self.layer``) are left to run-time dispatch.
 Kinds: ``copy``, ``rule`` (a built-in template), ``vjp`` (a user
 derivative, called), ``transform`` (a Python function adtrans reads and
 transforms), ``dynamic`` (dispatched at run time), ``literal`` (tuple, list,
-dict), ``subscript``, ``unpack``, ``constant`` (no derivative: comparisons,
+dict), ``subscript``, ``unpack``, ``attribute`` (a field or property of a dataclass), ``construct``
+(a dataclass or NamedTuple built from its fields), ``constant`` (no derivative: comparisons,
 ``len``, ``x.shape``, ``without_derivative``) and three that are errors
 when active: ``integer`` (``int``, ``round``), ``opaque`` (constructs adtrans
 does not look inside) and ``unknown`` (callees with no source and no rule), and ``unresolved`` (a
@@ -27,7 +28,7 @@ from typing import Any, Dict, List, Optional
 import gast
 import numpy as np
 
-from adtrans import registry
+from adtrans import registry, tangents
 from adtrans.desugar import Assign, Effect, Return, Unpack
 
 BINARY_OPERATORS = {
@@ -110,7 +111,7 @@ class Resolver:
                 return Operation("constant", inputs, [])
             if value.attr == "T":
                 return self.rule_call(np.ndarray.T, [value.value], [], inputs, value)
-            return Operation("opaque", inputs, inputs, description=f"attribute '.{value.attr}'")
+            return Operation("attribute", inputs, inputs, description=f"attribute '.{value.attr}'")
         if isinstance(value, gast.Subscript):
             base = local_names(value.value, self.locals)
             return Operation("subscript", inputs, base)
@@ -135,7 +136,9 @@ class Resolver:
             rule = registry.lookup_rule(method) if method is not None else None
             if rule is not None:
                 return self.rule_call(method, [func.value] + list(call.args), call.keywords, inputs, call)
-            return Operation("dynamic", inputs, arg_inputs, description=f"method '.{func.attr}'")
+            # The object is an input too: a method is differentiated with respect to `self`.
+            return Operation("dynamic", inputs, arg_inputs + [func.value.id],
+                             description=f"method '.{func.attr}'")
         if isinstance(func, gast.Name) and func.id in self.locals:
             return Operation("dynamic", inputs, arg_inputs, description=f"'{func.id}'")
         try:
@@ -164,6 +167,8 @@ class Resolver:
             return Operation("integer", inputs, arg_inputs, callee=target, description=name)
         if isinstance(target, types.FunctionType):
             return Operation("transform", inputs, arg_inputs, callee=target, description=name)
+        if isinstance(target, type) and tangents.is_structure_type(target):
+            return Operation("construct", inputs, arg_inputs, callee=target, description=name)
         if isinstance(target, types.MethodType) and isinstance(target.__func__, types.FunctionType):
             return Operation("dynamic", inputs, arg_inputs, callee=target, description=name)
         return Operation("unknown", inputs, arg_inputs, callee=target, description=name)

@@ -271,8 +271,24 @@ class ReverseTransform:
         return gast.Call(func, list(call.args), list(call.keywords))
 
     def active_positions(self, call):
+        """Active arguments as positions (positional then keyword); -1 is a method's object."""
         nodes = list(call.args) + [k.value for k in call.keywords]
-        return [i for i, node in enumerate(nodes) if self.node_active(node)]
+        positions = [i for i, node in enumerate(nodes) if self.node_active(node)]
+        if self.is_method_call(call) and self.node_active(call.func.value):
+            positions.insert(0, -1)
+        return positions
+
+    def is_method_call(self, call):
+        func = call.func
+        return (isinstance(func, gast.Attribute) and isinstance(func.value, gast.Name)
+                and func.value.id in self.resolver.locals)
+
+    def argument_nodes(self, call):
+        """The nodes `active_positions` counts, with the method's object first when it is active."""
+        nodes = dict(enumerate(list(call.args) + [k.value for k in call.keywords]))
+        if self.is_method_call(call):
+            nodes[-1] = call.func.value
+        return nodes
 
     def node_active(self, node):
         return any(isinstance(n, gast.Name) and self.active(n.id) for n in gast.walk(node))
@@ -354,6 +370,12 @@ class ReverseTransform:
             return self.accumulate([(base.id, _call(helper, d, base, index))])
         if kind in ("vjp", "transform", "dynamic"):
             return self.call_adjoints(stmt, op, d)
+        if kind == "attribute":
+            base = stmt.value.value
+            helper = _name(self.helper("attribute_cotangent", tangents.attribute_cotangent))
+            return self.accumulate([(base.id, _call(helper, d, base, gast.Constant(stmt.value.attr, None)))])
+        if kind == "construct":
+            return self.construct_adjoints(stmt, op, d)
         raise AssertionError(f"unexpected active operation {kind}")
 
     def check_differentiable(self, stmt, op):
@@ -468,7 +490,7 @@ class ReverseTransform:
         call = stmt.value
         pullback = _call(_name(self.pullback_of(stmt.target)), d)
         if op.kind == "dynamic":
-            nodes = list(call.args) + [k.value for k in call.keywords]
+            nodes = self.argument_nodes(call)
             targets = [nodes[i] for i in self.active_positions(call)]
         elif op.kind == "vjp":
             targets = self.vjp_targets(op.callee, call)
@@ -477,6 +499,16 @@ class ReverseTransform:
             bound = self.bind(target_fn, call)
             targets = [bound[p] for p in self.active_parameters(target_fn, call)]
         return self.unpack_cotangents(targets, pullback, stmt.target)
+
+    def construct_adjoints(self, stmt, op, d):
+        """``p = Point(x, y)``: each active argument gets the tangent of the field it sets."""
+        call = stmt.value
+        bound = self.bind(op.callee, call)
+        active = [(name, node) for name, node in bound.items() if self.node_active(node)]
+        helper = _name(self.helper("field_cotangents", tangents.field_cotangents))
+        names = gast.Tuple([gast.Constant(name, None) for name, _ in active], gast.Load())
+        pulled = _call(helper, d, copy.deepcopy(call.func), names)
+        return self.unpack_cotangents([node for _, node in active], pulled, stmt.target)
 
     def vjp_targets(self, callee, call):
         """The argument nodes a user derivative's pullback returns cotangents for, in order."""

@@ -129,3 +129,22 @@ def call_hook(hook, d):
     """Run a `with_derivative` hook: a non-None return replaces the cotangent."""
     replaced = hook(d)
     return d if replaced is None else replaced
+
+
+# -- Structured values: dataclasses and NamedTuples (SPEC section 2).
+
+def is_structure_type(cls):
+    """Is `cls` a dataclass or a NamedTuple, whose instances have tangents field by field?"""
+    import dataclasses
+
+    return dataclasses.is_dataclass(cls) or (issubclass(cls, tuple) and hasattr(cls, "_fields"))
+
+
+def attribute_cotangent(d, obj, name):
+    """The cotangent of `obj` given the cotangent `d` of ``obj.name`` (a field or a property)."""
+    raise NotImplementedError("attribute_cotangent")
+
+
+def field_cotangents(d, cls, names):
+    """The tangents of the constructor arguments `names` given the cotangent `d` of ``cls(...)``."""
+    raise NotImplementedError("field_cotangents")
