@@ -69,6 +69,8 @@ def shaped_like(g, x):
         if isinstance(g, np.ndarray) and g.ndim != np.ndim(x):
             g = np.reshape(g, np.shape(x))
         return _same_sequence(x, [shaped_like(gi, xi) for gi, xi in zip(g, x)])
+    if not isinstance(x, (float, int)):
+        raise TypeError(f"adtrans cannot give a cotangent to a value of type {type(x).__name__}")
     if type(g) is float:
         return g
     return float(np.reshape(g, ()))
@@ -94,7 +96,10 @@ def _zero_like(x):
 
 
 def _float_dtype(x):
-    dtype = np.result_type(x)
+    """`x`'s dtype when it is floating, else float64 (the dtype of a promoted integer)."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(x).dtype
     return dtype if dtype.kind in "fc" else np.dtype(np.float64)
 
 
@@ -160,13 +165,13 @@ def sum_cotangent(g, a, axis=None, keepdims=False):
 def extremum_cotangent(g, a, y, axis=None, keepdims=False):
     """The cotangent of `a` in ``np.max``/``np.min``: shared equally by the elements equal to the result."""
     ndim = np.ndim(a)
-    g = _keep_reduced_dims(g, axis, keepdims, ndim)
+    g = np.asarray(_keep_reduced_dims(g, axis, keepdims, ndim), dtype=_cotangent_dtype(g, a))
     y = _keep_reduced_dims(y, axis, keepdims, ndim)
     winners = np.asarray(a) == y
-    count = np.sum(winners, axis=None if axis is None else _axes(axis, ndim), keepdims=True)
-    dtype = _cotangent_dtype(g, a)
-    share = np.asarray(g, dtype=dtype) / np.maximum(count, 1).astype(dtype)
-    return shaped_like(np.where(winners, share, dtype.type(0)), a)
+    if np.count_nonzero(winners) != np.size(y):    # ties: each winner gets an equal share
+        count = np.sum(winners, axis=None if axis is None else _axes(axis, ndim), keepdims=True)
+        g = g / np.maximum(count, 1).astype(g.dtype)
+    return shaped_like(winners * g, a)
 
 
 def prod_cotangent(g, a, axis=None, keepdims=False):
@@ -317,8 +322,9 @@ def tensordot_cotangent_a(g, a, b, axes=2):
     a_free = [i for i in range(a_ndim) if i not in a_axes]
     b_free = [i for i in range(b_ndim) if i not in b_axes]
     y_b = list(range(len(a_free), len(a_free) + len(b_free)))
-    d = np.tensordot(g, b, axes=(y_b, b_free))           # axes: a_free, then a_axes
-    return shaped_like(np.transpose(d, np.argsort(a_free + a_axes)), a)
+    d = np.tensordot(g, b, axes=(y_b, b_free))     # axes: a_free, then b's contracted axes in b's order
+    paired = [a_axes[b_axes.index(j)] for j in sorted(b_axes)]
+    return shaped_like(np.transpose(d, np.argsort(a_free + paired)), a)
 
 
 def tensordot_cotangent_b(g, a, b, axes=2):
@@ -327,8 +333,9 @@ def tensordot_cotangent_b(g, a, b, axes=2):
     a_axes, b_axes = _tensordot_axes(axes, a_ndim, b_ndim)
     a_free = [i for i in range(a_ndim) if i not in a_axes]
     b_free = [i for i in range(b_ndim) if i not in b_axes]
-    d = np.tensordot(a, g, axes=(a_free, list(range(len(a_free)))))   # axes: b_axes, then b_free
-    return shaped_like(np.transpose(d, np.argsort(b_axes + b_free)), b)
+    d = np.tensordot(a, g, axes=(a_free, list(range(len(a_free)))))   # a's contracted axes in a's order, b_free
+    paired = [b_axes[a_axes.index(i)] for i in sorted(a_axes)]
+    return shaped_like(np.transpose(d, np.argsort(paired + b_free)), b)
 
 
 def einsum_cotangents(g, subscripts, operands):
@@ -504,20 +511,35 @@ def repeat_cotangent(g, a, repeats, axis=None):
 _COPYING_PAD_MODES = ("edge", "reflect", "symmetric", "wrap")
 
 
-def pad_cotangent(g, array, pad_width, mode="constant", kwargs=None):
+def _pad_widths(pad_width, ndim):
+    return np.broadcast_to(np.asarray(pad_width, dtype=np.intp), (ndim, 2))
+
+
+def _pad_interior(g, shape, pad_width):
+    widths = _pad_widths(pad_width, len(shape))
+    return g[tuple(slice(int(before), int(before) + n) for (before, _), n in zip(widths, shape))]
+
+
+def pad_cotangent(g, array, pad_width, mode="constant", reflect_type="even"):
     """The cotangent of `array` in ``np.pad``: the interior of `g`, plus the copies' cotangents."""
     shape = np.shape(array)
     if mode in ("constant", "empty"):
-        widths = np.broadcast_to(np.asarray(pad_width, dtype=np.intp), (len(shape), 2))
-        inside = tuple(slice(int(before), int(before) + n) for (before, _), n in zip(widths, shape))
-        return shaped_like(np.array(g[inside]), array)
-    if mode in _COPYING_PAD_MODES and (kwargs or {}).get("reflect_type", "even") == "even":
+        return shaped_like(np.array(_pad_interior(g, shape, pad_width)), array)
+    if mode in _COPYING_PAD_MODES and reflect_type == "even":
         # Every padded element copies one element of the input: pad an index array to learn which.
-        size = int(np.prod(shape))
-        source = np.pad(np.arange(size).reshape(shape), pad_width, mode=mode, **(kwargs or {}))
+        size = math.prod(shape)
+        source = np.pad(np.arange(size).reshape(shape), pad_width, mode=mode)
         d = np.bincount(source.ravel(), weights=np.ravel(g), minlength=size)
         return shaped_like(d.reshape(shape), array)
-    raise NotImplementedError(f"adtrans has no derivative for np.pad with mode={mode!r} and {kwargs}")
+    raise NotImplementedError(
+        f"adtrans has no derivative for np.pad with mode={mode!r}, reflect_type={reflect_type!r}")
+
+
+def pad_constant_cotangent(g, array, pad_width, constant_values):
+    """The cotangent of a scalar `constant_values` in ``np.pad``: the sum of `g` over the padding."""
+    if np.ndim(constant_values) != 0:
+        raise NotImplementedError("adtrans differentiates np.pad's constant_values only when it is a scalar")
+    return unbroadcast(np.sum(g) - np.sum(_pad_interior(g, np.shape(array), pad_width)), constant_values)
 
 
 def sort_cotangent(g, a, axis=-1):
@@ -531,10 +553,15 @@ def sort_cotangent(g, a, axis=-1):
     return shaped_like(d, a)
 
 
-def take_cotangent(g, a, indices, axis=None):
+def take_cotangent(g, a, indices, axis=None, mode="raise"):
     """The cotangent of `a` in ``np.take``: `g` added back at the indices it was taken from."""
     x = np.asarray(a)
     d = np.zeros(x.size if axis is None else x.shape, dtype=_cotangent_dtype(g, a))
+    n = d.shape[0 if axis is None else axis]
+    if mode == "wrap":
+        indices = np.mod(indices, n)
+    elif mode == "clip":
+        indices = np.clip(indices, 0, n - 1)
     where = indices if axis is None else (slice(None),) * (axis % x.ndim) + (indices,)
     np.add.at(d, where, g)
     return shaped_like(d, a)
@@ -665,6 +692,11 @@ def prod_items_cotangent(g, iterable, start=1):
     return _same_sequence(iterable if isinstance(iterable, (list, tuple)) else [], d)
 
 
+def sumprod_cotangent(g, p, q):
+    """The cotangent of `p` in ``math.sumprod(p, q)``: ``g * q``."""
+    return _same_sequence(p if isinstance(p, (list, tuple)) else [], [g * b for b in q])
+
+
 def hypot_cotangent(g, y, coordinates):
     """The cotangent of ``math.hypot(*coordinates)``'s arguments: ``g * x / y`` (0 when y is 0)."""
     scale = g / y if y else 0.0
@@ -688,11 +720,12 @@ def digamma(x):
     if x < 0.5:   # reflection: psi(x) = psi(1 - x) - pi / tan(pi x)
         result -= math.pi / math.tan(math.pi * x)
         x = 1.0 - x
-    while x < 6.0:
+    while x < 10.0:
         result -= 1.0 / x
         x += 1.0
     inv2 = 1.0 / (x * x)
-    series = inv2 * (1 / 12 - inv2 * (1 / 120 - inv2 * (1 / 252 - inv2 * (1 / 240 - inv2 * (1 / 132)))))
+    series = inv2 * (1 / 12 - inv2 * (1 / 120 - inv2 * (1 / 252 - inv2 * (1 / 240 - inv2 * (
+        1 / 132 - inv2 * (691 / 32760))))))
     return result + math.log(x) - 0.5 / x - series
 
 
@@ -728,11 +761,15 @@ def cholesky_cotangent(g, y, upper=False):
     return (s + mT(s)) / 2
 
 
-def norm_cotangent(g, x, y, ord=None, axis=None, keepdims=False):
-    """The cotangent of `x` in ``np.linalg.norm(x, ord, axis, keepdims)`` (0 where the norm is 0)."""
+def norm_cotangent(g, x, y, ord=None, axis=None, keepdims=False, vector=False):
+    """The cotangent of `x` in ``np.linalg.norm(x, ord, axis, keepdims)`` (0 where the norm is 0).
+
+    With `vector`, as in ``np.linalg.vector_norm``: a vector norm over `axis`, however many axes.
+    """
     a = np.asarray(x)
     ndim = a.ndim
-    matrix = (isinstance(axis, (tuple, list)) and len(axis) == 2) or (axis is None and ndim == 2 and ord is not None)
+    matrix = not vector and ((isinstance(axis, (tuple, list)) and len(axis) == 2)
+                             or (axis is None and ndim == 2 and ord is not None))
     if matrix and ord not in (None, "fro"):
         return shaped_like(_matrix_norm_cotangent(g, a, y, ord, (0, 1) if axis is None else axis, keepdims), x)
     if ord == "fro" or ord is None:
@@ -766,7 +803,7 @@ def _matrix_norm_cotangent(g, a, y, ord, axis, keepdims):
         if ord == "nuc":
             d = g * (u @ vh)
         else:
-            k = 0 if ord == 2 else -1
+            k = 0 if ord == 2 else s.shape[-1] - 1
             d = g * (u[..., :, k:k + 1] @ vh[..., k:k + 1, :])
     elif ord in (1, -1, np.inf, -np.inf):
         line_axis = -2 if ord in (1, -1) else -1       # ord 1: column sums; inf: row sums

@@ -1,0 +1,60 @@
+"""Derivatives of Python's operators and built-in functions.
+
+The compiler turns ``a + b`` into a call of ``operator.add`` and looks that up
+here, so these rules serve Python floats and NumPy arrays alike: every
+binary rule undoes broadcasting with ``unbroadcast``.
+"""
+
+import builtins
+import operator
+
+from adtrans.registry import constant_function, integer_valued, rules_for
+from adtrans.rules.support import (
+    each_cotangent, extremum_args_cotangent, matmul_cotangent_a, matmul_cotangent_b, shaped_like, sign,
+    sorted_cotangent, unbroadcast, xlogy)
+
+rule = rules_for(globals())
+
+# Arithmetic operators.
+rule(operator.add, "a, b", a="unbroadcast(d_y, a)", b="unbroadcast(d_y, b)")
+rule(operator.sub, "a, b", a="unbroadcast(d_y, a)", b="unbroadcast(-d_y, b)")
+rule(operator.mul, "a, b", a="unbroadcast(d_y * b, a)", b="unbroadcast(d_y * a, b)")
+rule(operator.truediv, "a, b", a="unbroadcast(d_y / b, a)", b="unbroadcast(-d_y * y / b, b)")
+rule(operator.pow, "a, b", when={"b": 2}, a="d_y * (2 * a)")
+rule(operator.pow, "a, b", when={"b": 2.0}, a="d_y * (2 * a)")
+rule(operator.pow, "a, b", a="unbroadcast(d_y * b * a ** (b - 1), a)", b="unbroadcast(d_y * xlogy(y, a), b)")
+rule(operator.matmul, "a, b", a="matmul_cotangent_a(d_y, a, b)", b="matmul_cotangent_b(d_y, a, b)")
+# a % b is a - floor(a / b) * b, and (a - y) / b is that integer quotient.
+rule(operator.mod, "a, b", a="unbroadcast(d_y, a)", b="unbroadcast(-d_y * ((a - y) / b), b)")
+rule(operator.neg, "a", a="-d_y")
+rule(operator.pos, "a", a="d_y")
+rule(operator.abs, "a", a="d_y * sign(a)")
+
+# Built-in functions.
+rule(builtins.abs, "x", x="d_y * sign(x)")
+rule(builtins.pow, "base, exp, mod=None", when={"exp": 2, "mod": None}, base="d_y * (2 * base)")
+rule(builtins.pow, "base, exp, mod=None", when={"exp": 2.0, "mod": None}, base="d_y * (2 * base)")
+rule(builtins.pow, "base, exp, mod=None", base="unbroadcast(d_y * exp * base ** (exp - 1), base)",
+     exp="unbroadcast(d_y * xlogy(y, base), exp)")
+rule(builtins.divmod, "a, b", a="unbroadcast(d_y[1], a)", b="unbroadcast(-d_y[1] * y[0], b)")
+rule(builtins.float, "x=0.0", x="shaped_like(d_y, x)")
+# max(a, b, ...) or max(iterable): equal elements share the cotangent; with `key`, the one returned gets it.
+rule(builtins.max, "*args, key=None, default=None", args="extremum_args_cotangent(d_y, args, y, key)")
+rule(builtins.min, "*args, key=None, default=None", args="extremum_args_cotangent(d_y, args, y, key)")
+rule(builtins.sum, "iterable, start=0", iterable="each_cotangent(d_y, iterable)", start="unbroadcast(d_y, start)")
+rule(builtins.sorted, "iterable, *, key=None, reverse=False",
+     iterable="sorted_cotangent(d_y, iterable, key, reverse)")
+rule(builtins.list, "iterable=()", iterable="shaped_like(d_y, iterable)")
+rule(builtins.tuple, "iterable=()", iterable="shaped_like(d_y, iterable)")
+
+integer_valued(builtins.int, builtins.round)
+constant_function(
+    operator.floordiv, operator.lt, operator.le, operator.eq, operator.ne, operator.ge, operator.gt,
+    operator.not_, operator.truth, operator.is_, operator.is_not, operator.contains,
+    operator.and_, operator.or_, operator.xor, operator.invert, operator.lshift, operator.rshift,
+    operator.index, reason="its result is piecewise constant or not a number")
+constant_function(
+    builtins.len, builtins.print, builtins.isinstance, builtins.issubclass, builtins.range, builtins.type,
+    builtins.id, builtins.hash, builtins.repr, builtins.str, builtins.format, builtins.bool,
+    builtins.callable, builtins.hasattr, builtins.ord, builtins.chr, builtins.all, builtins.any,
+    reason="its result is not a differentiable value")

@@ -1,0 +1,158 @@
+"""The rules for Python's operators and built-in functions, and the checker itself."""
+
+import builtins
+import operator
+
+import numpy as np
+import pytest
+from gradcheck import case, check_rule_vjp, module_rules, run_case, template_problems, untested
+
+from adtrans import registry
+from adtrans.registry import rules_for
+
+rng = np.random.default_rng(1)
+A = rng.standard_normal((3, 4))
+COL = rng.standard_normal((3, 1))
+ROW = rng.standard_normal((1, 4))
+VEC = rng.standard_normal(4)
+POS = rng.uniform(0.5, 2.0, (3, 4))
+POS_COL = rng.uniform(0.5, 2.0, (3, 1))
+
+CASES = [
+    # a + b and friends: same shapes, (3, 1) with (1, 4), array with scalar, Python floats.
+    case(operator.add, 1.5, -0.25), case(operator.add, A, A), case(operator.add, COL, ROW),
+    case(operator.add, A, 2.0), case(operator.add, 2.0, VEC),
+    case(operator.sub, 1.5, -0.25), case(operator.sub, COL, ROW), case(operator.sub, A, VEC),
+    case(operator.mul, 1.5, -0.25), case(operator.mul, COL, ROW), case(operator.mul, 3.0, A),
+    case(operator.mul, A, np.float64(0.5)),
+    case(operator.truediv, 1.5, -0.25), case(operator.truediv, COL, POS), case(operator.truediv, A, 2.5),
+    case(operator.pow, 1.3, 2), case(operator.pow, A, 2), case(operator.pow, 1.3, 2.0),
+    case(operator.pow, 1.3, 3), case(operator.pow, POS, 1.7), case(operator.pow, POS_COL, ROW),
+    case(operator.pow, 2.5, VEC),
+    case(operator.matmul, A, A.T), case(operator.matmul, VEC, A.T), case(operator.matmul, A, VEC),
+    case(operator.matmul, VEC, VEC), case(operator.matmul, rng.standard_normal((2, 3, 4)), A.T),
+    case(operator.matmul, rng.standard_normal((2, 1, 3, 4)), rng.standard_normal((5, 4, 2))),
+    case(operator.mod, 7.3, 2.1), case(operator.mod, -7.3, 2.1), case(operator.mod, A * 5, POS_COL),
+    case(operator.neg, 1.5), case(operator.neg, A), case(operator.pos, A),
+    case(operator.abs, -1.5), case(operator.abs, A),
+    case(builtins.abs, -1.5), case(builtins.abs, 2.0), case(builtins.abs, A),
+    case(builtins.pow, 1.3, 2), case(builtins.pow, 1.3, 2.0), case(builtins.pow, 1.3, 0.7),
+    case(builtins.pow, POS, ROW),
+    case(builtins.divmod, 7.3, 2.1), case(builtins.divmod, -7.3, 2.1),
+    case(builtins.float, 2.5), case(builtins.float, np.float64(2.5)), case(builtins.float, np.array(2.5)),
+    case(builtins.max, 1.5, 2.5), case(builtins.max, 2.5, 1.5, -3.0), case(builtins.max, [1.5, 2.5, 0.5]),
+    case(builtins.max, (1.5, -2.5), key=abs), case(builtins.max, VEC),
+    case(builtins.min, 1.5, 2.5), case(builtins.min, [1.5, 2.5, 0.5]), case(builtins.min, VEC),
+    case(builtins.sum, [1.5, 2.5, 0.5]), case(builtins.sum, (1.5, 2.5), 0.25), case(builtins.sum, [A, VEC, ROW]),
+    case(builtins.sum, A), case(builtins.sum, [A, A], np.zeros((3, 4))),
+    case(builtins.sorted, [2.5, -1.0, 0.5]), case(builtins.sorted, (2.5, -1.0, 0.5), reverse=True),
+    case(builtins.sorted, [2.5, -1.0, 0.5], key=abs), case(builtins.sorted, VEC),
+    case(builtins.list, (1.5, 2.5)), case(builtins.list, A), case(builtins.tuple, [1.5, 2.5]),
+]
+
+
+@pytest.mark.parametrize("c", CASES)
+def test_rule_matches_finite_differences(c):
+    run_case(c)
+
+
+def test_every_builtin_rule_and_case_is_tested():
+    assert untested("adtrans.rules.builtins", CASES) == []
+
+
+@pytest.mark.parametrize("rule", module_rules("adtrans.rules.builtins"), ids=lambda r: r.name)
+def test_templates_are_well_formed(rule):
+    assert template_problems(rule) == []
+
+
+def test_every_rule_takes_a_y_free_signature_and_names_real_parameters():
+    for rule in registry.all_rules():
+        names = [p.name for p in rule.params]
+        assert "y" not in names and "d_y" not in names, rule.name
+        assert rule.differentiable_params <= set(names), rule.name
+
+
+# -- Conventions --------------------------------------------------------------------
+
+def pull(fn, *args, d_y=1.0, **kwargs):
+    rule = registry.lookup_rule(fn)
+    return registry.vjp_from_rule(rule, args, kwargs)[1](d_y)
+
+
+def test_ties_in_max_share_the_cotangent():
+    assert pull(builtins.max, 2.0, 2.0) == {"args": (0.5, 0.5)}
+    assert pull(builtins.max, [1.0, 3.0, 3.0]) == {"args": ([0.0, 0.5, 0.5],)}
+    assert pull(builtins.min, 1.0, 1.0, 4.0) == {"args": (0.5, 0.5, 0.0)}
+
+
+def test_max_with_a_key_gives_the_cotangent_to_the_element_returned():
+    assert pull(builtins.max, [2.0, -2.0], key=abs) == {"args": ([1.0, 0.0],)}
+
+
+def test_abs_has_zero_derivative_at_zero():
+    assert pull(builtins.abs, 0.0) == {"x": 0.0}
+    assert pull(builtins.abs, -0.0) == {"x": 0.0}
+
+
+def test_sequence_cotangents_keep_the_sequence_type():
+    assert pull(builtins.sum, [1.0, 2.0]) == {"iterable": [1.0, 1.0], "start": 1.0}
+    assert pull(builtins.sum, (1.0, 2.0))["iterable"] == (1.0, 1.0)
+    assert pull(builtins.sorted, [3.0, 1.0, 2.0], d_y=[10.0, 20.0, 30.0]) == {"iterable": [30.0, 10.0, 20.0]}
+
+
+def test_operator_cotangents_of_python_floats_are_floats():
+    x32 = np.ones(3, dtype=np.float32)
+    cotangents = pull(operator.mul, x32, 2.0, d_y=np.ones(3, np.float32))
+    assert cotangents["a"].dtype == np.float32
+    assert type(cotangents["b"]) is float
+
+
+def test_float32_stays_float32_when_mixed_with_float64():
+    x32 = np.ones((2, 3), dtype=np.float32)
+    w64 = np.full((1, 3), 2.0)
+    cotangents = pull(operator.mul, x32, w64, d_y=np.ones((2, 3)))
+    assert cotangents["a"].dtype == np.float32
+    assert cotangents["b"].dtype == np.float64 and cotangents["b"].shape == (1, 3)
+
+
+def test_no_derivative_functions():
+    assert registry.is_constant_function(operator.floordiv)
+    assert registry.is_constant_function(len) and registry.is_constant_function(print)
+    assert registry.integer_valued_name(int) == "int"
+    assert registry.integer_valued_name(round) == "round"
+
+
+# -- The checker catches wrong rules ------------------------------------------------------
+
+def _square(x):
+    return x * x
+
+
+def _halve(x):
+    return np.asarray(x) / 2
+
+
+_rule = rules_for(globals())
+_rule(_square, "x", x="d_y * x")                        # wrong: misses the factor 2
+_rule(_halve, "x", x="(d_y / 2).astype(np.float64)")    # right value, but widens float32
+
+
+def test_a_wrong_rule_is_caught():
+    with pytest.raises(AssertionError, match="does not match central finite differences"):
+        check_rule_vjp(_square, np.array([1.0, 2.0]))
+
+
+def test_a_widening_rule_is_caught():
+    check_rule_vjp(_halve, np.array([1.0, 2.0]), float32=False)
+    with pytest.raises(AssertionError, match="float32"):
+        check_rule_vjp(_halve, np.array([1.0, 2.0]))
+
+
+def test_docs_list_every_rule():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "rules.md").read_text()
+    missing = [rule.name for rule in registry.all_rules()
+               if rule.namespace.get("__name__", "").startswith("adtrans.rules.")
+               and f"`{rule.name.replace('_operator.', 'operator.')}`" not in text]
+    assert missing == [], "docs/rules.md does not list these rules (regenerate its tables)"
