@@ -451,7 +451,6 @@ def _from_vjp(vjp, signature, registered_wrt, f, args, kwargs, wrt):
 
 
 def _from_rule(rule, args, kwargs, wrt):
-    value, back = registry.vjp_from_rule(rule, args, kwargs)
     bound = rule.signature.bind(*args, **kwargs)
     names = list(bound.arguments)
     if wrt is None:
@@ -461,9 +460,10 @@ def _from_rule(rule, args, kwargs, wrt):
     else:
         wanted = _names_from(wrt, [p.name for p in rule.params], rule.fn)
         single = not isinstance(wrt, (tuple, list))
+    value, back = registry.vjp_from_rule(rule, args, kwargs, wanted)
 
     def pull(d):
-        out = back(d, wanted)
+        out = back(d)
         return tuple(_like(out[n], bound.arguments[n]) for n in wanted)
 
     return value, pull, single

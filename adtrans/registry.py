@@ -177,6 +177,8 @@ def _display_name(fn):
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     if isinstance(fn, type(abs)) and module == "builtins":
         return name
+    if module == "_operator":
+        module = "operator"
     if module.startswith("numpy"):
         module = "np" + module[len("numpy"):].replace(".linalg._linalg", ".linalg").replace(
             ".linalg.linalg", ".linalg")
@@ -241,28 +243,34 @@ def all_rules():
 
 # -- Eager evaluation of a rule: for calls whose target is only known at run time.
 
-def vjp_from_rule(rule: Rule, args, kwargs):
+def vjp_from_rule(rule: Rule, args, kwargs, wanted=None):
     """Call ``rule.fn(*args, **kwargs)`` and return ``(value, pullback)``.
 
-    ``pullback(d_y, wanted=None)`` returns a dict from parameter name to
-    cotangent, for the differentiable parameters named in `wanted` (all when
-    None).
+    ``pullback(d_y)`` returns a dict from parameter name to cotangent for
+    the differentiable parameters named in `wanted` (all when None); a
+    parameter whose case has no template gets None (a zero).  Only
+    arguments not in `wanted` count as constants when choosing a case.
     """
-    y = rule.fn(*args, **kwargs)
+    if callable(rule.fn):
+        y = rule.fn(*args, **kwargs)
+    else:
+        y = rule.fn.__get__(args[0])       # a property such as ndarray.T
     bound = rule.signature.bind(*args, **kwargs)
     bound.apply_defaults()
     values = dict(bound.arguments)
-    constants = {k: v for k, v in values.items() if isinstance(v, (int, float, bool, type(None), str))}
+    constants = {k: v for k, v in values.items()
+                 if (wanted is None or k not in wanted)
+                 and isinstance(v, (int, float, bool, type(None), str))}
     case = rule.case_for(constants)
+    names = list(case.adjoints) if wanted is None else list(wanted)
 
-    def pullback(d_y, wanted=None):
+    def pullback(d_y):
         scope = dict(rule.namespace)
         scope.update(values)
         scope["y"] = y
         scope["d_y"] = d_y
-        return {name: eval(_code(source), scope)
-                for name, source in case.adjoints.items()
-                if wanted is None or name in wanted}
+        return {name: eval(_code(case.adjoints[name]), scope) if name in case.adjoints else None
+                for name in names}
 
     return y, pullback
 

@@ -189,6 +189,10 @@ class Resolver:
                 if param.kind is inspect.Parameter.VAR_POSITIONAL:
                     value = gast.Tuple(list(value), gast.Load())
                 binding[param.name] = value
+            elif param.kind is inspect.Parameter.VAR_POSITIONAL:
+                binding[param.name] = gast.Tuple([], gast.Load())
+            elif param.kind is inspect.Parameter.VAR_KEYWORD:
+                binding[param.name] = gast.Dict([], [])
             elif param.default is not registry.REQUIRED:
                 binding[param.name] = gast.Constant(param.default, None) if _is_literal(param.default) \
                     else param.default

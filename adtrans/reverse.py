@@ -156,12 +156,19 @@ class ReverseTransform:
         return found
 
     def numeric_names(self):
-        """Locals known to hold numbers or arrays, whose adjoints can be summed with ``+``."""
+        """Locals known to hold numbers or arrays, whose adjoints can be summed with ``+``.
+
+        Those are the operands and results of arithmetic operators and `math`
+        functions; anything else (a list given to ``sum``, the result of
+        ``np.split``) is summed with `tangents.add`, which adds containers
+        element by element.
+        """
         numeric = set()
         for stmt, op in zip(self.statements, self.operations):
-            if op.kind == "rule":
-                if isinstance(stmt, Assign):
-                    numeric.add(stmt.target)
+            if op.kind == "rule" and isinstance(stmt, Assign) and (
+                    isinstance(stmt.value, (gast.BinOp, gast.UnaryOp))
+                    or getattr(op.callee, "__module__", None) == "math"):
+                numeric.add(stmt.target)
                 for param, node in op.binding.items():
                     if isinstance(node, gast.Name) and param in op.rule.differentiable_params:
                         numeric.add(node.id)
@@ -466,17 +473,23 @@ class ReverseTransform:
                     stmt.node, f"{rule.name} is not differentiable with respect to its argument '{param}'",
                     "pass a constant there, or wrap the argument in 'without_derivative'")
             expr = self.instantiate(template, rule, op, stmt.target, d, param, broadcasting)
-            if isinstance(node, gast.Name):
-                contributions.append((node.id, expr))
-            else:
-                # A literal list or tuple of arguments: the template gives one cotangent each.
-                parts = self.namer.fresh(f"d_{param}")
-                statements.append(_assign(parts, expr))
-                for i, element in enumerate(node.elts):
-                    if isinstance(element, gast.Name):
-                        contributions.append(
-                            (element.id, gast.Subscript(_name(parts), gast.Constant(i, None), gast.Load())))
+            statements += self.distribute(node, expr, f"d_{param}", contributions)
         return statements + self.accumulate(contributions)
+
+    def distribute(self, node, expr, base, contributions):
+        """Split a cotangent over a (possibly nested) literal tuple or list of arguments."""
+        if isinstance(node, gast.Name):
+            contributions.append((node.id, expr))
+            return []
+        if not isinstance(node, (gast.Tuple, gast.List)):
+            return []
+        parts = self.namer.fresh(base)
+        statements = [_assign(parts, expr)]
+        for i, element in enumerate(node.elts):
+            if self.node_active(element):
+                part = gast.Subscript(_name(parts), gast.Constant(i, None), gast.Load())
+                statements += self.distribute(element, part, base, contributions)
+        return statements
 
     def instantiate(self, template, rule, op, target, d, param, broadcasting):
         """The template with arguments, result, cotangent and helpers substituted."""
