@@ -5,8 +5,8 @@ an argument we differentiate with respect to, and *useful* when the result
 depends on it.  Only *active* values (varied and useful) get adjoints, so
 the pullback does no work for values that cannot reach a requested gradient.
 
-The analysis runs over the desugared statement list; loops (a later issue)
-will iterate it to a fixed point.
+The analysis is flow-insensitive over the desugared statements (each name
+is assigned once, but for loop headers), iterated to a fixed point.
 """
 
 from dataclasses import dataclass
@@ -35,25 +35,39 @@ def _targets(stmt):
     return []
 
 
-def analyse(statements, operations, wrt, result, passthrough=()):
-    """Varied and useful sets; `passthrough` names callees treated as differentiable anyway.
+def analyse(pairs, wrt, result, passthrough=()):
+    """Varied and useful sets over (statement, operation) pairs, iterated to a fixed point.
 
-    `operations` maps each statement (by position) to its `resolve.Operation`.
+    Loops make a value flow from the end of one pass to the start of the
+    next through their header copies, so one sweep is not enough; the sets
+    only grow, so the iteration ends.  `passthrough` names callees treated
+    as differentiable anyway (to tell an explicit `without_derivative`).
     """
+    pairs = [(s, op) for s, op in pairs if not isinstance(s, Return)]
     varied = set(wrt)
-    for stmt, op in zip(statements, operations):
-        if _blocks(op, passthrough):
-            continue
-        if any(name in varied for name in op.diff_inputs):
-            varied.update(_targets(stmt))
+    changed = True
+    while changed:
+        changed = False
+        for stmt, op in pairs:
+            if _blocks(op, passthrough):
+                continue
+            if any(name in varied for name in op.diff_inputs):
+                for t in _targets(stmt):
+                    if t not in varied:
+                        varied.add(t)
+                        changed = True
     useful = {result} if result is not None else set()
-    for stmt, op in reversed(list(zip(statements, operations))):
-        if isinstance(stmt, Return):
-            continue
-        if _blocks(op, passthrough):
-            continue
-        if any(t in useful for t in _targets(stmt)):
-            useful.update(op.diff_inputs)
+    changed = True
+    while changed:
+        changed = False
+        for stmt, op in reversed(pairs):
+            if _blocks(op, passthrough):
+                continue
+            if any(t in useful for t in _targets(stmt)):
+                for name in op.diff_inputs:
+                    if name not in useful:
+                        useful.add(name)
+                        changed = True
     return Activity(varied, useful)
 
 

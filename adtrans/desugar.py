@@ -21,7 +21,9 @@ from typing import List, Optional
 
 import gast
 
+from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for
+from adtrans.rules.support import with_item
 
 
 @dataclass
@@ -32,6 +34,9 @@ class Assign:
     value: gast.expr
     node: gast.AST          # the user's expression, for error locations
     origin: gast.stmt       # the user's statement, for comments
+    bound: bool = False     # bound by a loop header, not computed by a statement
+    copy: bool = False      # a copy the desugaring introduced (branch merges, loop headers and exits)
+    loop_end: bool = False  # the copy into a loop-carried variable's header, at the end of a pass
 
 
 @dataclass
@@ -56,6 +61,41 @@ class Effect:
 class Return:
     value: gast.expr        # an atom
     origin: gast.stmt
+
+
+@dataclass
+class If:
+    """``if test: body else: orelse``; variables assigned in a branch meet in copies at its end."""
+
+    test: gast.expr         # an atom
+    body: list
+    orelse: list
+    origin: gast.stmt
+
+
+@dataclass
+class Loop:
+    """A ``for`` or ``while`` loop over single-operation statements.
+
+    Loop-carried variables get a *header* version, copied from their value
+    before the loop and again at the end of each iteration; after the loop
+    an *exit* copy holds the final value, so code after the loop never reads
+    a name the loop reassigns.  Elements of the sequences a ``for`` loop
+    walks are ``Assign`` statements ``x = xs[index]`` marked `bound`: the
+    loop header binds them, and their pullback is a subscript's.
+    """
+
+    kind: str               # "range", "sequence" or "while"
+    body: list
+    origin: gast.stmt
+    header: gast.expr = None        # range: the range(...) call; sequence: the iterable as written
+    target: Optional[gast.expr] = None  # what the loop header binds (a Name or a Tuple of names)
+    index: Optional[str] = None     # sequence loops: the iteration index the elements' pullbacks use
+    condition: list = field(default_factory=list)   # while: statements computing `test`
+    test: Optional[gast.expr] = None
+    break_test: Optional[gast.expr] = None          # the body ends with "if break_test: break"
+    exits: dict = field(default_factory=dict)       # loop-assigned name -> its exit copy
+    headers: list = field(default_factory=list)     # header versions of loop-carried variables
 
 
 @dataclass
@@ -110,32 +150,57 @@ class Desugar:
                 bad, "functions with '*args' or '**kwargs' parameters are not supported yet",
                 "give the function named parameters, or register its derivative with "
                 "@adtrans.derivative(of=...)")
+        function = StructureJumps(self.source, self.namer).run(copy.deepcopy(self.source.node))
+        self.locals = _assigned_names(function)
         params = [a.id for a in args.posonlyargs + args.args + args.kwonlyargs]
         for p in params:
             self.current[p] = p
         body = Body(params)
-        statements = self.source.node.body
-        for i, stmt in enumerate(statements):
-            self.origin = stmt
-            if isinstance(stmt, gast.Return):
-                if i != len(statements) - 1:
-                    raise self.source.error(stmt, "an early 'return' is not supported yet",
-                                            "return once, at the end of the function")
-                value = stmt.value if stmt.value is not None else gast.Constant(None, None)
-                result = self.atom(value, "result")
-                self.out.append(Return(result, stmt))
-                body.result = result.id if isinstance(result, gast.Name) else None
-            else:
-                self.statement(stmt)
-        if not statements or not isinstance(statements[-1], gast.Return):
-            self.out.append(Return(gast.Constant(None, None), self.origin))
+        statements = function.body
+        final = statements[-1] if statements and isinstance(statements[-1], gast.Return) else None
+        for stmt in statements[:-1] if final is not None else statements:
+            self.statement(stmt)
+        self.origin = final or (statements[-1] if statements else function)
+        if final is not None:
+            value = final.value if final.value is not None else gast.Constant(None, None)
+            result = self.atom(value, "result")
+        else:
+            result = gast.Constant(None, None)
+        self.out.append(Return(result, self.origin))
+        body.result = result.id if isinstance(result, gast.Name) else None
         body.statements = self.out
         return body
+
+    def nested(self, statements):
+        """Desugar a block into a new statement list (the current versions carry on)."""
+        saved, self.out = self.out, []
+        try:
+            for stmt in statements:
+                self.statement(stmt)
+            return self.out
+        finally:
+            self.out = saved
+
+    def copy_to(self, block, target, source, origin):
+        block.append(Assign(target, gast.Name(source, gast.Load(), None, None), origin, origin, copy=True))
 
     # -- statements
 
     def statement(self, stmt):
-        if isinstance(stmt, gast.Assign):
+        previous, self.origin = self.origin, stmt
+        try:
+            self._statement(stmt)
+        finally:
+            self.origin = previous
+
+    def _statement(self, stmt):
+        if isinstance(stmt, gast.If):
+            self.if_statement(stmt)
+        elif isinstance(stmt, gast.For):
+            self.for_loop(stmt)
+        elif isinstance(stmt, gast.While):
+            self.while_loop(stmt)
+        elif isinstance(stmt, gast.Assign):
             value = stmt.value
             first, *others = stmt.targets
             name = self.assign(first, value, stmt)
@@ -145,6 +210,9 @@ class Desugar:
             if stmt.value is not None:
                 self.assign(stmt.target, stmt.value, stmt)
         elif isinstance(stmt, gast.AugAssign):
+            if isinstance(stmt.target, gast.Subscript):
+                self.augmented_item(stmt)
+                return
             if not isinstance(stmt.target, gast.Name):
                 raise self.unsupported_target(stmt.target)
             load = gast.Name(stmt.target.id, gast.Load(), None, None)
@@ -163,9 +231,192 @@ class Desugar:
             pass
         else:
             raise self.source.error(
-                stmt, f"{construct_name(stmt)} is not supported yet",
-                "this version of adtrans differentiates straight-line code; move the construct "
-                "into a function with a registered derivative (@adtrans.derivative(of=...))")
+                stmt, f"{construct_name(stmt)} is not supported",
+                "move the construct into a function with a registered derivative "
+                "(@adtrans.derivative(of=...))")
+
+    # -- control flow
+
+    def if_statement(self, stmt):
+        test = self.atom(stmt.test, "condition")
+        before = dict(self.current)
+        body = self.nested(stmt.body)
+        after_body, self.current = self.current, dict(before)
+        orelse = self.nested(stmt.orelse)
+        after_else = self.current
+        merged = dict(before)
+        names = list(after_body) + [n for n in after_else if n not in after_body]
+        for name in names:
+            a, b = after_body.get(name), after_else.get(name)
+            if a == b:
+                merged[name] = a
+                continue
+            joined = self.namer.fresh(name)
+            if a is not None:
+                self.copy_to(body, joined, a, stmt)
+            if b is not None:
+                self.copy_to(orelse, joined, b, stmt)
+            merged[name] = joined
+        self.current = merged
+        self.out.append(If(test, body, orelse, stmt))
+
+    def loop_headers(self, stmt, assigned):
+        """Copy each loop-carried variable into its header version before the loop."""
+        headers = {}
+        for name in assigned:
+            if name in self.current:
+                header = self.namer.fresh(name)
+                self.copy_to(self.out, header, self.current[name], stmt)
+                self.current[name] = header
+                headers[name] = header
+        return headers
+
+    def loop_body(self, loop, statements, headers, assigned, stmt):
+        """Desugar the body, its final ``if flag: break``, the end copies and the exit copies."""
+        final_break = None
+        if statements and _is_break_test(statements[-1]):
+            final_break, statements = statements[-1], statements[:-1]
+        body = self.out
+        for s in statements:
+            self.statement(s)
+        if final_break is not None:
+            loop.break_test = self.atom(final_break.test, "stop")
+        for name, header in headers.items():
+            if self.current[name] != header:
+                self.copy_to(body, header, self.current[name], stmt)
+                body[-1].loop_end = True
+        loop.body = body
+
+    def exit_copies(self, loop, assigned, headers, stmt):
+        after = []
+        for name in assigned:
+            last = headers.get(name, self.current.get(name))
+            if last is None:
+                continue
+            exit_name = self.namer.fresh(name)
+            self.copy_to(after, exit_name, last, stmt)
+            loop.exits[last] = exit_name
+            self.current[name] = exit_name
+        self.out.extend(after)
+
+    def for_loop(self, stmt):
+        if stmt.orelse:
+            raise self.source.error(stmt.orelse[0], "a loop's 'else' block is not supported")
+        assigned = _stored_in(stmt.body)
+        targets = _stored_in([stmt.target])
+        iterable = stmt.iter
+        loop = Loop("sequence", [], stmt)
+        if _is_call_to(iterable, "range"):
+            loop.kind = "range"
+            loop.header = _located(gast.Call(self.renamed(iterable.func),
+                                             [self.atom(a) for a in iterable.args], []), iterable)
+        elif _is_call_to(iterable, "zip") or _is_call_to(iterable, "enumerate"):
+            args = [self.atom(a) for a in iterable.args]
+            keywords = [gast.keyword(k.arg, self.atom(k.value)) for k in iterable.keywords]
+            loop.header = _located(gast.Call(self.renamed(iterable.func), args, keywords), iterable)
+        else:
+            loop.header = self.atom(iterable, "items")
+        headers = self.loop_headers(stmt, [n for n in assigned if n not in targets])
+        loop.headers = list(headers.values())
+        saved, self.out = self.out, []
+        try:
+            loop.target = self.loop_target(loop, stmt.target, iterable)
+            self.loop_body(loop, stmt.body, headers, assigned, stmt)
+        finally:
+            self.out = saved
+        self.out.append(loop)
+        self.exit_copies(loop, targets + [n for n in assigned if n not in targets], headers, stmt)
+
+    def loop_target(self, loop, target, iterable):
+        """Bind the loop variables; elements of sequences become `bound` subscripts."""
+        if loop.kind == "range":
+            if not isinstance(target, gast.Name):
+                raise self.unsupported_target(target)
+            name = self.new_version(target.id)
+            return gast.Name(name, gast.Store(), None, None)
+        if _is_call_to(iterable, "enumerate"):
+            if not (isinstance(target, (gast.Tuple, gast.List)) and len(target.elts) == 2
+                    and isinstance(target.elts[0], gast.Name)):
+                raise self.source.error(target, "unpack 'enumerate' as 'for i, x in enumerate(...)'")
+            counter = self.new_version(target.elts[0].id)
+            sequence = loop.header.args[0]
+            start = loop.header.args[1] if len(loop.header.args) > 1 else None
+            if start is None and loop.header.keywords:
+                start = loop.header.keywords[0].value
+            if start is None or (isinstance(start, gast.Constant) and start.value == 0):
+                loop.index = counter
+            else:
+                loop.index = self.namer.fresh("index")
+                self.out.append(Assign(loop.index, gast.BinOp(gast.Name(counter, gast.Load(), None, None),
+                                                              gast.Sub(), copy.deepcopy(start)),
+                                       target, self.origin, copy=True))
+            element = self.bind_element(target.elts[1], sequence, loop.index)
+            return gast.Tuple([gast.Name(counter, gast.Store(), None, None), element], gast.Store())
+        loop.index = self.namer.fresh("index")
+        if _is_call_to(iterable, "zip"):
+            sequences = loop.header.args
+            if not (isinstance(target, (gast.Tuple, gast.List)) and len(target.elts) == len(sequences)):
+                raise self.source.error(target, "unpack 'zip' into one name for each sequence")
+            elements = [self.bind_element(t, seq, loop.index) for t, seq in zip(target.elts, sequences)]
+            return gast.Tuple(elements, gast.Store())
+        return self.bind_element(target, loop.header, loop.index)
+
+    def bind_element(self, target, sequence, index):
+        """``x = sequence[index]``, bound by the loop header; a tuple target is unpacked after."""
+        if isinstance(target, gast.Name):
+            name = self.new_version(target.id)
+            value = gast.Subscript(copy.deepcopy(sequence), gast.Name(index, gast.Load(), None, None),
+                                   gast.Load())
+            self.out.append(Assign(name, _located(value, target), target, self.origin, bound=True))
+            return gast.Name(name, gast.Store(), None, None)
+        if isinstance(target, (gast.Tuple, gast.List)):
+            item = self.namer.fresh("item")
+            value = gast.Subscript(copy.deepcopy(sequence), gast.Name(index, gast.Load(), None, None),
+                                   gast.Load())
+            self.out.append(Assign(item, _located(value, target), target, self.origin, bound=True))
+            self.unpack(target, item, self.origin)
+            return gast.Name(item, gast.Store(), None, None)
+        raise self.unsupported_target(target)
+
+    def while_loop(self, stmt):
+        if stmt.orelse:
+            raise self.source.error(stmt.orelse[0], "a loop's 'else' block is not supported")
+        assigned = _stored_in(stmt.body)
+        headers = self.loop_headers(stmt, assigned)
+        loop = Loop("while", [], stmt, headers=list(headers.values()))
+        saved, self.out = self.out, []
+        try:
+            loop.test = self.atom(stmt.test, "condition")
+            loop.condition, self.out = self.out, []
+            self.loop_body(loop, stmt.body, headers, assigned, stmt)
+        finally:
+            self.out = saved
+        self.out.append(loop)
+        self.exit_copies(loop, assigned, headers, stmt)
+
+    # -- assignment to a subscript: value semantics
+
+    def set_item(self, target, value_atom, stmt):
+        if not isinstance(target.value, gast.Name) or target.value.id not in self.locals:
+            raise self.source.error(target, "assignment to a subscript of a value that is not a local "
+                                    "variable is not supported", "assign to a local array")
+        base = self.atom(target.value)
+        index = self.index(target.slice)
+        call = gast.Call(_synthetic_callee(_SET_ITEM, with_item), [base, _index_value(index), value_atom], [])
+        name = self.new_version(target.value.id)
+        self.out.append(Assign(name, _located(call, target), target, stmt))
+
+    def augmented_item(self, stmt):
+        target = stmt.target
+        base = self.atom(target.value)
+        index = self.index(target.slice)
+        current = gast.Subscript(base, index, gast.Load())
+        item = self.hoist(_located(current, target), target, "item")
+        value = self.hoist(_located(gast.BinOp(item, stmt.op, self.atom(stmt.value)), stmt), stmt)
+        call = gast.Call(_synthetic_callee(_SET_ITEM, with_item),
+                         [copy.deepcopy(base), _index_value(copy.deepcopy(index)), value], [])
+        name = self.new_version(target.value.id)
+        self.out.append(Assign(name, _located(call, target), target, stmt))
 
     def unsupported_target(self, target):
         what = {gast.Subscript: "a subscript", gast.Attribute: "an attribute"}.get(type(target), "this target")
@@ -197,6 +448,10 @@ class Desugar:
             if not isinstance(source, gast.Name):
                 source = self.hoist(source, value, "values")
             return self.unpack(target, source.id, stmt)
+        if isinstance(target, gast.Subscript):
+            self.check_expression(value)
+            self.set_item(target, self.atom(value), stmt)
+            return None
         raise self.unsupported_target(target)
 
     def unpack(self, target, source, stmt):
@@ -386,3 +641,48 @@ def _is_operation(expr, locals_):
 def _is_method(operation, locals_):
     return (isinstance(operation, gast.Call) and isinstance(operation.func, gast.Attribute)
             and not _is_static(operation.func, locals_))
+
+
+# Calls the desugaring writes itself carry the callee on the node, so no user name can capture them.
+_SET_ITEM = "with_item"
+
+
+def _synthetic_callee(name, callee):
+    node = gast.Name(name, gast.Load(), None, None)
+    node.synthetic_callee = callee
+    return node
+
+
+def _index_value(index):
+    """An index as a value: ``x[1:2, None]`` reads ``(slice(1, 2, None), None)``."""
+    if isinstance(index, gast.Slice):
+        parts = [p if p is not None else gast.Constant(None, None)
+                 for p in (index.lower, index.upper, index.step)]
+        return gast.Call(gast.Name("slice", gast.Load(), None, None), parts, [])
+    if isinstance(index, gast.Tuple):
+        return gast.Tuple([_index_value(e) for e in index.elts], gast.Load())
+    return index
+
+
+def _is_call_to(expr, name):
+    return isinstance(expr, gast.Call) and isinstance(expr.func, gast.Name) and expr.func.id == name
+
+
+def _is_break_test(stmt):
+    return (isinstance(stmt, gast.If) and len(stmt.body) == 1 and isinstance(stmt.body[0], gast.Break)
+            and not stmt.orelse)
+
+
+def _stored_in(statements):
+    """Names assigned in `statements`, in first-assignment order (nested blocks included)."""
+    names = []
+    for stmt in statements:
+        for node in gast.walk(stmt):
+            if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store) and node.id not in names:
+                names.append(node.id)
+            elif isinstance(node, (gast.Subscript, gast.Attribute)) and isinstance(
+                    getattr(node, "ctx", None), gast.Store):
+                root = node.value
+                if isinstance(root, gast.Name) and root.id not in names:
+                    names.append(root.id)
+    return names

@@ -141,6 +141,9 @@ class Resolver:
                              description=f"method '.{func.attr}'")
         if isinstance(func, gast.Name) and func.id in self.locals:
             return Operation("dynamic", inputs, arg_inputs, description=f"'{func.id}'")
+        synthetic = getattr(func, "synthetic_callee", None)
+        if synthetic is not None:
+            return self.resolved_call(synthetic, call, inputs, arg_inputs, func.id)
         try:
             target = self.static_value(func)
         except Unresolved as e:

@@ -26,7 +26,7 @@ import gast
 from adtrans import registry, tangents
 from adtrans.activity import analyse
 from adtrans.codegen import unparse
-from adtrans.desugar import Assign, Desugar, Effect, Return, Unpack
+from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
 from adtrans.errors import DifferentiationError, ZeroDerivativeWarning
 from adtrans.naming import Namer, names_in
 from adtrans.resolve import Resolver, Unresolved
@@ -82,6 +82,10 @@ class ReverseTransform:
         code = self.fn.__code__
         self.freevars = list(code.co_freevars)
         self.user_globals = self.fn.__globals__
+        self.adjoints: Dict[Any, str] = {}
+        self.saves = {}            # id(block) -> (tape, names): what a block in a loop keeps per pass
+        self.loop_plans = {}       # id(loop) -> _LoopPlan
+        self.owned = set()         # adjoints that are arrays or lists this pullback made (safe to add into)
 
     # -- the whole transform
 
@@ -89,35 +93,39 @@ class ReverseTransform:
         body = Desugar(self.source, self.namer).run()
         self.body = body
         self.statements = body.statements
+        self.flat = list(flatten(self.statements))
         ssa = set(body.params)
-        for stmt in self.statements:
-            if isinstance(stmt, Assign):
-                ssa.add(stmt.target)
-            elif isinstance(stmt, Unpack):
-                ssa.update(t for t in stmt.targets if t)
+        for stmt in self.flat:
+            ssa.update(_targets(stmt))
+        for stmt in _loops(self.statements):
+            ssa.update(_loop_names(stmt))
         self.resolver = Resolver(self.source, ssa, self.strict)
-        self.operations = [self.resolver.statement(s) for s in self.statements]
-        self.activity = analyse(self.statements, self.operations, self.wrt, body.result)
-        self.warnings = self.zero_derivative_warnings()
-        self.known_floats = set()
+        self.ops = {id(s): self.resolver.statement(s) for s in self.flat}
+        pairs = [(s, self.ops[id(s)]) for s in self.flat]
+        self.activity = analyse(pairs, self.wrt, body.result)
+        self.warnings = self.zero_derivative_warnings(pairs)
+        self.known_floats = self.float_names()
         self.numeric = self.numeric_names()
 
         name = self.namer.fresh(f"{self._base_name()}_value_with_pullback")
-        self.adjoints: Dict[str, str] = {}
-        lines = [f"def {name}({self._parameters()}):"]
-        forward = self.forward_lines()
-        lines.extend("    " + line for line in forward)
         pullback_name = self.namer.fresh("pullback")
         result = body.result
         d_result = self.adjoint(result) if result is not None else self.namer.fresh("d_result")
         self.defined = {result} if result is not None else set()
-        pullback = self.pullback_lines()
+        pullback = self.reverse_block(self.statements[:-1], None)
+        pullback.append(self.gradient_return())
+        self.pullback_loads = _loads("\n".join(pullback))
+        self.dead = self.dead_copies()
+        forward = self.forward_block(self.statements[:-1])
+
+        lines = [f"def {name}({self._parameters()}):"]
+        lines.extend(_indent(forward))
         lines.append("")
         lines.append(f"    def {pullback_name}({d_result}):")
-        lines.extend("        " + line for line in pullback)
+        lines.extend(_indent(pullback, 2))
         result_text = unparse(self.statements[-1].value)
         lines.append(f"    return {result_text}, {pullback_name}")
-        text = "\n".join(lines) + "\n"
+        text = "\n".join(_without_repeated_comments(lines)) + "\n"
         return Generated(name, text, self.cells, self.freevars, self.source, self.warnings)
 
     def _base_name(self):
@@ -139,7 +147,7 @@ class ReverseTransform:
     def active(self, name):
         return self.activity.active(name)
 
-    def zero_derivative_warnings(self):
+    def zero_derivative_warnings(self, pairs):
         from adtrans.api import without_derivative
 
         found = []
@@ -148,8 +156,7 @@ class ReverseTransform:
             if self.active(param):
                 continue
             if explicit is None:
-                explicit = analyse(self.statements, self.operations, self.wrt, self.body.result,
-                                   passthrough=(without_derivative,))
+                explicit = analyse(pairs, self.wrt, self.body.result, passthrough=(without_derivative,))
             if explicit.active(param):
                 continue
             found.append(param)
@@ -164,7 +171,8 @@ class ReverseTransform:
         element by element.
         """
         numeric = set()
-        for stmt, op in zip(self.statements, self.operations):
+        for stmt in self.flat:
+            op = self.ops[id(stmt)]
             if op.kind == "rule" and isinstance(stmt, Assign) and (
                     isinstance(stmt.value, (gast.BinOp, gast.UnaryOp))
                     or getattr(op.callee, "__module__", None) == "math"):
@@ -173,6 +181,48 @@ class ReverseTransform:
                     if isinstance(node, gast.Name) and param in op.rule.differentiable_params:
                         numeric.add(node.id)
         return numeric
+
+    def float_names(self):
+        """Locals known to hold Python floats: their adjoints never need unbroadcasting.
+
+        A name is a float when every statement assigning it makes a float (a
+        `math` function, arithmetic on floats and numbers, a copy of a float):
+        the largest such set, so loop-carried floats stay floats.
+        """
+        from adtrans.api import with_derivative, without_derivative
+
+        assigns = [s for s in self.flat if isinstance(s, Assign) and not s.bound]
+        floats = {s.target for s in assigns}
+        floats -= {t for s in self.flat if isinstance(s, Unpack) for t in s.targets}
+        self.known_floats = floats
+        changed = True
+        while changed:
+            changed = False
+            for stmt in assigns:
+                if stmt.target in floats and not self.makes_float(stmt, with_derivative, without_derivative):
+                    floats.discard(stmt.target)
+                    changed = True
+        return floats
+
+    def makes_float(self, stmt, with_derivative, without_derivative):
+        op = self.ops[id(stmt)]
+        if op.kind == "rule":
+            module = getattr(op.callee, "__module__", None)
+            if module == "math" and registry.integer_valued_name(op.callee) is None:
+                return True
+            if op.callee is float:
+                return True
+            if module in ("_operator", "operator") and isinstance(stmt.value, (gast.BinOp, gast.UnaryOp)):
+                return all(self.is_scalar(n) for n in op.binding.values()) and not isinstance(
+                    getattr(stmt.value, "op", None), gast.MatMult)
+            if op.callee is with_derivative:
+                return self.is_scalar(op.binding["x"])
+            return False
+        if op.kind == "constant" and op.callee is without_derivative and stmt.value.args:
+            return self.is_scalar(stmt.value.args[0])
+        if op.kind == "copy":
+            return self.is_scalar(stmt.value)
+        return False
 
     # -- cells: the objects generated code refers to
 
@@ -194,59 +244,15 @@ class ReverseTransform:
             self.adjoints[name] = self.namer.fresh(f"d_{name}")
         return self.adjoints[name]
 
-    # -- forward
-
-    def forward_lines(self):
-        lines = []
-        origin = None
-        for stmt, op in zip(self.statements, self.operations):
-            if isinstance(stmt, Return):
-                continue
-            if stmt.origin is not origin:
-                origin = stmt.origin
-                lines.append(self.comment(origin))
-            lines.append(self.forward_statement(stmt, op))
-        return lines
-
-    def comment(self, origin):
-        lineno = getattr(origin, "lineno", self.source.node.lineno)
-        return f"# {self.source.filename}:{lineno}: {self.source.line_text(lineno)}"
-
-    def forward_statement(self, stmt, op):
-        if isinstance(stmt, Effect):
-            return unparse(stmt.stmt)
-        if isinstance(stmt, Unpack):
-            return f"{', '.join(stmt.targets)} = {stmt.source}"
-        self.track_float(stmt, op)
-        if op.kind in ("vjp", "transform", "dynamic") and self.active(stmt.target):
-            call = self.call_with_pullback(stmt, op)
-            return f"{stmt.target}, {self.pullback_of(stmt.target)} = {unparse(call)}"
-        return f"{stmt.target} = {unparse(stmt.value)}"
-
     def pullback_of(self, name):
         key = ("pullback", name)
         if key not in self.adjoints:
             self.adjoints[key] = self.namer.fresh(f"{name}_pullback")
         return self.adjoints[key]
 
-    def track_float(self, stmt, op):
-        """Note locals known to hold Python floats: their adjoints never need unbroadcasting."""
-        from adtrans.api import with_derivative, without_derivative
-
-        if op.kind == "rule":
-            module = getattr(op.callee, "__module__", None)
-            if module == "math" or op.callee is float:
-                self.known_floats.add(stmt.target)
-            elif module in ("_operator", "operator") and all(
-                    self.is_scalar(n) for n in op.binding.values()):
-                self.known_floats.add(stmt.target)
-            elif op.callee is with_derivative and self.is_scalar(op.binding["x"]):
-                self.known_floats.add(stmt.target)
-        elif op.kind == "constant" and op.callee is without_derivative and stmt.value.args \
-                and self.is_scalar(stmt.value.args[0]):
-            self.known_floats.add(stmt.target)
-        elif op.kind == "copy" and isinstance(stmt.value, gast.Name) and stmt.value.id in self.known_floats:
-            self.known_floats.add(stmt.target)
+    def comment(self, origin):
+        lineno = getattr(origin, "lineno", self.source.node.lineno)
+        return f"# {self.source.filename}:{lineno}: {self.source.line_text(lineno)}"
 
     def is_scalar(self, node):
         if isinstance(node, gast.Constant):
@@ -254,6 +260,121 @@ class ReverseTransform:
         if isinstance(node, gast.UnaryOp) and isinstance(node.operand, gast.Constant):
             return self.is_scalar(node.operand)
         return isinstance(node, gast.Name) and node.id in self.known_floats
+
+    # -- forward
+
+    def dead_copies(self):
+        """Copies the desugaring made that nothing reads (a loop's unused exit copy, say)."""
+        copies = [s for s in self.flat if isinstance(s, Assign) and s.copy]
+        dead = set()
+        while True:
+            loads = set(self.pullback_loads)
+            for stmt in self.flat:
+                if id(stmt) not in dead:
+                    loads.update(_statement_loads(stmt))
+            for stmt in _structures(self.statements):
+                loads.update(_structure_loads(stmt))
+            loads.update(_statement_loads(self.statements[-1]))
+            newly = {id(s) for s in copies if id(s) not in dead and s.target not in loads}
+            if not newly:
+                return dead
+            dead |= newly
+
+    def forward_block(self, statements):
+        lines = []
+        origin = None
+        save = self.saves.get(id(statements))
+        for stmt in statements:
+            if save is not None and isinstance(stmt, Assign) and stmt.loop_end:
+                # The pass's values are kept before the header copies overwrite them.
+                lines.append(f"{save[0]}.append({_tuple_text(save[1])})")
+                save = None
+            if isinstance(stmt, Assign) and (stmt.bound or id(stmt) in self.dead):
+                continue
+            if isinstance(stmt, If):
+                lines.append(self.comment(stmt.origin))
+                lines.extend(self.forward_if(stmt))
+                origin = None
+                continue
+            if isinstance(stmt, Loop):
+                lines.append(self.comment(stmt.origin))
+                lines.extend(self.forward_loop(stmt))
+                origin = None
+                continue
+            if not (isinstance(stmt, Assign) and stmt.copy) and stmt.origin is not origin:
+                origin = stmt.origin
+                lines.append(self.comment(origin))
+            lines.append(self.forward_statement(stmt))
+        if save is not None:
+            tape, names = save
+            lines.append(f"{tape}.append({_tuple_text(names)})")
+        return lines
+
+    def forward_statement(self, stmt):
+        if isinstance(stmt, Effect):
+            return unparse(stmt.stmt)
+        if isinstance(stmt, Unpack):
+            return f"{', '.join(stmt.targets)} = {stmt.source}"
+        op = self.ops[id(stmt)]
+        value = stmt.value
+        if op.kind in ("vjp", "transform", "dynamic") and self.active(stmt.target):
+            call = self.call_with_pullback(stmt, op)
+            return f"{stmt.target}, {self.pullback_of(stmt.target)} = {unparse(call)}"
+        if isinstance(value, gast.Call) and hasattr(value.func, "synthetic_callee"):
+            value = copy.deepcopy(value)
+            value.func = _name(self.helper(value.func.id, value.func.synthetic_callee))
+        return f"{stmt.target} = {unparse(value)}"
+
+    def forward_if(self, stmt):
+        lines = [f"if {unparse(stmt.test)}:"]
+        lines.extend(_indent(self.forward_block(stmt.body) or ["pass"]))
+        orelse = self.forward_block(stmt.orelse)
+        if orelse:
+            lines.append("else:")
+            lines.extend(_indent(orelse))
+        return lines
+
+    def forward_loop(self, loop):
+        plan = self.loop_plans.get(id(loop))
+        lines = []
+        if plan is not None:
+            lines.append(f"{plan.tape} = []" if plan.tape else f"{plan.counter} = 0")
+            lines.extend(f"{tape} = []" for tape in plan.branch_tapes)
+        body = []
+        if loop.kind == "while":
+            lines.append("while True:")
+            body.extend(self.forward_block(loop.condition))
+            body.append(f"if not {unparse(loop.test)}:")
+            body.append("    break")
+        else:
+            lines.append(f"for {self.loop_target_text(loop)} in {self.loop_iterable_text(loop)}:")
+        body.extend(self.forward_block(loop.body))
+        if plan is not None and not plan.tape:
+            body.append(f"{plan.counter} += 1")
+        if loop.break_test is not None:
+            body.append(f"if {unparse(loop.break_test)}:")
+            body.append("    break")
+        lines.extend(_indent(body or ["pass"]))
+        return lines
+
+    def indexed(self, loop):
+        """Does the loop need its iteration index (an element's cotangent goes to its sequence)?"""
+        return loop.kind == "sequence" and any(
+            s.bound and self.active(s.target) for s in loop.body if isinstance(s, Assign))
+
+    def loop_target_text(self, loop):
+        target = unparse(loop.target)
+        if not self.indexed(loop) or _is_call(loop.header, "enumerate"):
+            return target
+        if isinstance(loop.target, gast.Tuple):
+            target = f"({target})" if not target.startswith("(") else target
+        return f"{loop.index}, {target}"
+
+    def loop_iterable_text(self, loop):
+        text = unparse(loop.header)
+        if self.indexed(loop) and not _is_call(loop.header, "enumerate"):
+            return f"enumerate({text})"
+        return text
 
     def call_with_pullback(self, stmt, op):
         """The forward call of a callee that returns (value, pullback)."""
@@ -316,21 +437,9 @@ class ReverseTransform:
 
     # -- pullback
 
-    def pullback_lines(self):
-        lines = []
-        groups = []
-        for stmt, op in zip(self.statements, self.operations):
-            if groups and groups[-1][0] is stmt.origin:
-                groups[-1][1].append((stmt, op))
-            else:
-                groups.append((stmt.origin, [(stmt, op)]))
-        for origin, members in reversed(groups):
-            emitted = []
-            for stmt, op in reversed(members):
-                emitted.extend(self.adjoint_statements(stmt, op))
-            if emitted:
-                lines.append(self.comment(origin))
-                lines.extend(unparse(s) for s in emitted)
+    # -- pullback
+
+    def gradient_return(self):
         returns = []
         for param in self.wrt:
             if param in self.defined:
@@ -339,8 +448,145 @@ class ReverseTransform:
                 zeros = self.helper("zeros_like", tangents.zeros_like)
                 returns.append(_call(_name(zeros), _name(param)))
         value = returns[0] if len(returns) == 1 else gast.Tuple(returns, gast.Load())
-        lines.append(unparse(gast.Return(value=value)))
+        return unparse(gast.Return(value=value))
+
+    def reverse_block(self, statements, loop):
+        """The pullback of a block: its statements' adjoints in reverse, with comments.
+
+        `loop` is the innermost enclosing loop, or None.  Adjoints of the
+        names a statement assigns are spent once its adjoint statements are
+        written, so a loop's next (earlier) pass starts them afresh.
+        """
+        lines = []
+        origin = None
+        for stmt in reversed(statements):
+            if isinstance(stmt, If):
+                lines.extend(self.reverse_if(stmt, loop))
+                origin = None
+                continue
+            if isinstance(stmt, Loop):
+                lines.extend(self.reverse_loop(stmt))
+                origin = None
+                continue
+            emitted = self.adjoint_statements(stmt, self.ops[id(stmt)])
+            for name in _targets(stmt):
+                self.defined.discard(name)
+                self.owned.discard(name)
+            if emitted:
+                if stmt.origin is not origin and not (isinstance(stmt, Assign) and stmt.copy):
+                    origin = stmt.origin
+                    lines.append(self.comment(origin))
+                lines.extend(unparse(s) for s in emitted)
         return lines
+
+    def zero(self, name, like=None):
+        zeros = self.helper("zeros_like", tangents.zeros_like)
+        return f"{self.adjoint(name)} = {zeros}({like or name})"
+
+    def reverse_if(self, stmt, loop):
+        before = set(self.defined)
+        body = self.reverse_block(stmt.body, loop)
+        after_body, self.defined = self.defined, set(before)
+        orelse = self.reverse_block(stmt.orelse, loop)
+        after_else = self.defined
+        for name in sorted(after_body - after_else):
+            orelse.append(self.zero(name))
+        for name in sorted(after_else - after_body):
+            body.append(self.zero(name))
+        self.defined = after_body | after_else
+        if not body and not orelse:
+            return []
+        if loop is not None:
+            body = self.restore_branch(stmt.body, body, loop)
+            orelse = self.restore_branch(stmt.orelse, orelse, loop)
+        lines = [self.comment(stmt.origin), f"if {unparse(stmt.test)}:"]
+        lines.extend(_indent(body or ["pass"]))
+        if orelse:
+            lines.append("else:")
+            lines.extend(_indent(orelse))
+        return lines
+
+    def restore_branch(self, block, lines, loop):
+        """In a loop, a branch keeps the values its pullback reads on a tape of its own."""
+        needed = _needed(lines, self._assigned_in(block))
+        if not needed:
+            return lines
+        tape = self.namer.fresh("branch_tape")
+        values = self.namer.fresh("branch_values")
+        self.saves[id(block)] = (tape, needed)
+        plan = self.loop_plans.setdefault(id(loop), _LoopPlan())
+        plan.branch_tapes.append(tape)
+        plan.branch_iterators.append((values, tape))
+        return [f"{_tuple_text(needed, bare=True)} = next({values})"] + lines
+
+    def reverse_loop(self, loop):
+        inner = list(flatten(loop.condition)) + list(flatten(loop.body))
+        assigned = set(_loop_names(loop))
+        for stmt in inner:
+            assigned.update(_targets(stmt))
+        for stmt in _loops(loop.body):
+            assigned.update(_loop_names(stmt))
+        if not any(self.active(t) for s in inner for t in _targets(s)):
+            return []
+        before = []
+        # Outer values the body reads get contributions on every pass: start them at zero.
+        for name in self.outer_inputs(inner, assigned):
+            if name not in self.defined:
+                before.append(self.zero(name))
+                self.defined.add(name)
+                self.owned.add(name)
+            elif name in self.accumulated_by_item(inner) and name not in self.owned:
+                copy_name = self.helper("owned_copy", tangents.owned_copy)
+                before.append(f"{self.adjoint(name)} = {copy_name}({self.adjoint(name)})")
+                self.owned.add(name)
+        for header in loop.headers:
+            if self.active(header) and header not in self.defined:
+                before.append(self.zero(header, loop.exits.get(header)))
+                self.defined.add(header)
+        plan = self.loop_plans.setdefault(id(loop), _LoopPlan())
+        body = self.reverse_block(loop.body, loop)
+        for header in loop.headers:
+            if self.active(header) and header not in self.defined:
+                body.append(self.zero(header))
+                self.defined.add(header)
+        direct = self._assigned_in(loop.body) | set(_loop_names(loop)) | self._assigned_in(loop.condition)
+        needed = _needed(body, direct)
+        for values, tape in plan.branch_iterators:
+            before.append(f"{values} = reversed({tape})")
+        if needed:
+            plan.tape = self.namer.fresh("tape")
+            self.saves[id(loop.body)] = (plan.tape, needed)
+            header = f"for {_tuple_text(needed, bare=True)} in reversed({plan.tape}):"
+        else:
+            plan.counter = self.namer.fresh("iterations")
+            header = f"for {self.namer.fresh('step')} in range({plan.counter}):"
+        return [self.comment(loop.origin)] + before + [header] + _indent(body or ["pass"])
+
+    def outer_inputs(self, inner, assigned):
+        """Active names from outside the loop that statements inside it read, in first-use order."""
+        names = []
+        for stmt in inner:
+            for name in self.ops[id(stmt)].diff_inputs:
+                if name not in assigned and self.active(name) and name not in names:
+                    names.append(name)
+        return names
+
+    def accumulated_by_item(self, inner):
+        """Names whose adjoints a subscript inside the loop adds into, item by item."""
+        return {s.value.value.id for s in inner
+                if isinstance(s, Assign) and self.ops[id(s)].kind == "subscript"
+                and isinstance(s.value.value, gast.Name)}
+
+    def _assigned_in(self, block):
+        """Names a block assigns itself (not in blocks inside it), with the tapes made there."""
+        names = set()
+        for stmt in block:
+            names.update(_targets(stmt))
+            if isinstance(stmt, Loop):
+                plan = self.loop_plans.get(id(stmt))
+                if plan is not None:
+                    names.update(n for n in [plan.tape, plan.counter] + plan.branch_tapes if n)
+        return names
 
     def adjoint_statements(self, stmt, op):
         """The statements that pull the cotangent of `stmt`'s result back to its operands."""
@@ -372,8 +618,12 @@ class ReverseTransform:
             return self.literal_adjoints(stmt, d)
         if kind == "subscript":
             base = stmt.value.value
-            helper = _name(self.helper("subscript_cotangent", tangents.subscript_cotangent))
             index = self.index_expression(stmt.value.slice)
+            if base.id in self.owned and base.id in self.defined:
+                # In a loop: add into the sequence's cotangent in place, not a full-size zero per pass.
+                helper = _name(self.helper("add_item", tangents.add_item))
+                return [_assign(self.adjoint(base.id), _call(helper, _name(self.adjoint(base.id)), index, d))]
+            helper = _name(self.helper("subscript_cotangent", tangents.subscript_cotangent))
             return self.accumulate([(base.id, _call(helper, d, base, index))])
         if kind in ("vjp", "transform", "dynamic"):
             return self.call_adjoints(stmt, op, d)
@@ -669,3 +919,132 @@ def _signature_or_none(fn):
         return inspect.signature(fn)
     except (TypeError, ValueError):
         return None
+
+
+@dataclass
+class _LoopPlan:
+    """What a loop keeps for its pullback: a tape of values per pass, or just a count."""
+
+    tape: str = None
+    counter: str = None
+    branch_tapes: list = field(default_factory=list)
+    branch_iterators: list = field(default_factory=list)
+
+
+def flatten(statements):
+    """Every simple statement of a block and the blocks inside it, in order."""
+    for stmt in statements:
+        if isinstance(stmt, If):
+            yield from flatten(stmt.body)
+            yield from flatten(stmt.orelse)
+        elif isinstance(stmt, Loop):
+            yield from flatten(stmt.condition)
+            yield from flatten(stmt.body)
+        else:
+            yield stmt
+
+
+def _structures(statements):
+    for stmt in statements:
+        if isinstance(stmt, If):
+            yield stmt
+            yield from _structures(stmt.body)
+            yield from _structures(stmt.orelse)
+        elif isinstance(stmt, Loop):
+            yield stmt
+            yield from _structures(stmt.condition)
+            yield from _structures(stmt.body)
+
+
+def _loops(statements):
+    return [s for s in _structures(statements) if isinstance(s, Loop)]
+
+
+def _targets(stmt):
+    if isinstance(stmt, Assign):
+        return [stmt.target]
+    if isinstance(stmt, Unpack):
+        return [t for t in stmt.targets if t is not None]
+    return []
+
+
+def _loop_names(loop):
+    """Names a loop's header binds on each pass."""
+    names = [n.id for n in gast.walk(loop.target) if isinstance(n, gast.Name)] if loop.target else []
+    if loop.index:
+        names.append(loop.index)
+    return names
+
+
+def _statement_loads(stmt):
+    node = {Assign: lambda s: s.value, Effect: lambda s: s.stmt, Return: lambda s: s.value,
+            Unpack: lambda s: _name(s.source)}[type(stmt)](stmt)
+    return {n.id for n in gast.walk(node) if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load)}
+
+
+def _structure_loads(stmt):
+    nodes = [stmt.test] if isinstance(stmt, If) else [stmt.header, stmt.test, stmt.break_test]
+    return {n.id for node in nodes if node is not None for n in gast.walk(node)
+            if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load)}
+
+
+def _names_used(lines):
+    """(names read, names written) by some lines of generated code, reads in first-use order."""
+    import ast
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent("\n".join(lines)))
+    reads, writes = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                if node.id not in reads:
+                    reads.append(node.id)
+            else:
+                writes.add(node.id)
+    return reads, writes
+
+
+def _loads(text):
+    return set(_names_used(text.splitlines())[0]) if text.strip() else set()
+
+
+def _needed(lines, direct):
+    """The forward values `lines` read that `direct` says are assigned in the block being replayed."""
+    if not lines:
+        return []
+    reads, writes = _names_used(lines)
+    return [n for n in reads if n in direct and n not in writes]
+
+
+def _indent(lines, levels=1):
+    pad = "    " * levels
+    return [pad + line if line else line for line in lines]
+
+
+def _tuple_text(names, bare=False):
+    if len(names) == 1:
+        return names[0]
+    text = ", ".join(names)
+    return text if bare else f"({text})"
+
+
+def _is_call(node, name):
+    return isinstance(node, gast.Call) and isinstance(node.func, gast.Name) and node.func.id == name
+
+
+def _without_repeated_comments(lines):
+    """Drop a source-line comment that repeats the last one at the same indentation."""
+    last = {}
+    out = []
+    for line in lines:
+        stripped = line.lstrip()
+        depth = len(line) - len(stripped)
+        if stripped.startswith("# ") and last.get(depth) == stripped:
+            continue
+        if stripped.startswith("# "):
+            last[depth] = stripped
+        elif stripped.startswith("def "):
+            last.clear()
+        out.append(line)
+    return out

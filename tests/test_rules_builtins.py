@@ -3,6 +3,8 @@
 import builtins
 import operator
 
+from adtrans.rules.support import with_item
+
 import numpy as np
 import pytest
 from gradcheck import case, check_rule_vjp, module_rules, run_case, template_problems, untested
@@ -19,6 +21,8 @@ POS = rng.uniform(0.5, 2.0, (3, 4))
 POS_COL = rng.uniform(0.5, 2.0, (3, 1))
 
 CASES = [
+    case(with_item, A, (0, slice(1, 3)), np.array([0.5, -1.5])), case(with_item, A, 1, 2.0),
+    case(with_item, [1.5, -0.5, 2.0], 1, 0.25),
     # a + b and friends: same shapes, (3, 1) with (1, 4), array with scalar, Python floats.
     case(operator.add, 1.5, -0.25), case(operator.add, A, A), case(operator.add, COL, ROW),
     case(operator.add, A, 2.0), case(operator.add, 2.0, VEC),

@@ -10,8 +10,8 @@ import operator
 
 from adtrans.registry import constant_function, integer_valued, rules_for
 from adtrans.rules.support import (
-    each_cotangent, extremum_args_cotangent, matmul_cotangent_a, matmul_cotangent_b, shaped_like, sign,
-    sorted_cotangent, unbroadcast, xlogy)
+    each_cotangent, extremum_args_cotangent, item_cleared, matmul_cotangent_a, matmul_cotangent_b,
+    shaped_like, sign, sorted_cotangent, unbroadcast, with_item, xlogy)
 
 rule = rules_for(globals())
 
@@ -58,3 +58,7 @@ constant_function(
     builtins.id, builtins.hash, builtins.repr, builtins.str, builtins.format, builtins.bool,
     builtins.callable, builtins.hasattr, builtins.ord, builtins.chr, builtins.all, builtins.any,
     reason="its result is not a differentiable value")
+
+
+# ``x[index] = value`` in differentiated code runs as ``x = with_item(x, index, value)``.
+rule(with_item, "x, index, value", x="item_cleared(d_y, index)", value="unbroadcast(d_y[index], value)")

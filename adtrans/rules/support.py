@@ -816,3 +816,32 @@ def _matrix_norm_cotangent(g, a, y, ord, axis, keepdims):
     else:
         raise NotImplementedError(f"adtrans has no derivative for np.linalg.norm with ord={ord!r}")
     return np.moveaxis(d, (-2, -1), (rows, cols))
+
+
+# -- Assignment to a subscript (``x[i] = v`` in differentiated code): value semantics.
+
+def with_item(x, index, value):
+    """A copy of `x` with ``[index]`` set to `value`: how differentiated code runs ``x[i] = v``."""
+    if isinstance(x, np.ndarray):
+        out = x.copy()
+    elif isinstance(x, (list, dict)):
+        out = type(x)(x)
+    else:
+        raise TypeError(f"cannot assign to an item of a {type(x).__name__} in differentiated code")
+    out[index] = value
+    return out
+
+
+def item_cleared(g, index):
+    """The cotangent `g` with ``[index]`` set to zero: what flows to the array an assignment overwrote."""
+    if isinstance(g, np.ndarray):
+        out = g.copy()
+        out[index] = 0
+        return out
+    out = list(g)
+    if isinstance(index, slice):
+        for i in range(*index.indices(len(out))):
+            out[i] = _zero_like(out[i])
+    else:
+        out[index] = _zero_like(out[index])
+    return type(g)(out) if isinstance(g, tuple) else out
