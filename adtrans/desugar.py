@@ -491,7 +491,10 @@ class Desugar:
         """An atom with the value of `expr`, hoisting the operation into a new statement."""
         if not _is_operation(expr, self.locals):
             return self.renamed(expr)
-        return self.hoist(self.operation(expr), expr, hint)
+        operation = self.operation(expr)
+        if isinstance(operation, gast.Name):
+            return operation          # already a name (a conditional expression's choice)
+        return self.hoist(operation, expr, hint)
 
     def hoist(self, operation, node, hint=None):
         name = self.namer.fresh(hint or name_for(operation, _is_method(operation, self.locals)))
@@ -529,10 +532,28 @@ class Desugar:
             keys = [self.atom(k) if k is not None else None for k in expr.keys]
             values = [self.atom(v) for v in expr.values]
             return _located(gast.Dict(keys, values), expr)
+        if isinstance(expr, gast.IfExp):
+            return self.conditional(expr)
         if isinstance(expr, gast.Compare):
             left = self.atom(expr.left)
             return _located(gast.Compare(left, expr.ops, [self.atom(c) for c in expr.comparators]), expr)
         return self.renamed(expr)
+
+    def conditional(self, expr):
+        """``a if c else b``: an ``if`` statement whose branches assign one new name."""
+        test = self.atom(expr.test, "condition")
+        name = self.namer.fresh("choice")
+        branches = []
+        for branch in (expr.body, expr.orelse):
+            saved, self.out = self.out, []
+            try:
+                value = self.atom(branch)
+                self.out.append(Assign(name, value, branch, self.origin, copy=True))
+                branches.append(self.out)
+            finally:
+                self.out = saved
+        self.out.append(If(test, branches[0], branches[1], self.origin))
+        return gast.Name(name, gast.Load(), None, None)
 
     def argument(self, expr):
         if isinstance(expr, (gast.Tuple, gast.List)) and _is_operation(expr, self.locals):

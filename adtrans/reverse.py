@@ -543,12 +543,18 @@ class ReverseTransform:
             if self.active(header) and header not in self.defined:
                 before.append(self.zero(header, loop.exits.get(header)))
                 self.defined.add(header)
+        # A value the last pass leaves for code after the loop (not carried from pass to pass)
+        # has its cotangent from that code in the last pass only: earlier passes start at zero.
+        left = [name for name in loop.exits if name not in loop.headers and name in self.defined]
         plan = self.loop_plans.setdefault(id(loop), _LoopPlan())
         body = self.reverse_block(loop.body, loop)
         for header in loop.headers:
             if self.active(header) and header not in self.defined:
                 body.append(self.zero(header))
                 self.defined.add(header)
+        for name in left:
+            body.append(self.zero(name))
+            self.defined.add(name)
         direct = self._assigned_in(loop.body) | set(_loop_names(loop)) | self._assigned_in(loop.condition)
         needed = _needed(body, direct)
         for values, tape in plan.branch_iterators:
@@ -610,6 +616,8 @@ class ReverseTransform:
         self.check_differentiable(stmt, op)
         d = _name(self.adjoint(target))
         kind = op.kind
+        if kind == "constant":
+            return []   # one branch gives a constant where another gives a varied value
         if kind == "copy":
             return self.accumulate([(stmt.value.id, d)])
         if kind == "rule":
