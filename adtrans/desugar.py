@@ -71,6 +71,7 @@ class If:
     body: list
     orelse: list
     origin: gast.stmt
+    joined: list = field(default_factory=list)   # names both branches assign: the statement's results
 
 
 @dataclass
@@ -258,7 +259,9 @@ class Desugar:
                 self.copy_to(orelse, joined, b, stmt)
             merged[name] = joined
         self.current = merged
-        self.out.append(If(test, body, orelse, stmt))
+        joined = [merged[n] for n in names if merged[n] != before.get(n) and merged[n] not in (
+            after_body.get(n), after_else.get(n))]
+        self.out.append(If(test, body, orelse, stmt, joined))
 
     def loop_headers(self, stmt, assigned):
         """Copy each loop-carried variable into its header version before the loop."""
@@ -552,7 +555,7 @@ class Desugar:
                 branches.append(self.out)
             finally:
                 self.out = saved
-        self.out.append(If(test, branches[0], branches[1], self.origin))
+        self.out.append(If(test, branches[0], branches[1], self.origin, [name]))
         return gast.Name(name, gast.Load(), None, None)
 
     def argument(self, expr):

@@ -140,7 +140,7 @@ class Resolver:
             return Operation("dynamic", inputs, arg_inputs + [func.value.id],
                              description=f"method '.{func.attr}'")
         if isinstance(func, gast.Name) and func.id in self.locals:
-            return Operation("dynamic", inputs, arg_inputs, description=f"'{func.id}'")
+            return Operation("dynamic", inputs, arg_inputs + [func.id], description=f"'{func.id}'")
         synthetic = getattr(func, "synthetic_callee", None)
         if synthetic is not None:
             return self.resolved_call(synthetic, call, inputs, arg_inputs, func.id)

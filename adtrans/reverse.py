@@ -23,7 +23,7 @@ from typing import Any, Dict, List
 
 import gast
 
-from adtrans import registry, tangents
+from adtrans import registry, structures, tangents
 from adtrans.activity import analyse
 from adtrans.codegen import unparse
 from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
@@ -381,8 +381,12 @@ class ReverseTransform:
         call = stmt.value
         if op.kind == "dynamic":
             positions = self.active_positions(call)
-            dispatch = self.helper("call_with_pullback", _dispatch())
             wrt = gast.Tuple([gast.Constant(i, None) for i in positions], gast.Load())
+            if self.is_method_call(call) and -1 in positions:
+                dispatch = self.helper("method_call_with_pullback", structures.method_call_with_pullback)
+                return gast.Call(_name(dispatch), [call.func.value, gast.Constant(call.func.attr, None), wrt]
+                                 + list(call.args), list(call.keywords))
+            dispatch = self.helper("call_with_pullback", _dispatch())
             return gast.Call(_name(dispatch), [call.func, wrt] + list(call.args), list(call.keywords))
         if op.kind == "vjp":
             vjp = _user_vjp_of(op.callee)
@@ -404,6 +408,8 @@ class ReverseTransform:
         positions = [i for i, node in enumerate(nodes) if self.node_active(node)]
         if self.is_method_call(call) and self.node_active(call.func.value):
             positions.insert(0, -1)
+        elif self.is_object_call(call) and self.node_active(call.func):
+            positions.insert(0, -1)
         return positions
 
     def is_method_call(self, call):
@@ -416,7 +422,13 @@ class ReverseTransform:
         nodes = dict(enumerate(list(call.args) + [k.value for k in call.keywords]))
         if self.is_method_call(call):
             nodes[-1] = call.func.value
+        elif self.is_object_call(call):
+            nodes[-1] = call.func
         return nodes
+
+    def is_object_call(self, call):
+        """``layer(x)``: a local called; position -1 is the called object itself."""
+        return isinstance(call.func, gast.Name) and call.func.id in self.resolver.locals
 
     def node_active(self, node):
         return any(isinstance(n, gast.Name) and self.active(n.id) for n in gast.walk(node))
@@ -588,6 +600,10 @@ class ReverseTransform:
         names = set()
         for stmt in block:
             names.update(_targets(stmt))
+            if isinstance(stmt, Assign) and ("pullback", stmt.target) in self.adjoints:
+                names.add(self.adjoints[("pullback", stmt.target)])   # a callee's pullback
+            if isinstance(stmt, If):
+                names.update(stmt.joined)      # assigned on every path through the branches
             if isinstance(stmt, Loop):
                 plan = self.loop_plans.get(id(stmt))
                 if plan is not None:
