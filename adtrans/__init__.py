@@ -25,6 +25,7 @@ from adtrans.api import (
     without_derivative,
 )
 from adtrans.errors import DifferentiationError, ZeroDerivativeWarning
+from adtrans.tangents import move
 
 try:
     from adtrans.checking import check_gradient
@@ -36,6 +37,6 @@ __version__ = "0.1.0"
 __all__ = [
     "DifferentiableFunction", "DifferentiationError", "ZeroDerivativeWarning", "check_gradient",
     "derivative", "differentiable", "differentiable_function", "generated_source", "gradient",
-    "gradient_of", "pullback", "value_with_gradient", "value_with_gradient_of",
+    "gradient_of", "move", "pullback", "value_with_gradient", "value_with_gradient_of",
     "value_with_pullback", "with_derivative", "without_derivative",
 ]

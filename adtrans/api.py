@@ -478,15 +478,23 @@ def call_with_pullback(f, positions, *args, **kwargs):
     """
     count = len(args)
     keys = list(kwargs)
+    if isinstance(f, type) and tangents.is_structure_type(f):
+        return _construct_with_pullback(f, positions, args, kwargs)
+    if _is_callable_object(f):
+        f = f.__call__      # an object whose class defines __call__ in Python: that method, bound
     if isinstance(f, types.MethodType):
         target, call_args = f.__func__, (f.__self__,) + args
         offset = 1      # position -1, the object, is the function's first parameter
     else:
         target, call_args, offset = f, args, 0
         if -1 in positions:
-            raise DifferentiationError(
-                f"cannot differentiate {f!r} with respect to the object it was taken from",
-                None, ["call a method defined in Python, or register a derivative for it"])
+            owner = getattr(f, "__self__", None)
+            if owner is not None and not isinstance(owner, types.ModuleType):
+                raise DifferentiationError(
+                    f"cannot differentiate {f!r} with respect to the object it was taken from",
+                    None, ["call a method defined in Python, or register a derivative for it"])
+            # A function held by the object (a field such as `activation`): no derivative reaches it.
+            return _with_constant_object(f, positions, args, kwargs)
     entry = registry.lookup_user_vjp(target)
     signature = entry.signature if entry is not None else registry.concrete_signature(
         getattr(target, "function", None) or target)
@@ -499,6 +507,35 @@ def call_with_pullback(f, positions, *args, **kwargs):
     if len(positions) == 1:
         return value, lambda d: pull(d)[0]
     return value, pull
+
+
+def _construct_with_pullback(cls, positions, args, kwargs):
+    """`call_with_pullback` of a dataclass or NamedTuple constructor (a class only known at run time)."""
+    params = list(inspect.signature(cls).parameters)
+    keys = list(kwargs)
+    names = tuple(params[p] if p < len(args) else keys[p - len(args)] for p in positions)
+    value = cls(*args, **kwargs)
+    return value, lambda d: tangents.field_cotangents(d, cls, names)
+
+
+def _with_constant_object(f, positions, args, kwargs):
+    """`call_with_pullback` where position -1 (the object `f` was read from) gets no derivative."""
+    rest = tuple(p for p in positions if p != -1)
+    if not rest:
+        return f(*args, **kwargs), lambda d: None
+    value, pull = call_with_pullback(f, rest, *args, **kwargs)
+    if len(rest) == 1:
+        return value, lambda d: (None, pull(d))
+    return value, lambda d: (None,) + tuple(pull(d))
+
+
+def _is_callable_object(f):
+    """An instance (a layer) whose class defines ``__call__`` in Python, without a derivative of its own."""
+    if isinstance(f, (types.FunctionType, types.MethodType, DifferentiableFunction, type)):
+        return False
+    call = getattr(type(f), "__call__", None)
+    return (isinstance(call, (types.FunctionType, DifferentiableFunction))
+            and registry.lookup_user_vjp(f) is None and registry.lookup_rule(f) is None)
 
 
 # -- wrt: which arguments
@@ -576,7 +613,8 @@ def _default_wrt_names(fn):
     for index, (name, param) in enumerate(signature.parameters.items()):
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
-        if index == 0 and name in ("self", "cls") and "." in fn.__qualname__:
+        if index == 0 and name in ("self", "cls") and "." in fn.__qualname__ \
+                and not _of_structure_type(fn):
             continue    # a method's object: differentiable only when its value says so
         if param.annotation in (int, bool, str, "int", "bool", "str"):
             continue
@@ -585,6 +623,17 @@ def _default_wrt_names(fn):
             continue
         names.append(name)
     return tuple(names)
+
+
+def _of_structure_type(fn):
+    """Is `fn` a method of a dataclass or NamedTuple (found once the class exists), whose `self` has a tangent?"""
+    parts = fn.__qualname__.split(".")[:-1]
+    if not parts or "<locals>" in parts:
+        return False
+    owner = fn.__globals__.get(parts[0])
+    for part in parts[1:]:
+        owner = getattr(owner, part, None)
+    return isinstance(owner, type) and tangents.is_structure_type(owner)
 
 
 def _resolve_wrt(fn, args, kwargs, wrt):

@@ -2,13 +2,17 @@
 
 A tangent has the structure of its value (SPEC section 2): a float for a
 float, an array of the same shape and dtype for an array, the same tuple,
-list or dict for a container.  Generated code uses ``+`` where a value is
-known to be a number or an array and these helpers elsewhere.
+list, dict or NamedTuple for a container, and a ``TangentVector`` for a
+dataclass instance (see `adtrans.structures`).  Generated code uses ``+``
+where a value is known to be a number or an array and these helpers
+elsewhere.  ``None`` stands for a zero tangent wherever one is accepted.
 """
 
 import numbers
 
 import numpy as np
+
+from adtrans import structures
 
 
 def is_differentiable(value):
@@ -23,6 +27,8 @@ def is_differentiable(value):
         return any(is_differentiable(v) for v in value)
     if isinstance(value, dict):
         return any(is_differentiable(v) for v in value.values())
+    if structures.is_dataclass_instance(value):
+        return structures.is_differentiable(value)
     return False
 
 
@@ -42,6 +48,8 @@ def zeros_like(value):
         return type(value)(zeros_like(v) for v in value)
     if isinstance(value, dict):
         return {k: zeros_like(v) for k, v in value.items()}
+    if structures.is_dataclass_instance(value):
+        return structures.zeros_like(value)
     return None
 
 
@@ -51,6 +59,8 @@ def add(a, b):
         return b
     if b is None:
         return a
+    if isinstance(a, (float, np.ndarray)):
+        return a + b
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
         parts = [add(x, y) for x, y in zip(a, b)]
         if hasattr(a, "_fields"):
@@ -61,7 +71,59 @@ def add(a, b):
         for k, v in b.items():
             out[k] = add(out.get(k), v)
         return out
+    if structures.is_dataclass_instance(a) or structures.is_dataclass_instance(b):
+        return structures.add(a, b)
     return a + b
+
+
+def scale(t, s):
+    """The tangent `t` scaled by the number `s` (None stays None: zero)."""
+    if t is None:
+        return None
+    if isinstance(t, (tuple, list)):
+        parts = [scale(x, s) for x in t]
+        if hasattr(t, "_fields"):
+            return type(t)(*parts)
+        return type(t)(parts)
+    if isinstance(t, dict):
+        return {k: scale(v, s) for k, v in t.items()}
+    if structures.is_dataclass_instance(t):
+        return structures.scale(t, s)
+    if isinstance(t, np.ndarray) and isinstance(s, (int, float)):
+        return t * t.dtype.type(s) if np.issubdtype(t.dtype, np.inexact) else t * s
+    return t * s
+
+
+def move(model, tangent, scale=1.0):
+    """`model` moved along `tangent`: ``model + scale * tangent``, field by field, as a new value.
+
+    ::
+
+        gradient = adtrans.gradient(loss, model)
+        model = adtrans.move(model, gradient, scale=-0.01)     # a step of gradient descent
+
+    Works on a dataclass instance (a new instance made with
+    ``dataclasses.replace``; fields without a derivative are kept), a
+    NamedTuple, tuple, list or dict of values, an array (same dtype) or a
+    float. A ``None`` in the tangent leaves that part unchanged.
+    """
+    if tangent is None:
+        return model
+    if structures.is_dataclass_instance(model):
+        return structures.move(model, tangent, scale)
+    if isinstance(model, tuple) and hasattr(model, "_fields"):
+        return type(model)(*(move(v, t, scale) for v, t in zip(model, tangent)))
+    if isinstance(model, (tuple, list)):
+        return type(model)(move(v, t, scale) for v, t in zip(model, tangent))
+    if isinstance(model, dict):
+        return {k: move(v, tangent.get(k), scale) for k, v in model.items()}
+    if isinstance(model, bool) or not (isinstance(model, (int, float)) or is_differentiable(model)):
+        return model    # a constant: ints, strings, integer arrays
+    if isinstance(model, np.ndarray):
+        return (model + scale * np.asarray(tangent)).astype(model.dtype, copy=False)
+    if isinstance(model, np.generic):
+        return model.dtype.type(model + scale * tangent)
+    return float(model + scale * tangent)
 
 
 def subscript_cotangent(d, value, index):
@@ -87,7 +149,42 @@ def subscript_cotangent(d, value, index):
         out = zeros_like(value)
         out[index] = add(out[index], d)
         return out
-    raise TypeError(f"cannot take the cotangent of a subscript of {type(value).__name__}")
+    raise structures._error(
+        f"cannot differentiate a subscript of a value of type {type(value).__qualname__}", None,
+        ["adtrans differentiates subscripts of arrays, tuples, lists, dicts and NamedTuples; wrap the "
+         "value in 'without_derivative' if no derivative should flow through it"])
+
+
+def owned_copy(d):
+    """A copy of a cotangent that the pullback may then add into in place."""
+    if isinstance(d, np.ndarray):
+        return d.copy()
+    if isinstance(d, list):
+        return list(d)
+    if isinstance(d, dict):
+        return dict(d)
+    return d
+
+
+def add_item(d, index, part):
+    """Add `part` into ``d[index]``: in place for an array or list the pullback owns."""
+    if isinstance(d, np.ndarray):
+        if _is_basic_index(index):
+            d[index] += part
+        else:
+            np.add.at(d, index, part)
+        return d
+    if isinstance(d, list):
+        d[index] = add(d[index], part)
+        return d
+    if isinstance(d, tuple):
+        parts = list(d)
+        parts[index] = add(parts[index], part)
+        return type(d)(*parts) if hasattr(d, "_fields") else tuple(parts)
+    if isinstance(d, dict):
+        d[index] = add(d.get(index), part)
+        return d
+    return subscript_cotangent(part, d, index)
 
 
 def _is_basic_index(index):
@@ -122,6 +219,8 @@ def like(tangent, value):
         return type(value)(parts)
     if isinstance(value, dict) and isinstance(tangent, dict):
         return {k: like(tangent.get(k), v) for k, v in value.items()}
+    if structures.is_dataclass_instance(value):
+        return structures.like(tangent, value)
     return tangent
 
 
@@ -131,7 +230,7 @@ def call_hook(hook, d):
     return d if replaced is None else replaced
 
 
-# -- Structured values: dataclasses and NamedTuples (SPEC section 2).
+# -- Structured values: dataclasses and NamedTuples (SPEC section 2); see adtrans.structures.
 
 def is_structure_type(cls):
     """Is `cls` a dataclass or a NamedTuple, whose instances have tangents field by field?"""
@@ -140,11 +239,6 @@ def is_structure_type(cls):
     return dataclasses.is_dataclass(cls) or (issubclass(cls, tuple) and hasattr(cls, "_fields"))
 
 
-def attribute_cotangent(d, obj, name):
-    """The cotangent of `obj` given the cotangent `d` of ``obj.name`` (a field or a property)."""
-    raise NotImplementedError("attribute_cotangent")
-
-
-def field_cotangents(d, cls, names):
-    """The tangents of the constructor arguments `names` given the cotangent `d` of ``cls(...)``."""
-    raise NotImplementedError("field_cotangents")
+tangent_type = structures.tangent_type
+attribute_cotangent = structures.attribute_cotangent
+field_cotangents = structures.field_cotangents
