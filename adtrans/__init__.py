@@ -10,6 +10,9 @@
 """
 
 from adtrans.api import (
+    checkpointed,
+    recomputed,
+    segmented,
     DifferentiableFunction,
     derivative,
     differentiable,
@@ -35,7 +38,7 @@ except ImportError:  # pragma: no cover - written alongside the rules
 __version__ = "0.1.0"
 
 __all__ = [
-    "DifferentiableFunction", "DifferentiationError", "ZeroDerivativeWarning", "check_gradient",
+    "DifferentiableFunction", "DifferentiationError", "checkpointed", "recomputed", "segmented", "ZeroDerivativeWarning", "check_gradient",
     "derivative", "differentiable", "differentiable_function", "generated_source", "gradient",
     "gradient_of", "move", "pullback", "value_with_gradient", "value_with_gradient_of",
     "value_with_pullback", "with_derivative", "without_derivative",

@@ -21,6 +21,7 @@ __all__ = [
     "DifferentiableFunction", "differentiable", "derivative", "differentiable_function",
     "value_with_pullback", "pullback", "gradient", "value_with_gradient", "gradient_of",
     "value_with_gradient_of", "without_derivative", "with_derivative", "generated_source",
+    "checkpointed", "recomputed", "segmented",
 ]
 
 
@@ -112,6 +113,66 @@ def derivative(of, wrt=None):
         return vjp
 
     return register
+
+
+def checkpointed(function):
+    """`function` as a differentiable function whose intermediates are recomputed, not kept.
+
+    ::
+
+        layer = adtrans.checkpointed(lambda h, W: np.tanh(h @ W))
+
+    Where differentiated code calls it, the forward pass calls plain
+    `function` and keeps only its arguments; the pullback runs its forward
+    pass again, with pullback, and pulls the cotangent through that.  Memory
+    for `function`'s intermediates is spent in the pullback, one call at a
+    time, instead of for the whole forward pass.
+    """
+    if isinstance(function, DifferentiableFunction):
+        if function.function is None:
+            return function      # a VJP decides for itself what it keeps
+        return DifferentiableFunction(function.function, function.wrt, checkpoint=True)
+    return DifferentiableFunction(function, checkpoint=True)
+
+
+class recomputed:
+    """A block whose intermediates the pullback recomputes instead of keeping.
+
+    ::
+
+        def model(x, W1, W2):
+            with adtrans.recomputed():
+                h = np.tanh(x @ W1)
+                h = np.tanh(h @ W2)
+            return np.sum(h)
+
+    In differentiated code the block's statements become a checkpointed
+    function of the variables they read, returning the variables they
+    assign; run normally it does nothing.
+    """
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def segmented(iterable, length):
+    """Iterate over `iterable`; differentiated, each run of `length` passes is recomputed.
+
+    ::
+
+        for W in adtrans.segmented(weights, 8):
+            h = np.tanh(h @ W)
+
+    The pullback keeps what one pass of each segment reads, not every
+    pass's intermediates: memory grows with the number of segments.  The
+    loop body may not ``break`` or ``return``.
+    """
+    if length < 1:
+        raise ValueError("segments need a length of at least 1")
+    return iter(iterable)
 
 
 def differentiable_function(vjp):
@@ -327,9 +388,10 @@ def _differentiable(value):
 class _Plan:
     """How to differentiate one Python function for one layout of arguments: decided once."""
 
-    __slots__ = ("fn", "derived", "names", "order", "single", "positions", "wrt")
+    __slots__ = ("fn", "derived", "names", "order", "single", "positions", "wrt", "checkpoint")
 
-    def __init__(self, fn, derived, names, order, single, positions, wrt):
+    def __init__(self, fn, derived, names, order, single, positions, wrt, checkpoint=False):
+        self.checkpoint = checkpoint
         self.fn = fn
         self.derived = derived
         self.names = names          # wrt parameters in the function's order
@@ -341,7 +403,14 @@ class _Plan:
     def run(self, args, kwargs):
         if self.wrt is not None:
             _, _, args, kwargs = _resolve_wrt(self.fn, args, kwargs, self.wrt)
-        value, back = self.derived(*args, **kwargs)
+        if self.checkpoint:
+            value = self.fn(*args, **kwargs)
+            derived = self.derived
+
+            def back(d, args=args, kwargs=kwargs):
+                return derived(*args, **kwargs)[1](d)
+        else:
+            value, back = self.derived(*args, **kwargs)
         if self.positions is not None:
             arguments = [args[i] for i in self.positions]
         else:
@@ -380,7 +449,8 @@ def _make_plan(f, args, kwargs, wrt):
     positional = fn.__code__.co_argcount
     indices = [parameters.index(n) for n in names]
     positions = indices if not kwargs and all(i < min(len(args), positional) for i in indices) else None
-    return _Plan(fn, derived, names, order, single, positions, wrt)
+    checkpoint = isinstance(f, DifferentiableFunction) and f.checkpoint
+    return _Plan(fn, derived, names, order, single, positions, wrt, checkpoint)
 
 
 _plans = {}

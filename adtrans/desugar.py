@@ -152,6 +152,7 @@ class Desugar:
                 "give the function named parameters, or register its derivative with "
                 "@adtrans.derivative(of=...)")
         function = StructureJumps(self.source, self.namer).run(copy.deepcopy(self.source.node))
+        self.function = function
         self.locals = _assigned_names(function)
         params = [a.id for a in args.posonlyargs + args.args + args.kwonlyargs]
         for p in params:
@@ -197,8 +198,15 @@ class Desugar:
     def _statement(self, stmt):
         if isinstance(stmt, gast.If):
             self.if_statement(stmt)
+        elif isinstance(stmt, gast.For) and self.is_api_call(stmt.iter, "segmented"):
+            self.segmented_loop(stmt)
         elif isinstance(stmt, gast.For):
             self.for_loop(stmt)
+        elif isinstance(stmt, gast.With) and (
+                getattr(stmt, "adtrans_recomputed", False)
+                or (len(stmt.items) == 1 and stmt.items[0].optional_vars is None
+                    and self.is_api_call(stmt.items[0].context_expr, "recomputed"))):
+            self.recomputed_block(stmt)
         elif isinstance(stmt, gast.While):
             self.while_loop(stmt)
         elif isinstance(stmt, gast.Assign):
@@ -396,6 +404,84 @@ class Desugar:
             self.out = saved
         self.out.append(loop)
         self.exit_copies(loop, assigned, headers, stmt)
+
+    # -- checkpointed regions
+
+    def is_api_call(self, expr, name):
+        """Is `expr` a call of ``adtrans.<name>`` (however the user imported it)?"""
+        from adtrans import api
+
+        if not (isinstance(expr, gast.Call) and _is_static(expr.func, self.locals)):
+            return False
+        value = _static_value(expr.func, self.source.fn)
+        return value is getattr(api, name)
+
+    def recomputed_block(self, stmt):
+        """Outline the block into a checkpointed function of what it reads, returning what it assigns."""
+        from adtrans.api import DifferentiableFunction
+
+        body = stmt.body
+        read = [n.id for s in body for n in gast.walk(s)
+                if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load)]
+        freevars = set(self.source.fn.__code__.co_freevars)
+        inputs = []
+        for name in read:
+            if name not in inputs and (name in self.current or name in freevars):
+                inputs.append(name)
+        inside = {id(n) for s in body for n in gast.walk(s)}
+        read_elsewhere = {n.id for n in gast.walk(self.function)
+                          if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load) and id(n) not in inside}
+        outputs = [n for n in _stored_in(body) if n in read_elsewhere]
+        if not outputs:
+            raise self.source.error(stmt, "a recomputed block must assign a variable used after it")
+        function = _outlined_function(self.namer.fresh("recomputed_block"), inputs, outputs, body, stmt)
+        fn = _compile_outlined(function, self.source)
+        callee = DifferentiableFunction(fn, checkpoint=True)
+        args = [gast.Name(self.current.get(n, n), gast.Load(), None, None) for n in inputs]
+        call = _located(gast.Call(_synthetic_callee(function.name, callee), args, []), stmt)
+        if len(outputs) == 1:
+            self.out.append(Assign(self.new_version(outputs[0]), call, stmt, stmt))
+            return
+        values = self.namer.fresh("recomputed")
+        self.out.append(Assign(values, call, stmt, stmt))
+        self.out.append(Unpack([self.new_version(n) for n in outputs], values, stmt, stmt))
+
+    def segmented_loop(self, stmt):
+        """``for x in segmented(xs, k)``: loops of k passes, each a recomputed block."""
+        call = stmt.iter
+        if len(call.args) != 2 or call.keywords:
+            raise self.source.error(call, "write 'segmented(iterable, length)'")
+        items = self.namer.fresh("items")
+        length = self.namer.fresh("segment_length")
+        start = self.namer.fresh("start")
+        self.locals.update((items, length, start))
+        load = lambda n: gast.Name(n, gast.Load(), None, None)  # noqa: E731
+        store = lambda n: gast.Name(n, gast.Store(), None, None)  # noqa: E731
+        prologue = [
+            gast.Assign([store(items)], gast.Call(gast.Name("list", gast.Load(), None, None), [call.args[0]], []),
+                        None),
+            gast.Assign([store(length)], call.args[1], None),
+        ]
+        window = gast.Subscript(load(items), gast.Slice(load(start), gast.BinOp(load(start), gast.Add(),
+                                                                               load(length)), None), gast.Load())
+        inner_body = list(stmt.body)
+        exits = [inner_body[-1]] if inner_body and _is_break_test(inner_body[-1]) else []
+        inner = gast.For(target=stmt.target, iter=window, body=inner_body, orelse=[], type_comment=None)
+        block = gast.With(items=[gast.withitem(gast.Constant(None, None), None)], body=[inner],
+                          type_comment=None)
+        block.adtrans_recomputed = True
+        ranged = gast.Call(gast.Name("range", gast.Load(), None, None),
+                           [gast.Constant(0, None), gast.Call(gast.Name("len", gast.Load(), None, None),
+                                                              [load(items)], []), load(length)], [])
+        outer = gast.For(target=store(start), iter=ranged, body=[block] + copy.deepcopy(exits), orelse=[],
+                         type_comment=None)
+        for node in prologue + [inner, block, outer]:
+            gast.copy_location(node, stmt)
+        for node in prologue + [outer]:
+            for child in gast.walk(node):
+                if not hasattr(child, "lineno") and hasattr(child, "_attributes") and "lineno" in child._attributes:
+                    gast.copy_location(child, stmt)
+            self.statement(node)
 
     # -- assignment to a subscript: value semantics
 
@@ -710,3 +796,51 @@ def _stored_in(statements):
                 if isinstance(root, gast.Name) and root.id not in names:
                     names.append(root.id)
     return names
+
+
+def _static_value(expr, fn):
+    """The value of a global or module-attribute expression in `fn`'s module, or None."""
+    import builtins
+
+    if isinstance(expr, gast.Name):
+        if expr.id in fn.__globals__:
+            return fn.__globals__[expr.id]
+        return getattr(builtins, expr.id, None)
+    if isinstance(expr, gast.Attribute):
+        base = _static_value(expr.value, fn)
+        return getattr(base, expr.attr, None) if base is not None else None
+    return None
+
+
+def _outlined_function(name, inputs, outputs, body, like):
+    """``def name(inputs): body; return (outputs,)`` at the block's own lines."""
+    params = [gast.Name(n, gast.Param(), None, None) for n in inputs]
+    arguments = gast.arguments(args=params, posonlyargs=[], vararg=None, kwonlyargs=[], kw_defaults=[],
+                               kwarg=None, defaults=[])
+    result = gast.Tuple([gast.Name(n, gast.Load(), None, None) for n in outputs], gast.Load())
+    if len(outputs) == 1:
+        result = result.elts[0]
+    ret = gast.copy_location(gast.Return(value=result), body[-1])
+    function = gast.FunctionDef(name=name, args=arguments, body=copy.deepcopy(body) + [ret],
+                                decorator_list=[], returns=None, type_comment=None, type_params=[])
+    gast.copy_location(function, like)
+    for node in gast.walk(function):
+        for attr in ("lineno", "col_offset", "end_lineno", "end_col_offset"):
+            if attr in getattr(node, "_attributes", ()) and not hasattr(node, attr):
+                setattr(node, attr, getattr(like, attr, 0))
+    return function
+
+
+def _compile_outlined(function, source):
+    """A live function for an outlined block, in the user's module, at the user's lines."""
+    import ast
+    import types
+
+    from adtrans.source import FunctionSource, synthetic_sources
+
+    module = ast.Module(body=[gast.gast_to_ast(function)], type_ignores=[])
+    code = compile(ast.fix_missing_locations(module), source.fn.__code__.co_filename, "exec")
+    inner = next(c for c in code.co_consts if isinstance(c, types.CodeType))
+    fn = types.FunctionType(inner, source.fn.__globals__, function.name)
+    synthetic_sources[inner] = FunctionSource(fn, function, source.filename, source.lines, False)
+    return fn

@@ -123,6 +123,10 @@ class StructureJumps:
                 body = [gast.copy_location(gast.Pass(), stmt)]
             stmt.body, stmt.orelse = body, orelse
             return [stmt], jump_body or jump_else
+        if isinstance(stmt, gast.With):
+            body, jumps = self.block(stmt.body, loop)
+            stmt.body = body or [gast.copy_location(gast.Pass(), stmt)]
+            return [stmt], jumps
         if isinstance(stmt, (gast.For, gast.While)):
             return self.loop(stmt)
         return [stmt], False

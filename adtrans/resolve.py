@@ -10,7 +10,9 @@ Kinds: ``copy``, ``rule`` (a built-in template), ``vjp`` (a user
 derivative, called), ``transform`` (a Python function adtrans reads and
 transforms), ``dynamic`` (dispatched at run time), ``literal`` (tuple, list,
 dict), ``subscript``, ``unpack``, ``attribute`` (a field or property of a dataclass), ``construct``
-(a dataclass or NamedTuple built from its fields), ``constant`` (no derivative: comparisons,
+(a dataclass or NamedTuple built from its fields), ``checkpoint`` (a
+transformed callee whose forward pass the pullback runs again),
+``constant`` (no derivative: comparisons,
 ``len``, ``x.shape``, ``without_derivative``) and three that are errors
 when active: ``integer`` (``int``, ``round``), ``opaque`` (constructs adtrans
 does not look inside) and ``unknown`` (callees with no source and no rule), and ``unresolved`` (a
@@ -158,7 +160,7 @@ class Resolver:
         if registry.lookup_user_vjp(target) is not None:
             return Operation("vjp", inputs, arg_inputs, callee=target, description=name)
         if isinstance(target, DifferentiableFunction):
-            kind = "vjp" if target.vjp is not None else "transform"
+            kind = "vjp" if target.vjp is not None else "checkpoint" if target.checkpoint else "transform"
             return Operation(kind, inputs, arg_inputs, callee=target, description=name)
         rule = registry.lookup_rule(target)
         if rule is not None:

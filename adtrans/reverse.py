@@ -651,6 +651,8 @@ class ReverseTransform:
             return self.accumulate([(base.id, _call(helper, d, base, index))])
         if kind in ("vjp", "transform", "dynamic"):
             return self.call_adjoints(stmt, op, d)
+        if kind == "checkpoint":
+            return self.checkpoint_adjoints(stmt, op, d)
         if kind == "attribute":
             base = stmt.value.value
             helper = _name(self.helper("attribute_cotangent", tangents.attribute_cotangent))
@@ -786,6 +788,21 @@ class ReverseTransform:
             bound = self.bind(target_fn, call)
             targets = [bound[p] for p in self.active_parameters(target_fn, call)]
         return self.unpack_cotangents(targets, pullback, stmt.target)
+
+    def checkpoint_adjoints(self, stmt, op, d):
+        """A checkpointed callee: the forward kept only its arguments; run its forward again now."""
+        call = stmt.value
+        target = _python_function(op.callee)
+        wrt = self.active_parameters(target, call)
+        derived = self.derived(op.callee, wrt)
+        func = _name(self.helper(f"{_short_name(op.callee)}_value_with_pullback", derived))
+        again = gast.Subscript(gast.Call(func, list(call.args), list(call.keywords)),
+                               gast.Constant(1, None), gast.Load())
+        pullback = self.pullback_of(stmt.target)
+        bound = self.bind(target, call)
+        targets = [bound[p] for p in wrt]
+        return [_assign(pullback, again)] + self.unpack_cotangents(
+            targets, _call(_name(pullback), d), stmt.target)
 
     def construct_adjoints(self, stmt, op, d):
         """``p = Point(x, y)``: each active argument gets the tangent of the field it sets."""

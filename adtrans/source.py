@@ -75,10 +75,16 @@ def _parse_module(filename, text):
     return gast.parse(text)
 
 
+# Functions adtrans makes from parts of the user's code (a recomputed block), by code object.
+synthetic_sources = {}
+
+
 def parse_function(fn) -> FunctionSource:
     """The definition of `fn` as a `FunctionSource`, or a located `DifferentiationError`."""
     fn = inspect.unwrap(fn)
     code = getattr(fn, "__code__", None)
+    if code in synthetic_sources:
+        return synthetic_sources[code]
     if code is None:
         raise _source_unavailable(fn, "it is not a Python function")
     filename = code.co_filename

@@ -1,0 +1,217 @@
+"""Checkpointing: recompute-in-pullback, and proof that the recomputation ran."""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import adtrans
+
+RNG = np.random.default_rng(3)
+CALLS = []
+
+
+def layer(h, W, b):
+    CALLS.append("layer")
+    return np.tanh(h @ W + b)
+
+
+checkpointed_layer = adtrans.checkpointed(layer)
+
+
+def chain(x, Ws, bs):
+    h = x
+    for W, b in zip(Ws, bs):
+        h = checkpointed_layer(h, W, b)
+    return np.sum(h ** 2)
+
+
+def chain_plain(x, Ws, bs):
+    h = x
+    for W, b in zip(Ws, bs):
+        h = layer(h, W, b)
+    return np.sum(h ** 2)
+
+
+def data(layers=3):
+    x = RNG.normal(size=(4, 5))
+    Ws = [RNG.normal(size=(5, 5)) * 0.5 for _ in range(layers)]
+    bs = [RNG.normal(size=5) for _ in range(layers)]
+    return x, Ws, bs
+
+
+def same(a, b):
+    if isinstance(a, (list, tuple)):
+        return all(same(x, y) for x, y in zip(a, b))
+    return np.allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_checkpointed_callee_gives_the_same_gradient_and_recomputes():
+    args = data()
+    CALLS.clear()
+    g = adtrans.gradient(chain, *args)
+    assert CALLS.count("layer") == 6          # three forward, three again in the pullback
+    CALLS.clear()
+    assert same(g, adtrans.gradient(chain_plain, *args))
+    assert CALLS.count("layer") == 3
+    adtrans.check_gradient(chain, *args)
+
+
+def test_generated_code_calls_plain_forward_and_recomputes_in_pullback():
+    text = adtrans.generated_source(chain)
+    forward, pullback = text.split("def pullback")
+    assert "checkpointed_layer(h_1, W, b)" in forward
+    assert "layer_value_with_pullback" not in forward
+    assert "layer_value_with_pullback(h_1, W, b)[1]" in pullback
+
+
+def test_decorator_form_and_direct_gradient():
+    calls = []
+
+    @adtrans.differentiable(checkpoint=True)
+    def square_sin(x):
+        calls.append(x)
+        return np.sin(x) ** 2
+
+    def f(x):
+        return square_sin(x) * 3.0
+
+    assert adtrans.gradient(f, 0.4) == pytest.approx(3 * 2 * math.sin(0.4) * math.cos(0.4))
+    assert len(calls) == 2
+    calls.clear()
+    assert adtrans.gradient(square_sin, 0.4) == pytest.approx(2 * math.sin(0.4) * math.cos(0.4))
+    assert len(calls) == 2
+
+
+def inner_ck(x):
+    CALLS.append("inner")
+    return np.exp(x) * x
+
+
+inner_checkpointed = adtrans.checkpointed(inner_ck)
+
+
+def outer_ck(x):
+    CALLS.append("outer")
+    return inner_checkpointed(x) + np.sin(x)
+
+
+outer_checkpointed = adtrans.checkpointed(outer_ck)
+
+
+def nested(x):
+    return outer_checkpointed(x) * 2.0
+
+
+def test_nested_checkpoints():
+    CALLS.clear()
+    g = adtrans.gradient(nested, 0.3)
+    assert g == pytest.approx(2 * (math.exp(0.3) * 1.3 + math.cos(0.3)))
+    # outer: forward, then again in the pullback; inner: in outer's forward, in outer's
+    # recomputation, and once more in its own pullback.
+    assert CALLS.count("outer") == 2 and CALLS.count("inner") == 3
+
+
+@dataclass
+class Model:
+    W: np.ndarray
+    b: np.ndarray
+
+    @adtrans.differentiable(checkpoint=True)
+    def apply(self, x):
+        CALLS.append("apply")
+        return np.tanh(x @ self.W + self.b)
+
+
+def model_loss(model, x):
+    return np.sum(model.apply(x) ** 2)
+
+
+def test_checkpointed_method_of_a_dataclass():
+    model = Model(RNG.normal(size=(5, 3)), RNG.normal(size=3))
+    x = RNG.normal(size=(4, 5))
+    CALLS.clear()
+    g = adtrans.gradient(model_loss, model, x, wrt="model")
+    assert CALLS.count("apply") == 2
+    plain = adtrans.gradient(lambda m, x: np.sum(np.tanh(x @ m.W + m.b) ** 2), model, x, wrt=0)
+    assert same(g.W, plain.W) and same(g.b, plain.b)
+
+
+def block(x, W1, W2):
+    with adtrans.recomputed():
+        CALLS.append("block")
+        h = np.tanh(x @ W1)
+        g = np.tanh(h @ W2)
+    return np.sum(g * g) + np.sum(h)
+
+
+def block_plain(x, W1, W2):
+    h = np.tanh(x @ W1)
+    g = np.tanh(h @ W2)
+    return np.sum(g * g) + np.sum(h)
+
+
+def test_recomputed_block():
+    args = (RNG.normal(size=(3, 4)), RNG.normal(size=(4, 4)), RNG.normal(size=(4, 4)))
+    CALLS.clear()
+    g = adtrans.gradient(block, *args)
+    assert CALLS.count("block") == 2
+    assert same(g, adtrans.gradient(block_plain, *args))
+    assert block(*args) == block_plain(*args)
+    text = adtrans.generated_source(block)
+    assert "recomputed_block_value_with_pullback" in text.split("def pullback")[1]
+
+
+def segments(x, Ws):
+    h = x
+    for W in adtrans.segmented(Ws, 3):
+        CALLS.append("pass")
+        h = np.tanh(h @ W)
+        if np.sum(h) > 100.0:
+            break
+    return np.sum(h * h)
+
+
+def segments_plain(x, Ws):
+    h = x
+    for W in Ws:
+        h = np.tanh(h @ W)
+        if np.sum(h) > 100.0:
+            break
+    return np.sum(h * h)
+
+
+def test_segmented_loop_recomputes_each_segment():
+    x = RNG.normal(size=(3, 4))
+    Ws = [RNG.normal(size=(4, 4)) * 0.5 for _ in range(7)]
+    CALLS.clear()
+    g = adtrans.gradient(segments, x, Ws)
+    assert CALLS.count("pass") == 14
+    assert same(g, adtrans.gradient(segments_plain, x, Ws))
+    adtrans.check_gradient(segments, x, Ws)
+
+
+def test_segmented_loop_keeps_one_value_per_segment():
+    text = adtrans.generated_source(segments)
+    forward = text.split("def pullback")[0]
+    assert "for start in range(0, len_items, segment_length):" in forward
+    assert "tape.append((start, h_1))" in forward
+
+
+def test_user_written_make_recomputed_in_gradient():
+    def make_recomputed_in_gradient(original):
+        return adtrans.differentiable_function(
+            lambda x: (original(x), lambda v: adtrans.pullback(original, x)(v)))
+
+    calls = []
+
+    def square_impl(x):
+        calls.append(x)
+        return x * x
+
+    square = make_recomputed_in_gradient(square_impl)
+    value, back = adtrans.value_with_pullback(lambda x: square(math.cos(x)), 10.0)
+    assert value == pytest.approx(math.cos(10.0) ** 2)
+    assert back(1.0) == pytest.approx(-math.sin(20.0))
+    assert len(calls) == 2
