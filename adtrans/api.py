@@ -568,12 +568,28 @@ def call_with_pullback(f, positions, *args, **kwargs):
     entry = registry.lookup_user_vjp(target)
     signature = entry.signature if entry is not None else registry.concrete_signature(
         getattr(target, "function", None) or target)
+    # Arguments the compiler saw as active may hold nothing differentiable at run time
+    # (a layer without parameters): they get no tangent (None, a zero).
+    values = [call_args[p + offset] if p < count else kwargs[keys[p - count]] for p in positions]
+    kept = [i for i, v in enumerate(values) if _can_differentiate(v) and not isinstance(v, bool)]
+    if not kept:
+        value = f(*args, **kwargs)
+        return value, (lambda d: None) if len(positions) == 1 else (lambda d: (None,) * len(positions))
     if signature is None:
-        wrt = tuple(p + offset for p in positions if p < count)
+        wrt = tuple(positions[i] + offset for i in kept if positions[i] < count)
     else:
         params = list(signature.parameters)
-        wrt = tuple(params[p + offset] if p < count else keys[p - count] for p in positions)
+        wrt = tuple(params[positions[i] + offset] if positions[i] < count else keys[positions[i] - count]
+                    for i in kept)
     value, pull, _ = _value_with_pullback(target, call_args, kwargs, wrt)
+    if len(kept) < len(positions):
+        inner = pull
+
+        def pull(d):
+            out = [None] * len(positions)
+            for i, t in zip(kept, inner(d)):
+                out[i] = t
+            return tuple(out)
     if len(positions) == 1:
         return value, lambda d: pull(d)[0]
     return value, pull

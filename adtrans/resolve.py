@@ -157,8 +157,10 @@ class Resolver:
     def resolved_call(self, target, call, inputs, arg_inputs, name):
         from adtrans.api import DifferentiableFunction  # the API module builds on this one
 
-        if registry.lookup_user_vjp(target) is not None:
-            return Operation("vjp", inputs, arg_inputs, callee=target, description=name)
+        entry = registry.lookup_user_vjp(target)
+        if entry is not None:
+            return Operation("vjp", inputs, self.vjp_inputs(entry, call, arg_inputs), callee=target,
+                             description=name)
         if isinstance(target, DifferentiableFunction):
             kind = "vjp" if target.vjp is not None else "checkpoint" if target.checkpoint else "transform"
             return Operation(kind, inputs, arg_inputs, callee=target, description=name)
@@ -171,12 +173,24 @@ class Resolver:
         if registry.integer_valued_name(target) is not None:
             return Operation("integer", inputs, arg_inputs, callee=target, description=name)
         if isinstance(target, types.FunctionType):
+            if target.__code__.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
+                return Operation("dynamic", inputs, arg_inputs, callee=target, description=name)
             return Operation("transform", inputs, arg_inputs, callee=target, description=name)
         if isinstance(target, type) and tangents.is_structure_type(target):
             return Operation("construct", inputs, arg_inputs, callee=target, description=name)
         if isinstance(target, types.MethodType) and isinstance(target.__func__, types.FunctionType):
             return Operation("dynamic", inputs, arg_inputs, callee=target, description=name)
         return Operation("unknown", inputs, arg_inputs, callee=target, description=name)
+
+    def vjp_inputs(self, entry, call, arg_inputs):
+        """The locals bound to the parameters a registered derivative gives tangents for."""
+        if entry.wrt is None or entry.signature is None:
+            return arg_inputs
+        try:
+            bound = entry.signature.bind(*call.args, **{k.arg: k.value for k in call.keywords}).arguments
+        except TypeError:
+            return arg_inputs
+        return [n for name in entry.wrt if name in bound for n in local_names(bound[name], self.locals)]
 
     def rule_call(self, fn, args, keywords, inputs, node):
         rule = registry.lookup_rule(fn)

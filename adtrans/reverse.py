@@ -105,6 +105,8 @@ class ReverseTransform:
         self.activity = analyse(pairs, self.wrt, body.result)
         self.warnings = self.zero_derivative_warnings(pairs)
         self.known_floats = self.float_names()
+        self.fields = {s.target for s in self.flat if isinstance(s, Assign)
+                       and self.ops[id(s)].kind in ("attribute", "subscript")}
         self.numeric = self.numeric_names()
 
         name = self.namer.fresh(f"{self._base_name()}_value_with_pullback")
@@ -744,6 +746,8 @@ class ReverseTransform:
             if not isinstance(node, gast.AST) or not self.node_active(node):
                 continue
             template = rule.template(case, param)
+            if template is None and isinstance(node, gast.Name) and node.id in self.fields:
+                continue    # a field of an active object used as configuration (a mode, a hook)
             if template is None:
                 raise self.source.error(
                     stmt.node, f"{rule.name} is not differentiable with respect to its argument '{param}'",

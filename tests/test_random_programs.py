@@ -92,8 +92,8 @@ class Program:
             counter = f"n{next(self.counter)}"
             self.lines.append(f"{pad}{counter} = 0")
             self.lines.append(f"{pad}while {counter} < {self.rng.randint(1, 3)}:")
+            self.lines.append(f"{pad}    {counter} += 1")     # first, so 'continue' cannot skip it
             self.block(list(scope), indent + 1, depth + 1, True)
-            self.lines.append(f"{pad}    {counter} += 1")
         elif r < 0.55:
             op = self.rng.choice(["=", "+="])
             self.lines.append(f"{pad}arr[{self.rng.randrange(3)}] {op} {self.expr(scope)}")
