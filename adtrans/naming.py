@@ -64,6 +64,11 @@ def _short(node):
     return None
 
 
+def _fractional(node):
+    """A float constant such as 0.01: it reads badly in a name (``t0_01``)."""
+    return isinstance(node, gast.Constant) and isinstance(node.value, float) and not node.value.is_integer()
+
+
 def operator_word(op):
     return _OPERATOR_WORDS.get(type(op), "op")
 
@@ -85,9 +90,11 @@ def name_for(expr, method=False):
     if isinstance(expr, gast.BinOp):
         word = operator_word(expr.op)
         left, right = _short(expr.left), _short(expr.right)
-        if left and right:
+        if left and right and not _fractional(expr.left) and not _fractional(expr.right):
             return _fit(f"{left}_{word}_{right}", word)
-        return word
+        named = left if left and not _fractional(expr.left) else right if right and not _fractional(
+            expr.right) else None
+        return _fit(f"{word}_{named}", word) if named else word
     if isinstance(expr, gast.UnaryOp):
         operand = _short(expr.operand)
         word = operator_word(expr.op)

@@ -105,6 +105,7 @@ class ReverseTransform:
         self.activity = analyse(pairs, self.wrt, body.result)
         self.warnings = self.zero_derivative_warnings(pairs)
         self.known_floats = self.float_names()
+        self.shape_sources = self.shape_sources_of()
         self.fields = {s.target for s in self.flat if isinstance(s, Assign)
                        and self.ops[id(s)].kind in ("attribute", "subscript")}
         self.numeric = self.numeric_names()
@@ -255,6 +256,53 @@ class ReverseTransform:
     def comment(self, origin):
         lineno = getattr(origin, "lineno", self.source.node.lineno)
         return f"# {self.source.filename}:{lineno}: {self.source.line_text(lineno)}"
+
+    def shape_root(self, name):
+        """The earliest local with `name`'s shape and dtype, following shape-preserving operations.
+
+        ``unbroadcast(g, x)`` reads only x's shape; naming the operand x came
+        from (``x = -v``, ``x = np.tanh(v)``, ``x = 0.5 * v``) lets the pullback
+        keep one value instead of two.
+        """
+        seen = set()
+        while name in self.shape_sources and name not in seen:
+            seen.add(name)
+            name = self.shape_sources[name]
+        return name
+
+    def shape_sources_of(self):
+        import numpy as np
+
+        from adtrans.api import with_derivative
+
+        sources = {}
+        counts = {}
+        for stmt in self.flat:
+            for t in _targets(stmt):
+                counts[t] = counts.get(t, 0) + 1
+        for stmt in self.flat:
+            if not isinstance(stmt, Assign) or counts.get(stmt.target) != 1:
+                continue
+            op = self.ops[id(stmt)]
+            if op.kind != "rule":
+                continue
+            names = [n for n in op.binding.values() if isinstance(n, gast.Name)]
+            value = stmt.value
+            if isinstance(value, gast.UnaryOp) and isinstance(value.operand, gast.Name):
+                source = value.operand.id
+            elif isinstance(value, gast.BinOp) and not isinstance(value.op, gast.MatMult):
+                operands = [value.left, value.right]
+                arrays = [o for o in operands if not self.is_scalar(o)]
+                source = arrays[0].id if len(arrays) == 1 and isinstance(arrays[0], gast.Name) else None
+            elif op.callee is with_derivative or (
+                    isinstance(op.callee, np.ufunc) and op.callee.nin == 1 and op.callee.nout == 1
+                    and len(names) == 1 and len(op.binding) == 1):
+                source = names[0].id if names else None
+            else:
+                source = None
+            if source is not None:
+                sources[stmt.target] = source
+        return sources
 
     def is_scalar(self, node):
         if isinstance(node, gast.Constant):
@@ -916,6 +964,8 @@ class _Unbroadcast(gast.NodeTransformer):
             if len(self.broadcasting) >= 2 and all(
                     isinstance(o, gast.AST) and self.transform.is_scalar(o) for o in others):
                 return node.args[0]
+            if isinstance(operand, gast.Name):
+                node.args[1] = _name(self.transform.shape_root(operand.id))
         return node
 
 
