@@ -203,18 +203,24 @@ _support_rule(with_derivative, "x, hook", x="call_hook(hook, d_y)")
 
 # -- the cache of transformed code
 
-_cache = {}          # (code, wrt, mode) -> (generated, code object)
+_cache = {}          # (code, wrt, mode, floats) -> (generated, code object)
+_sources = {}        # code -> FunctionSource: a function is parsed once, whatever is asked of it
 _instances = weakref.WeakKeyDictionary()   # function -> {(wrt, mode): generated function}
 _in_progress = set()
 
 
-def _derive(fn, wrt, mode="reverse", strict=True):
-    """The value-with-pullback function of Python function `fn` for parameters `wrt`."""
+def _derive(fn, wrt, mode="reverse", strict=True, floats=frozenset()):
+    """The value-with-pullback function of Python function `fn` for parameters `wrt`.
+
+    `floats` names parameters known to hold Python floats in this call: the
+    code generated for them needs no unbroadcasting (a scalar loop runs as
+    plain float arithmetic). `generated_source` shows the general version.
+    """
     per_function = _instances.get(fn)
-    key = (wrt, mode)
+    key = (wrt, mode, floats)
     if per_function is not None and key in per_function:
         return per_function[key]
-    generated, code = _generated(fn, wrt, mode, strict)
+    generated, code = _generated(fn, wrt, mode, strict, floats)
     if generated is None:
         return None
     from adtrans.codegen import instantiate
@@ -224,12 +230,12 @@ def _derive(fn, wrt, mode="reverse", strict=True):
     return function
 
 
-def _generated(fn, wrt, mode="reverse", strict=True):
+def _generated(fn, wrt, mode="reverse", strict=True, floats=frozenset()):
     if mode != "reverse":
         raise DifferentiationError(f"mode {mode!r} is not supported yet (only 'reverse')",
                                    function_location(fn),
                                    ["forward mode is planned; use mode='reverse'"])
-    key = (fn.__code__, wrt, mode)
+    key = (fn.__code__, wrt, mode, floats)
     cached = _cache.get(key)
     if cached is not None:
         return cached
@@ -238,15 +244,19 @@ def _generated(fn, wrt, mode="reverse", strict=True):
     from adtrans.resolve import Unresolved
     from adtrans.reverse import ReverseTransform
 
-    source = parse_function(fn)
+    source = _sources.get(fn.__code__)
+    if source is None:
+        source = _sources[fn.__code__] = parse_function(fn)
     _in_progress.add(key)
     try:
-        generated = ReverseTransform(source, wrt, _derive_callee, strict=strict).run()
+        generated = ReverseTransform(source, wrt, _derive_callee, strict=strict, floats=floats).run()
     except Unresolved:
         return None, None   # decoration time: a name defined later; try again when differentiated
     finally:
         _in_progress.discard(key)
-    filename = f"<adtrans {source.filename}:{source.node.lineno} {generated.name} wrt={','.join(wrt)}>"
+    specialised = f" floats={','.join(sorted(floats))}" if floats else ""
+    filename = (f"<adtrans {source.filename}:{source.node.lineno} {generated.name} "
+                f"wrt={','.join(wrt)}{specialised}>")
     code = compile_generated(generated, filename)
     for param in generated.warnings:
         warnings.warn_explicit(
@@ -260,7 +270,7 @@ def _generated(fn, wrt, mode="reverse", strict=True):
 def _derive_callee(callee, wrt):
     """A transformed callee for generated code; recursion goes through a late-bound call."""
     fn = getattr(callee, "function", callee)
-    if (fn.__code__, wrt, "reverse") in _in_progress:
+    if (fn.__code__, wrt, "reverse", frozenset()) in _in_progress:
         return lambda *args, **kwargs: _derive(fn, wrt)(*args, **kwargs)
     return _derive(fn, wrt)
 
@@ -364,10 +374,11 @@ def _scalar_seed(f, value):
 def _value_with_pullback(f, args, kwargs, wrt):
     """(value, pullback returning a tuple of tangents, whether one tangent was asked for)."""
     if wrt is None:
-        key = (f, None, tuple(map(_differentiable, args)),
-               tuple((k, _differentiable(v)) for k, v in kwargs.items()) if kwargs else ())
+        key = (f, None, tuple(map(_kind, args)),
+               tuple((k, _kind(v)) for k, v in kwargs.items()) if kwargs else ())
     else:
-        key = (f, wrt if not isinstance(wrt, list) else tuple(wrt), len(args), tuple(kwargs))
+        key = (f, wrt if not isinstance(wrt, list) else tuple(wrt), tuple(map(_kind, args)),
+               tuple(kwargs))
     try:
         plan = _plans.get(key)
     except TypeError:       # an unhashable callable: no plan cache
@@ -381,8 +392,11 @@ def _value_with_pullback(f, args, kwargs, wrt):
     return plan.run(args, kwargs)
 
 
-def _differentiable(value):
-    return type(value) is float or tangents.is_differentiable(value)
+def _kind(value):
+    """What a plan depends on in an argument: a Python float, another differentiable value, neither."""
+    if type(value) is float:
+        return 2
+    return 1 if tangents.is_differentiable(value) else 0
 
 
 class _Plan:
@@ -444,7 +458,10 @@ def _make_plan(f, args, kwargs, wrt):
     chosen, single, new_args, new_kwargs = _resolve_wrt(fn, args, kwargs, wrt)
     parameters = _parameter_names(fn)
     names = tuple(n for n in parameters if n in chosen)    # the generated pullback's order
-    derived = _derive(fn, names)
+    values = _bound_values_all(fn, new_args, new_kwargs)
+    passed = set(parameters[:len(new_args)]) | set(new_kwargs)
+    floats = frozenset(n for n in passed if type(values.get(n)) is float)
+    derived = _derive(fn, names, floats=floats)
     order = None if names == chosen else [names.index(n) for n in chosen]
     positional = fn.__code__.co_argcount
     indices = [parameters.index(n) for n in names]

@@ -69,8 +69,12 @@ def _assign(target, value):
 class ReverseTransform:
     """One function, one `wrt`: builds the `Generated` value-with-pullback."""
 
-    def __init__(self, source, wrt, derived, strict=True):
-        """`derived(fn, wrt)` returns the value-with-pullback function of a callee."""
+    def __init__(self, source, wrt, derived, strict=True, floats=frozenset()):
+        """`derived(fn, wrt)` returns the value-with-pullback function of a callee.
+
+        `floats` names parameters known to hold Python floats.
+        """
+        self.float_params = set(floats)
         self.source = source
         self.fn = source.fn
         self.wrt = tuple(wrt)
@@ -197,6 +201,7 @@ class ReverseTransform:
         assigns = [s for s in self.flat if isinstance(s, Assign) and not s.bound]
         floats = {s.target for s in assigns}
         floats -= {t for s in self.flat if isinstance(s, Unpack) for t in s.targets}
+        floats |= self.float_params - {s.target for s in assigns}
         self.known_floats = floats
         changed = True
         while changed:
@@ -209,6 +214,8 @@ class ReverseTransform:
 
     def makes_float(self, stmt, with_derivative, without_derivative):
         op = self.ops[id(stmt)]
+        if isinstance(stmt.value, (gast.Constant, gast.UnaryOp)) and not local_names_in(stmt.value):
+            return self.is_scalar(stmt.value) and isinstance(_constant_value(stmt.value), float)
         if op.kind == "rule":
             module = getattr(op.callee, "__module__", None)
             if module == "math" and registry.integer_valued_name(op.callee) is None:
@@ -1143,3 +1150,15 @@ def _without_repeated_comments(lines):
             last.clear()
         out.append(line)
     return out
+
+
+def local_names_in(node):
+    return [n for n in gast.walk(node) if isinstance(n, gast.Name)]
+
+
+def _constant_value(node):
+    if isinstance(node, gast.Constant):
+        return node.value
+    if isinstance(node, gast.UnaryOp) and isinstance(node.operand, gast.Constant):
+        return -node.operand.value if isinstance(node.op, gast.USub) else node.operand.value
+    return None
