@@ -30,7 +30,7 @@ from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
 from adtrans.errors import DifferentiationError, ZeroDerivativeWarning
 from adtrans.naming import Namer, names_in
 from adtrans.resolve import Resolver, Unresolved
-from adtrans.rules.support import unbroadcast
+from adtrans.rules.support import matmul_shape, unbroadcast
 
 
 @dataclass
@@ -282,7 +282,10 @@ class ReverseTransform:
 
         from adtrans.api import with_derivative
 
+        import operator
+
         sources = {}
+        self.matmul_sources = {}
         counts = {}
         for stmt in self.flat:
             for t in _targets(stmt):
@@ -295,6 +298,10 @@ class ReverseTransform:
                 continue
             names = [n for n in op.binding.values() if isinstance(n, gast.Name)]
             value = stmt.value
+            if op.callee is operator.matmul and all(
+                    isinstance(n, gast.Name) for n in (op.binding.get("a"), op.binding.get("b"))):
+                self.matmul_sources[stmt.target] = (op.binding["a"], op.binding["b"])
+                continue
             if isinstance(value, gast.UnaryOp) and isinstance(value.operand, gast.Name):
                 source = value.operand.id
             elif isinstance(value, gast.BinOp) and not isinstance(value.op, gast.MatMult):
@@ -972,7 +979,14 @@ class _Unbroadcast(gast.NodeTransformer):
                     isinstance(o, gast.AST) and self.transform.is_scalar(o) for o in others):
                 return node.args[0]
             if isinstance(operand, gast.Name):
-                node.args[1] = _name(self.transform.shape_root(operand.id))
+                root = self.transform.shape_root(operand.id)
+                product = self.transform.matmul_sources.get(root)
+                if product is not None:
+                    # The shape of a @ b from a and b, which the matmul's own pullback keeps.
+                    shape = _name(self.transform.helper("matmul_shape", matmul_shape))
+                    node.args[1] = gast.Call(shape, [copy.deepcopy(n) for n in product], [])
+                else:
+                    node.args[1] = _name(root)
         return node
 
 

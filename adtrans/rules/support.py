@@ -21,7 +21,12 @@ RADIANS_PER_DEGREE = math.pi / 180.0
 # -- Shape, structure and dtype -------------------------------------------------
 
 def unbroadcast(g, x):
-    """Sum `g` over the axes along which `x` was broadcast, so it has `x`'s shape and dtype."""
+    """Sum `g` over the axes along which `x` was broadcast, so it has `x`'s shape and dtype.
+
+    `x` may also be a shape (a tuple), when the pullback keeps no more of it.
+    """
+    if type(x) is tuple:
+        return _sum_to_shape(g, x)
     x_shape = getattr(x, "shape", None)
     if x_shape is not None:
         if getattr(g, "shape", None) == x_shape and getattr(g, "dtype", None) == x.dtype:
@@ -29,6 +34,18 @@ def unbroadcast(g, x):
     elif type(g) is float and type(x) in (float, int):
         return g
     return shaped_like(_sum_to_shape(g, np.shape(x)), x)
+
+
+def matmul_shape(a, b):
+    """The shape of ``a @ b`` from its operands, so a pullback need not keep the product."""
+    a_shape, b_shape = np.shape(a), np.shape(b)
+    if len(a_shape) == 1 and len(b_shape) == 1:
+        return ()
+    if len(a_shape) == 1:
+        return b_shape[:-2] + b_shape[-1:]
+    if len(b_shape) == 1:
+        return a_shape[:-1]
+    return tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2])) + (a_shape[-2], b_shape[-1])
 
 
 def _sum_to_shape(g, shape):
