@@ -30,9 +30,10 @@ import numpy as np
 class Row:
     """One (system, measurement) line of a workload's table.
 
-    ``status`` is ``"ok"`` when ``samples`` hold seconds per call, otherwise
-    why there is no number: ``"not installed"``, ``"unavailable: ..."`` or
-    ``"failed: ..."``.
+    ``status`` is ``"ok"`` when ``samples`` hold numbers, otherwise why there
+    is no number: ``"not installed"``, ``"unavailable: ..."`` or
+    ``"failed: ..."``. ``unit`` says what the samples are: ``"s"`` (seconds
+    per call) or ``"MiB"`` (memory).
     """
 
     system: str
@@ -42,6 +43,7 @@ class Row:
     ratio: Optional[float] = None     # median / the reference's median
     paired: Optional[float] = None    # median over rounds of (this / reference)
     note: str = ""
+    unit: str = "s"
 
     @property
     def median(self) -> Optional[float]:
@@ -81,10 +83,10 @@ def fill_ratios(rows: List[Row], reference: str) -> None:
                  if row.system == reference and row.samples}
     for row in rows:
         base = base_rows.get(row.measure)
-        if row.samples and base is not None:
+        if row.samples and base is not None and base.median:
             row.ratio = row.median / base.median
-            pairs = [a / b for a, b in zip(row.samples, base.samples)]
-            row.paired = statistics.median(pairs)
+            pairs = [a / b for a, b in zip(row.samples, base.samples) if b]
+            row.paired = statistics.median(pairs) if pairs else None
 
 
 # ---------------------------------------------------------------- timing
@@ -346,14 +348,20 @@ def format_seconds(seconds: Optional[float]) -> str:
     return f"{seconds * 1e6:.3g} us"
 
 
+def format_value(value: Optional[float], unit: str = "s") -> str:
+    if unit == "s" or value is None:
+        return format_seconds(value)
+    return f"{value:.3g} {unit}"
+
+
 def format_table(result: Result) -> str:
     """The workload's rows as an aligned text table."""
     header = ("system", "measure", "median", "min", "n", "ratio", "paired", "")
     lines = [header]
     for row in result.rows:
         if row.samples:
-            lines.append((row.system, row.measure, format_seconds(row.median),
-                          format_seconds(min(row.samples)), str(len(row.samples)),
+            lines.append((row.system, row.measure, format_value(row.median, row.unit),
+                          format_value(min(row.samples), row.unit), str(len(row.samples)),
                           f"{row.ratio:.2f}x" if row.ratio is not None else "-",
                           f"{row.paired:.2f}x" if row.paired is not None else "-",
                           row.note))

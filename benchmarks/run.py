@@ -29,6 +29,9 @@ from benchmarks import harness  # noqa: E402
 WORKLOADS = {
     "mlp": "benchmarks.mlp",          # W1
     "sincos": "benchmarks.sincos",    # W2-lite
+    "euler": "benchmarks.euler",      # W2: 1000-step Euler, loop-heavy scalars
+    "rnn": "benchmarks.rnn",          # loop-heavy NumPy: RNN over 100 steps
+    "deepchain": "benchmarks.deepchain",  # W3: 64-layer chain, checkpointing memory
 }
 
 
