@@ -23,7 +23,7 @@ import gast
 
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for
-from adtrans.rules.support import with_item
+from adtrans.rules.support import with_field, with_item
 
 
 @dataclass
@@ -221,6 +221,12 @@ class Desugar:
         elif isinstance(stmt, gast.AugAssign):
             if isinstance(stmt.target, gast.Subscript):
                 self.augmented_item(stmt)
+                return
+            if isinstance(stmt.target, gast.Attribute):
+                load = gast.Attribute(stmt.target.value, stmt.target.attr, gast.Load())
+                value = gast.copy_location(gast.BinOp(gast.copy_location(load, stmt.target), stmt.op,
+                                                      stmt.value), stmt)
+                self.assign(stmt.target, value, stmt)
                 return
             if not isinstance(stmt.target, gast.Name):
                 raise self.unsupported_target(stmt.target)
@@ -541,7 +547,22 @@ class Desugar:
             self.check_expression(value)
             self.set_item(target, self.atom(value), stmt)
             return None
+        if isinstance(target, gast.Attribute):
+            self.check_expression(value)
+            self.set_field(target, self.atom(value), stmt)
+            return None
         raise self.unsupported_target(target)
+
+    def set_field(self, target, value_atom, stmt):
+        """``obj.name = v`` runs as ``obj = with_field(obj, "name", v)`` (value semantics)."""
+        if not isinstance(target.value, gast.Name) or target.value.id not in self.locals:
+            raise self.source.error(target, "assignment to an attribute of a value that is not a local "
+                                    "variable is not supported", "assign to a field of a local object")
+        base = self.atom(target.value)
+        call = gast.Call(_synthetic_callee("with_field", with_field),
+                         [base, gast.Constant(target.attr, None), value_atom], [])
+        name = self.new_version(target.value.id)
+        self.out.append(Assign(name, _located(call, target), target, stmt))
 
     def unpack(self, target, source, stmt):
         names = []

@@ -1,6 +1,7 @@
 """Control flow, mutation and loops in the reverse transform, each against finite differences."""
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -247,3 +248,28 @@ def test_deep_loops_do_not_hit_the_recursion_limit():
 
 def test_generated_code_is_the_same_across_runs_for_loops():
     assert adtrans.generated_source(break_continue) == adtrans.generated_source(break_continue)
+
+
+@dataclass
+class State:
+    pos: float
+    vel: float
+
+
+def attribute_steps(s, dt):
+    for i in range(3):
+        s.pos = s.pos + dt * s.vel
+        s.vel *= 0.9
+    return s.pos * s.vel
+
+
+def test_assignment_to_attributes_of_a_dataclass():
+    state = State(1.0, 2.0)
+    g = adtrans.gradient(attribute_steps, state, 0.1)
+    assert state == State(1.0, 2.0)     # value semantics: the caller's object is unchanged
+    eps = 1e-6
+    for field in ("pos", "vel"):
+        up = attribute_steps(State(**{**vars(state), field: getattr(state, field) + eps}), 0.1)
+        down = attribute_steps(State(**{**vars(state), field: getattr(state, field) - eps}), 0.1)
+        assert getattr(g[0], field) == pytest.approx((up - down) / (2 * eps), rel=1e-6)
+    adtrans.check_gradient(lambda p, v, dt: attribute_steps(State(p, v), dt), 1.0, 2.0, 0.1)

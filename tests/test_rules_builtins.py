@@ -1,9 +1,10 @@
 """The rules for Python's operators and built-in functions, and the checker itself."""
 
+import dataclasses
 import builtins
 import operator
 
-from adtrans.rules.support import with_item
+from adtrans.rules.support import with_field, with_item
 
 import numpy as np
 import pytest
@@ -60,8 +61,34 @@ def test_rule_matches_finite_differences(c):
     run_case(c)
 
 
+@dataclasses.dataclass
+class _Point:
+    x: float
+    y: float
+
+
+# Rules of structured values, checked by their own tests below rather than by check_rule_vjp.
+STRUCTURED = [case(with_field, _Point(1.0, 2.0), "x", 0.5)]
+
+
 def test_every_builtin_rule_and_case_is_tested():
-    assert untested("adtrans.rules.builtins", CASES) == []
+    assert untested("adtrans.rules.builtins", CASES + STRUCTURED) == []
+
+
+def test_with_field_rule_matches_finite_differences():
+    rule = registry.lookup_rule(with_field)
+    point = _Point(1.5, -0.5)
+    y, pullback = registry.vjp_from_rule(rule, (point, "x", 0.25), {})
+    assert y == _Point(0.25, -0.5) and point == _Point(1.5, -0.5)    # a copy: the input is unchanged
+    d_y = _Point(3.0, 7.0)                 # a cotangent of the result, field by field
+    out = pullback(d_y)
+    # value: d/dvalue <d_y, with_field(p, "x", value)> = d_y.x
+    assert out["value"] == pytest.approx(3.0)
+    # obj: the overwritten field gets nothing, the other passes through
+    assert out["obj"].x is None and out["obj"].y == 7.0
+    eps = 1e-6
+    numeric = (d_y.x * with_field(point, "x", 0.25 + eps).x - d_y.x * with_field(point, "x", 0.25 - eps).x) / (2 * eps)
+    assert out["value"] == pytest.approx(numeric)
 
 
 @pytest.mark.parametrize("rule", module_rules("adtrans.rules.builtins"), ids=lambda r: r.name)

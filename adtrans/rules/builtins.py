@@ -10,8 +10,9 @@ import operator
 
 from adtrans.registry import constant_function, integer_valued, rules_for
 from adtrans.rules.support import (
-    each_cotangent, extremum_args_cotangent, item_cleared, matmul_cotangent_a, matmul_cotangent_b,
-    shaped_like, sign, sorted_cotangent, unbroadcast, with_item, xlogy)
+    each_cotangent, extremum_args_cotangent, field_cleared, field_cotangent, item_cleared,
+    matmul_cotangent_a, matmul_cotangent_b, shaped_like, sign, sorted_cotangent, unbroadcast, with_field,
+    with_item, xlogy)
 
 rule = rules_for(globals())
 
@@ -62,3 +63,6 @@ constant_function(
 
 # ``x[index] = value`` in differentiated code runs as ``x = with_item(x, index, value)``.
 rule(with_item, "x, index, value", x="item_cleared(d_y, index)", value="unbroadcast(d_y[index], value)")
+
+# ``obj.name = value`` in differentiated code runs as ``obj = with_field(obj, "name", value)``.
+rule(with_field, "obj, name, value", obj="field_cleared(d_y, name)", value="field_cotangent(d_y, name, value)")

@@ -862,3 +862,33 @@ def item_cleared(g, index):
     else:
         out[index] = _zero_like(out[index])
     return type(g)(out) if isinstance(g, tuple) else out
+
+
+# -- Assignment to an attribute (``obj.name = v`` in differentiated code): value semantics.
+
+def with_field(obj, name, value):
+    """A shallow copy of `obj` with `name` set to `value`: how differentiated code runs ``obj.name = v``."""
+    import copy
+
+    out = copy.copy(obj)
+    object.__setattr__(out, name, value)
+    return out
+
+
+def field_cleared(g, name):
+    """The cotangent `g` of an object without its field `name`: what flows to the object overwritten."""
+    import copy
+
+    if g is None or not hasattr(g, name):
+        return g
+    out = copy.copy(g)
+    object.__setattr__(out, name, None)
+    return out
+
+
+def field_cotangent(g, name, value):
+    """The cotangent of the value assigned to field `name`, read from the object's cotangent `g`."""
+    from adtrans import tangents
+
+    part = getattr(g, name, None) if g is not None else None
+    return tangents.like(part, value)
