@@ -173,6 +173,10 @@ def rules_for(namespace):
 
 
 def _display_name(fn):
+    import numpy as np
+
+    if isinstance(fn, np.ufunc):
+        return f"np.{fn.__name__}"      # older NumPy gives ufuncs no __module__
     module = getattr(fn, "__module__", None) or ""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     if isinstance(fn, type(abs)) and module == "builtins":
