@@ -32,6 +32,7 @@ WORKLOADS = {
     "euler": "benchmarks.euler",      # W2: 1000-step Euler, loop-heavy scalars
     "rnn": "benchmarks.rnn",          # loop-heavy NumPy: RNN over 100 steps
     "deepchain": "benchmarks.deepchain",  # W3: 64-layer chain, checkpointing memory
+    "nn_step": "benchmarks.nn_step",  # adtrans.nn: one SGD step of an MLP and the tutorial CNN
 }
 
 

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks import deepchain, euler, harness, mlp, rnn, run, sincos  # noqa: E402
+from benchmarks import deepchain, euler, harness, mlp, nn_step, rnn, run, sincos  # noqa: E402
 
 
 # ------------------------------------------------ the references themselves
@@ -109,6 +109,21 @@ def test_deepchain_references_match_finite_differences():
         _directional_check(of_layer, [Ws[i], bs[i]], [dWs[i], dbs[i]], n_wrt=2)
 
 
+@pytest.mark.parametrize("case", ["mlp", "cnn"])
+def test_nn_step_reference_matches_finite_differences(case):
+    params, x, labels = nn_step.make_data(case, 3)
+    params = [p.astype(np.float64) for p in params]
+    x = x.astype(np.float64)
+    value_and_grad = nn_step.HANDWRITTEN[case]
+    value, grads = value_and_grad(params, x, labels)
+    assert [g.shape for g in grads] == [p.shape for p in params]
+
+    def loss(*ps):
+        return value_and_grad(list(ps), x, labels)[0]
+    assert value == pytest.approx(loss(*params), rel=1e-12)
+    _directional_check(loss, params, grads, n_wrt=4)
+
+
 # ------------------------------------------------ adtrans against them
 # adtrans is the package under test: these fail, never skip, when it breaks.
 
@@ -138,8 +153,12 @@ def test_adtrans_deepchain_gradients_agree_with_handwritten():
         assert status.startswith(("not available yet", "unavailable"))
 
 
+def test_adtrans_nn_steps_agree_with_handwritten():
+    nn_step.check_adtrans("tiny")
+
+
 def test_adtrans_generated_source_is_available_for_each_workload():
-    for module in (mlp, sincos, euler, rnn, deepchain):
+    for module in (mlp, sincos, euler, rnn, deepchain, nn_step):
         source = module.generated_source()
         assert isinstance(source, str) and "def " in source
 
