@@ -605,13 +605,22 @@ class ReverseTransform:
         if not any(self.active(t) for s in inner for t in _targets(s)):
             return []
         before = []
+        after = []
+        by_item = self.accumulated_by_item(inner)
         # Outer values the body reads get contributions on every pass: start them at zero.
         for name in self.outer_inputs(inner, assigned):
-            if name not in self.defined:
+            if name not in self.defined and name in by_item:
+                lazy = self.helper("lazy_zeros", tangents.lazy_zeros)
+                before.append(f"{self.adjoint(name)} = {lazy}({name})")
+                fill = self.helper("filled", tangents.filled)
+                after.append(f"{self.adjoint(name)} = {fill}({self.adjoint(name)}, {name})")
+                self.defined.add(name)
+                self.owned.add(name)
+            elif name not in self.defined:
                 before.append(self.zero(name))
                 self.defined.add(name)
                 self.owned.add(name)
-            elif name in self.accumulated_by_item(inner) and name not in self.owned:
+            elif name in by_item and name not in self.owned:
                 copy_name = self.helper("owned_copy", tangents.owned_copy)
                 before.append(f"{self.adjoint(name)} = {copy_name}({self.adjoint(name)})")
                 self.owned.add(name)
@@ -642,7 +651,7 @@ class ReverseTransform:
         else:
             plan.counter = self.namer.fresh("iterations")
             header = f"for {self.namer.fresh('step')} in range({plan.counter}):"
-        return [self.comment(loop.origin)] + before + [header] + _indent(body or ["pass"])
+        return [self.comment(loop.origin)] + before + [header] + _indent(body or ["pass"]) + after
 
     def outer_inputs(self, inner, assigned):
         """Active names from outside the loop that statements inside it read, in first-use order."""

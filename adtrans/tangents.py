@@ -155,6 +155,24 @@ def subscript_cotangent(d, value, index):
          "value in 'without_derivative' if no derivative should flow through it"])
 
 
+def lazy_zeros(value):
+    """A zero cotangent whose containers hold None (a zero not yet made) for each element.
+
+    A loop that adds into a list's cotangent item by item then keeps the
+    items' own cotangents instead of adding them to freshly made zeros.
+    """
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return [None] * len(value)
+    return zeros_like(value)
+
+
+def filled(d, value):
+    """`d` with the zeros `lazy_zeros` left as None made, once the loop that filled it is done."""
+    if isinstance(d, list) and isinstance(value, (list, tuple)) and any(part is None for part in d):
+        return [zeros_like(v) if part is None else part for part, v in zip(d, value)]
+    return d
+
+
 def owned_copy(d):
     """A copy of a cotangent that the pullback may then add into in place."""
     if isinstance(d, np.ndarray):
