@@ -873,11 +873,10 @@ class ReverseTransform:
         func = _name(self.helper(f"{_short_name(op.callee)}_value_with_pullback", derived))
         again = gast.Subscript(gast.Call(func, list(call.args), list(call.keywords)),
                                gast.Constant(1, None), gast.Load())
-        pullback = self.pullback_of(stmt.target)
         bound = self.bind(target, call)
         targets = [bound[p] for p in wrt]
-        return [_assign(pullback, again)] + self.unpack_cotangents(
-            targets, _call(_name(pullback), d), stmt.target)
+        # One expression: the recomputed pass's pullback (and what it keeps) is freed once used.
+        return self.unpack_cotangents(targets, gast.Call(again, [d], []), stmt.target)
 
     def construct_adjoints(self, stmt, op, d):
         """``p = Point(x, y)``: each active argument gets the tangent of the field it sets."""
