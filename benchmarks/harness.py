@@ -380,3 +380,16 @@ def format_table(result: Result) -> str:
 
 def eprint(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
+
+
+def time_and_compare(rows, calls, repeat, measure, digits=1):
+    """Time `calls` interleaved, fill the rows' samples and ratios, and note each `measure` row's
+    multiple of the plain forward call's time."""
+    samples = time_per_call_interleaved(calls, repeat=repeat)
+    for row in rows:
+        row.samples = samples.get((row.system, row.measure), [])
+    fill_ratios(rows, reference="handwritten")
+    forward = next(r for r in rows if r.measure == "forward").median
+    for row in rows:
+        if row.measure == measure and row.samples:
+            row.note = "; ".join(filter(None, [row.note, f"{row.median / forward:.{digits}f}x forward"]))

@@ -227,14 +227,7 @@ def run(repeat=15, size="full"):
             continue
         calls[(name, "value+grad")] = call
 
-    samples = harness.time_per_call_interleaved(calls, repeat=repeat)
-    for row in rows:
-        row.samples = samples.get((row.system, row.measure), [])
-    harness.fill_ratios(rows, reference="handwritten")
-    forward = next(r for r in rows if r.measure == "forward").median
-    for row in rows:
-        if row.measure == "value+grad" and row.samples:
-            row.note = "; ".join(filter(None, [row.note, f"{row.median / forward:.2f}x forward"]))
+    harness.time_and_compare(rows, calls, repeat, "value+grad", digits=2)
     return harness.Result(NAME, TITLE.format(**dims), dict(dims, dtype="float32", repeat=repeat),
                           rows,
                           ["each sample: a timeit loop of ~50 ms, divided by its loop count; "

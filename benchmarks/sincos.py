@@ -172,14 +172,7 @@ def run(repeat=15, size="full"):
             continue
         calls[(name, "gradient")] = call
 
-    samples = harness.time_per_call_interleaved(calls, repeat=repeat)
-    for row in rows:
-        row.samples = samples.get((row.system, row.measure), [])
-    harness.fill_ratios(rows, reference="handwritten")
-    forward = next(r for r in rows if r.measure == "forward").median
-    for row in rows:
-        if row.measure == "gradient" and row.samples:
-            row.note = "; ".join(filter(None, [row.note, f"{row.median / forward:.1f}x forward"]))
+    harness.time_and_compare(rows, calls, repeat, "gradient", digits=1)
     return harness.Result(NAME, TITLE, {"x": X0, "y": Y0, "repeat": repeat}, rows,
                           ["each sample: a timeit loop of ~50 ms, divided by its "
                            "loop count; samples interleaved across systems",
