@@ -14,8 +14,8 @@ import warnings
 import weakref
 
 from adtrans import registry, tangents
-from adtrans.errors import DifferentiationError, Location, ZeroDerivativeWarning
-from adtrans.source import display_filename, function_location, parse_function
+from adtrans.errors import DifferentiationError, ZeroDerivativeWarning
+from adtrans.source import function_location, parse_function
 
 __all__ = [
     "DifferentiableFunction", "differentiable", "derivative", "differentiable_function",

@@ -16,8 +16,6 @@ derivatives, transformed callees and run-time dispatch are called.
 
 import copy
 import inspect
-import math as _math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
@@ -27,9 +25,8 @@ from adtrans import registry, structures, tangents
 from adtrans.activity import analyse
 from adtrans.codegen import unparse
 from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
-from adtrans.errors import DifferentiationError, ZeroDerivativeWarning
 from adtrans.naming import Namer, names_in
-from adtrans.resolve import Resolver, Unresolved
+from adtrans.resolve import Resolver
 from adtrans.rules.support import matmul_shape, unbroadcast
 
 

@@ -1,6 +1,5 @@
 """Control flow, mutation and loops in the reverse transform, each against finite differences."""
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
