@@ -244,11 +244,36 @@ class Desugar:
             self.out.append(Effect(self.renamed(stmt), stmt))
         elif isinstance(stmt, gast.Pass):
             pass
+        elif isinstance(stmt, gast.FunctionDef):
+            self.nested_function(stmt)
         else:
             raise self.source.error(
                 stmt, f"{construct_name(stmt)} is not supported",
                 "move the construct into a function with a registered derivative "
                 "(@adtrans.derivative(of=...))")
+
+    def nested_function(self, stmt):
+        """A nested ``def``: defined as written, reading the versions of outer variables current here.
+
+        Calls of it are dispatched at run time, which differentiates its
+        source; the outer variables it reads are constants for it, like any
+        closure's (SPEC 3).
+        """
+        if stmt.decorator_list:
+            raise self.source.error(stmt, "a decorated nested function is not supported",
+                                    "define it at module level")
+        inner = copy.deepcopy(stmt)
+        own = {a.id for a in inner.args.posonlyargs + inner.args.args + inner.args.kwonlyargs}
+        if inner.args.vararg:
+            own.add(inner.args.vararg.id)
+        if inner.args.kwarg:
+            own.add(inner.args.kwarg.id)
+        own |= _assigned_names(inner)
+        renamer = _Renamer(self.current, self.locals)
+        renamer.shadowed = own
+        inner.body = [renamer.visit(s) for s in inner.body]
+        inner.name = self.new_version(stmt.name)
+        self.out.append(Effect(inner, stmt))
 
     # -- control flow
 
@@ -744,6 +769,8 @@ def _assigned_names(function):
     for node in gast.walk(function):
         if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
             found.add(node.id)
+        elif isinstance(node, gast.FunctionDef) and node is not function:
+            found.add(node.name)
     return found
 
 

@@ -365,7 +365,7 @@ class ReverseTransform:
             if not (isinstance(stmt, Assign) and stmt.copy) and stmt.origin is not origin:
                 origin = stmt.origin
                 lines.append(self.comment(origin))
-            lines.append(self.forward_statement(stmt))
+            lines.extend(self.forward_statement(stmt).split("\n"))
         if save is not None:
             tape, names = save
             lines.append(f"{tape}.append({_tuple_text(names)})")
@@ -1086,6 +1086,8 @@ def _targets(stmt):
         return [stmt.target]
     if isinstance(stmt, Unpack):
         return [t for t in stmt.targets if t is not None]
+    if isinstance(stmt, Effect) and isinstance(stmt.stmt, gast.FunctionDef):
+        return [stmt.stmt.name]      # a nested def binds its name
     return []
 
 

@@ -272,3 +272,20 @@ def test_assignment_to_attributes_of_a_dataclass():
         down = attribute_steps(State(**{**vars(state), field: getattr(state, field) - eps}), 0.1)
         assert getattr(g[0], field) == pytest.approx((up - down) / (2 * eps), rel=1e-6)
     adtrans.check_gradient(lambda p, v, dt: attribute_steps(State(p, v), dt), 1.0, 2.0, 0.1)
+
+
+def with_nested_def(x, w):
+    scale = 2.0
+
+    def helper(t):
+        u = t * scale
+        return np.sin(u) * u
+
+    y = helper(x) + helper(x * w)
+    return y * scale
+
+
+def test_nested_function_definitions():
+    adtrans.check_gradient(with_nested_def, 0.7, 1.3)
+    text = adtrans.generated_source(with_nested_def)
+    assert "def helper(t):" in text and "call_with_pullback(helper, (0,), x)" in text
