@@ -393,3 +393,12 @@ def time_and_compare(rows, calls, repeat, measure, digits=1):
     for row in rows:
         if row.measure == measure and row.samples:
             row.note = "; ".join(filter(None, [row.note, f"{row.median / forward:.{digits}f}x forward"]))
+
+
+def first_call_note(call):
+    """Run `call` once (adtrans transforms on its first call) and say how long that took."""
+    import time
+
+    start = time.perf_counter()
+    call()
+    return f"first call (transform + run) {format_seconds(time.perf_counter() - start)}"

@@ -71,14 +71,10 @@ def build_adtrans(args):
     if harness.adtrans_status() is not None:
         return None
     import adtrans
-    import time
 
     def call():
         return adtrans.value_with_gradient(loss, *args, wrt=WRT)
-    start = time.perf_counter()
-    call()
-    first_s = time.perf_counter() - start
-    return call, (lambda r: r), f"first call (transform + run) {harness.format_seconds(first_s)}"
+    return call, (lambda r: r), harness.first_call_note(call)
 
 
 def build_autograd(args):
