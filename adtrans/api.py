@@ -721,9 +721,8 @@ def _default_wrt_names(fn):
             continue    # a method's object: differentiable only when its value says so
         if param.annotation in (int, bool, str, "int", "bool", "str"):
             continue
-        if param.default is not param.empty and (
-                param.default is None or isinstance(param.default, (int, bool, str))):
-            continue
+        if param.default is not param.empty and not tangents.is_differentiable(param.default):
+            continue    # a default that is not a float (a flag, a hook, a count) marks a constant
         names.append(name)
     return tuple(names)
 

@@ -232,8 +232,10 @@ def _resolve(module, dotted, path):
 def _functions_defined_in(module):
     """(name, function) for every function the module defines, in source order.
 
-    Plain functions that take no parameters (such as ``main``) have nothing
-    to differentiate and are skipped, as are functions imported from elsewhere.
+    Plain functions whose parameters all have defaults (such as
+    ``main(steps=10)``) are entry points, not differentiable code, and are
+    skipped, as are functions imported from elsewhere; name a function to
+    check it anyway.
     """
     found = []
     for name, obj in vars(module).items():
@@ -243,7 +245,8 @@ def _functions_defined_in(module):
             if wrapped is not None and getattr(wrapped, "__module__", None) == module.__name__:
                 found.append((name, obj))
         elif inspect.isfunction(obj) and obj.__module__ == module.__name__:
-            if inspect.signature(obj).parameters:
+            if any(p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                   for p in inspect.signature(obj).parameters.values()):
                 found.append((name, obj))
     return found
 
