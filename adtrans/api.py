@@ -321,7 +321,8 @@ def value_with_gradient(f, *args, wrt=None, **kwargs):
     """``(f(*args), gradient)`` for a scalar-valued `f`."""
     value, pull, single = _value_with_pullback(f, args, kwargs, wrt)
     seed = _scalar_seed(f, value)
-    grads = pull(seed)
+    with tangents.single_use():     # the pullback runs once: tapes are freed as they replay
+        grads = pull(seed)
     return value, grads[0] if single else grads
 
 

@@ -640,11 +640,12 @@ class ReverseTransform:
         direct = self._assigned_in(loop.body) | set(_loop_names(loop)) | self._assigned_in(loop.condition)
         needed = _needed(body, direct)
         for values, tape in plan.branch_iterators:
-            before.append(f"{values} = reversed({tape})")
+            before.append(f"{values} = {self.helper('replay', tangents.replay)}({tape})")
         if needed:
             plan.tape = self.namer.fresh("tape")
             self.saves[id(loop.body)] = (plan.tape, needed)
-            header = f"for {_tuple_text(needed, bare=True)} in reversed({plan.tape}):"
+            replay = self.helper("replay", tangents.replay)
+            header = f"for {_tuple_text(needed, bare=True)} in {replay}({plan.tape}):"
         else:
             plan.counter = self.namer.fresh("iterations")
             header = f"for {self.namer.fresh('step')} in range({plan.counter}):"

@@ -260,3 +260,42 @@ def is_structure_type(cls):
 tangent_type = structures.tangent_type
 attribute_cotangent = structures.attribute_cotangent
 field_cotangents = structures.field_cotangents
+
+
+# -- Replaying a loop's tape in the pullback.
+
+import threading
+
+_single_use = threading.local()
+_END = object()
+
+
+def replay(tape):
+    """A loop tape's entries, last first.
+
+    Normally ``reversed(tape)``, so a pullback can be called again. While a
+    pullback runs that nobody can call twice (inside `gradient`), a tape of
+    arrays is popped as it is replayed, so what each pass kept is freed as
+    soon as its pullback has run.
+    """
+    if getattr(_single_use, "depth", 0) and tape and _holds_arrays(tape[-1]):
+        tape.insert(0, _END)
+        return iter(tape.pop, _END)
+    return reversed(tape)
+
+
+def _holds_arrays(entry):
+    """Is freeing this tape's entries early worth it (they hold arrays, not a few floats)?"""
+    parts = entry if isinstance(entry, tuple) else (entry,)
+    return any(isinstance(part, np.ndarray) for part in parts)
+
+
+class single_use:
+    """Within this context, pullbacks free their tapes as they replay them."""
+
+    def __enter__(self):
+        _single_use.depth = getattr(_single_use, "depth", 0) + 1
+
+    def __exit__(self, *exc):
+        _single_use.depth -= 1
+        return False

@@ -219,7 +219,7 @@ def test_values_left_by_a_loop_are_readable_after_it():
 
 def test_loop_generated_code_keeps_only_what_the_pullback_reads():
     text = adtrans.generated_source(euler)
-    assert "tape.append(" in text and "in reversed(tape):" in text
+    assert "tape.append(" in text and "in replay(tape):" in text
     forward = text.split("def pullback")[0]
     assert forward.count("tape.append(") == 1
 
