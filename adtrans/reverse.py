@@ -133,7 +133,7 @@ class ReverseTransform:
         return Generated(name, text, self.cells, self.freevars, self.source, self.warnings)
 
     def _base_name(self):
-        return "lambda" if self.source.is_lambda else self.source.node.name
+        return "lambda" if self.source.is_lambda else self.source.node.name.strip("_") or "function"
 
     def _parameters(self):
         args = self.source.node.args
