@@ -403,10 +403,13 @@ def _kind(value):
 class _Plan:
     """How to differentiate one Python function for one layout of arguments: decided once."""
 
-    __slots__ = ("fn", "derived", "names", "order", "single", "positions", "wrt", "checkpoint")
+    __slots__ = ("fn", "derived", "names", "order", "single", "positions", "wrt", "checkpoint",
+                 "promotes")
 
-    def __init__(self, fn, derived, names, order, single, positions, wrt, checkpoint=False):
+    def __init__(self, fn, derived, names, order, single, positions, wrt, checkpoint=False,
+                 promotes=False):
         self.checkpoint = checkpoint
+        self.promotes = promotes      # the plan's key says which arguments are floats or arrays
         self.fn = fn
         self.derived = derived
         self.names = names          # wrt parameters in the function's order
@@ -416,7 +419,8 @@ class _Plan:
         self.wrt = wrt
 
     def run(self, args, kwargs):
-        if self.wrt is not None:
+        if self.promotes:
+            # An int named in wrt becomes a float (and a wrong kind of argument an error).
             _, _, args, kwargs = _resolve_wrt(self.fn, args, kwargs, self.wrt)
         if self.checkpoint:
             value = self.fn(*args, **kwargs)
@@ -468,7 +472,10 @@ def _make_plan(f, args, kwargs, wrt):
     indices = [parameters.index(n) for n in names]
     positions = indices if not kwargs and all(i < min(len(args), positional) for i in indices) else None
     checkpoint = isinstance(f, DifferentiableFunction) and f.checkpoint
-    return _Plan(fn, derived, names, order, single, positions, wrt, checkpoint)
+    promotes = wrt is not None and (
+        any(a is not b for a, b in zip(args, new_args))
+        or any(kwargs[k] is not new_kwargs[k] for k in kwargs))
+    return _Plan(fn, derived, names, order, single, positions, wrt, checkpoint, promotes)
 
 
 _plans = {}
