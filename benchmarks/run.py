@@ -33,6 +33,7 @@ WORKLOADS = {
     "rnn": "benchmarks.rnn",          # loop-heavy NumPy: RNN over 100 steps
     "deepchain": "benchmarks.deepchain",  # W3: 64-layer chain, checkpointing memory
     "nn_step": "benchmarks.nn_step",  # adtrans.nn: one SGD step of an MLP and the tutorial CNN
+    "xor": "benchmarks.xor",          # W5: small arrays, per-operation overhead
 }
 
 

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks import deepchain, euler, harness, mlp, nn_step, rnn, run, sincos  # noqa: E402
+from benchmarks import deepchain, euler, harness, mlp, nn_step, rnn, run, sincos, xor  # noqa: E402
 
 
 # ------------------------------------------------ the references themselves
@@ -157,8 +157,27 @@ def test_adtrans_nn_steps_agree_with_handwritten():
     nn_step.check_adtrans("tiny")
 
 
+def test_xor_reference_matches_finite_differences():
+    weights = [w.astype(np.float64) for w in xor.WEIGHTS]
+    _, grads = xor.handwritten(*weights)
+    rng = np.random.default_rng(0)
+    for i, g in enumerate(grads):
+        u = rng.standard_normal(g.shape)
+        eps = 1e-6
+        up = [w.copy() for w in weights]
+        down = [w.copy() for w in weights]
+        up[i] += eps * u
+        down[i] -= eps * u
+        numeric = (xor.handwritten(*up)[0] - xor.handwritten(*down)[0]) / (2 * eps)
+        assert float(np.sum(g * u)) == pytest.approx(numeric, rel=1e-5, abs=1e-8)
+
+
+def test_adtrans_xor_gradients_agree_with_handwritten():
+    xor.check_adtrans()
+
+
 def test_adtrans_generated_source_is_available_for_each_workload():
-    for module in (mlp, sincos, euler, rnn, deepchain, nn_step):
+    for module in (mlp, sincos, euler, rnn, deepchain, nn_step, xor):
         source = module.generated_source()
         assert isinstance(source, str) and "def " in source
 
