@@ -211,24 +211,12 @@ def run(repeat=15, size="full"):
             harness.Row("python", "forward", note="euler(x0, v0, c) called directly")]
     calls = {("handwritten", "gradient"): lambda: handwritten_gradient(X0, V0, C, steps),
              ("python", "forward"): lambda: fn(X0, V0, C)}
-    for name, builder in SYSTEMS:
-        row = harness.Row(name, "gradient")
-        rows.append(row)
-        try:
-            built = builder(fn, steps)
-            if built is None:
-                row.status = (harness.adtrans_status() if name == "adtrans"
-                              else None) or harness.missing_peer_status()
-                continue
-            call, to_floats, rtol, row.note = built
-            check_result(name, to_floats(call()), rtol, name == "adtrans", steps)
-        except harness.Disagreement as exc:
-            row.status = f"failed: disagrees with the reference: {exc}"
-            continue
-        except Exception as exc:    # a broken system is reported, not fatal
-            row.status = harness.failure(exc)
-            continue
-        calls[(name, "gradient")] = call
+    def check(name, built):
+        call, to_floats, rtol, note = built
+        check_result(name, to_floats(call()), rtol, name == "adtrans", steps)
+        return call, note
+
+    harness.add_checked_systems(rows, calls, SYSTEMS, "gradient", lambda b: b(fn, steps), check)
 
     harness.time_and_compare(rows, calls, repeat, "gradient", digits=1)
 

@@ -402,3 +402,31 @@ def first_call_note(call):
     start = time.perf_counter()
     call()
     return f"first call (transform + run) {format_seconds(time.perf_counter() - start)}"
+
+
+def add_checked_systems(rows, calls, systems, measure, build, check):
+    """Build each system, check it against the reference, and add its call to `calls`.
+
+    `build(builder)` returns what the system's builder returns, or None when
+    the system is not installed; `check(name, built)` raises `Disagreement`
+    on a wrong answer and returns ``(call, note)``. A system that is missing,
+    wrong or broken gets a row saying so instead of a call: it is reported,
+    never fatal.
+    """
+    for name, builder in systems:
+        row = Row(name, measure)
+        rows.append(row)
+        try:
+            built = build(builder)
+            if built is None:
+                row.status = (adtrans_status() if name.startswith("adtrans")
+                              else None) or missing_peer_status()
+                continue
+            call, row.note = check(name, built)
+        except Disagreement as exc:
+            row.status = f"failed: disagrees with the reference: {exc}"
+            continue
+        except Exception as exc:    # a broken system is reported, not fatal
+            row.status = failure(exc)
+            continue
+        calls[(name, measure)] = call

@@ -204,27 +204,12 @@ def run(repeat=15, size="full"):
     rows.append(harness.Row("handwritten", "value+grad", note="reference"))
     rows.append(harness.Row("numpy", "forward", note="loss(...) called directly"))
 
-    for name, builder in SYSTEMS:
-        row = harness.Row(name, "value+grad")
-        rows.append(row)
-        status = harness.adtrans_status() if name == "adtrans" else None
-        try:
-            built = builder(args)
-            if built is None:
-                row.status = status or harness.missing_peer_status()
-                continue
-            call, to_numpy, row.note = built
-            extra = check_system(name, call, to_numpy, reference,
-                                 strict_dtype=(name == "adtrans"))
-            if extra:
-                row.note = "; ".join(filter(None, [row.note] + extra))
-        except harness.Disagreement as exc:
-            row.status = f"failed: disagrees with the reference: {exc}"
-            continue
-        except Exception as exc:    # a broken system is reported, not fatal
-            row.status = harness.failure(exc)
-            continue
-        calls[(name, "value+grad")] = call
+    def check(name, built):
+        call, to_numpy, note = built
+        extra = check_system(name, call, to_numpy, reference, strict_dtype=(name == "adtrans"))
+        return call, "; ".join(filter(None, [note] + (extra or [])))
+
+    harness.add_checked_systems(rows, calls, SYSTEMS, "value+grad", lambda b: b(args), check)
 
     gap = harness.GAP
     if gap is None:

@@ -398,25 +398,14 @@ def run(repeat=15, size="full"):
         reference = ref_check()
         rows.append(harness.Row("handwritten", measure, note=ref_note))
         calls[("handwritten", measure)] = ref_step
-        for name, builder in SYSTEMS[case]:
-            row = harness.Row(name, measure)
-            rows.append(row)
-            status = harness.adtrans_status() if name.startswith("adtrans") else None
-            try:
-                built = builder(case, params, x, labels)
-                if built is None:
-                    row.status = status or harness.missing_peer_status()
-                    continue
-                check, step, row.note = built
-                check_system(name, case, check, reference,
-                             strict_dtype=name.startswith("adtrans"))
-            except harness.Disagreement as exc:
-                row.status = f"failed: disagrees with the reference: {exc}"
-                continue
-            except Exception as exc:    # a broken system is reported, not fatal
-                row.status = harness.failure(exc)
-                continue
-            calls[(name, measure)] = step
+        def checked(name, built, case=case, reference=reference):
+            check, step, note = built
+            check_system(name, case, check, reference, strict_dtype=name.startswith("adtrans"))
+            return step, note
+
+        harness.add_checked_systems(rows, calls, SYSTEMS[case], measure,
+                                    lambda b, case=case, params=params, x=x, labels=labels:
+                                    b(case, params, x, labels), checked)
 
     gap = harness.GAP
     if gap is None:

@@ -205,24 +205,12 @@ def run(repeat=15, size="full"):
             harness.Row("numpy", "forward", note="loss(...) called directly")]
     calls = {("handwritten", "value+grad"): lambda: handwritten_value_and_grad(*args),
              ("numpy", "forward"): lambda: loss(*args)}
-    for name, builder in SYSTEMS:
-        row = harness.Row(name, "value+grad")
-        rows.append(row)
-        try:
-            built = builder(args)
-            if built is None:
-                row.status = (harness.adtrans_status() if name == "adtrans"
-                              else None) or harness.missing_peer_status()
-                continue
-            call, to_numpy, row.note = built
-            check_system(name, call, to_numpy, reference, strict_dtype=(name == "adtrans"))
-        except harness.Disagreement as exc:
-            row.status = f"failed: disagrees with the reference: {exc}"
-            continue
-        except Exception as exc:    # a broken system is reported, not fatal
-            row.status = harness.failure(exc)
-            continue
-        calls[(name, "value+grad")] = call
+    def check(name, built):
+        call, to_numpy, note = built
+        check_system(name, call, to_numpy, reference, strict_dtype=(name == "adtrans"))
+        return call, note
+
+    harness.add_checked_systems(rows, calls, SYSTEMS, "value+grad", lambda b: b(args), check)
 
     harness.time_and_compare(rows, calls, repeat, "value+grad", digits=2)
     return harness.Result(NAME, TITLE.format(**dims), dict(dims, dtype="float32", repeat=repeat),

@@ -153,24 +153,12 @@ def run(repeat=15, size="full"):
             harness.Row("python", "forward", note="f(x, y) called directly")]
     calls = {("handwritten", "gradient"): lambda: handwritten_gradient(X0, Y0),
              ("python", "forward"): lambda: f(X0, Y0)}
-    for name, builder in SYSTEMS:
-        row = harness.Row(name, "gradient")
-        rows.append(row)
-        try:
-            built = builder()
-            if built is None:
-                row.status = (harness.adtrans_status() if name.startswith("adtrans")
-                              else None) or harness.missing_peer_status()
-                continue
-            call, to_floats, rtol, row.note = built
-            check_result(name, to_floats(call()), rtol, strict_type=name.startswith("adtrans"))
-        except harness.Disagreement as exc:
-            row.status = f"failed: disagrees with the reference: {exc}"
-            continue
-        except Exception as exc:    # a broken system is reported, not fatal
-            row.status = harness.failure(exc)
-            continue
-        calls[(name, "gradient")] = call
+    def check(name, built):
+        call, to_floats, rtol, note = built
+        check_result(name, to_floats(call()), rtol, strict_type=name.startswith("adtrans"))
+        return call, note
+
+    harness.add_checked_systems(rows, calls, SYSTEMS, "gradient", lambda b: b(), check)
 
     harness.time_and_compare(rows, calls, repeat, "gradient", digits=1)
     return harness.Result(NAME, TITLE, {"x": X0, "y": Y0, "repeat": repeat}, rows,

@@ -134,24 +134,12 @@ def run(repeat=15, size="full"):
             harness.Row("numpy", "forward", note="loss(...) called directly")]
     calls = {("handwritten", "value+grad"): lambda: handwritten(*WEIGHTS),
              ("numpy", "forward"): lambda: loss(*WEIGHTS, X, Y)}
-    for name, builder in SYSTEMS:
-        row = harness.Row(name, "value+grad")
-        rows.append(row)
-        try:
-            built = builder()
-            if built is None:
-                row.status = (harness.adtrans_status() if name == "adtrans"
-                              else None) or harness.missing_peer_status()
-                continue
-            call, to_numpy, row.note = built
-            check(name, to_numpy(call()))
-        except harness.Disagreement as exc:
-            row.status = f"failed: disagrees with the reference: {exc}"
-            continue
-        except Exception as exc:    # a broken system is reported, not fatal
-            row.status = harness.failure(exc)
-            continue
-        calls[(name, "value+grad")] = call
+    def check_built(name, built):
+        call, to_numpy, note = built
+        check(name, to_numpy(call()))
+        return call, note
+
+    harness.add_checked_systems(rows, calls, SYSTEMS, "value+grad", lambda b: b(), check_built)
     harness.time_and_compare(rows, calls, repeat, "value+grad", digits=1)
     return harness.Result(NAME, TITLE, {"repeat": repeat}, rows,
                           ["each sample: a timeit loop of ~50 ms, divided by its loop count; "
