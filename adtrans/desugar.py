@@ -260,7 +260,7 @@ class Desugar:
         closure's (SPEC 3).
         """
         if stmt.decorator_list:
-            raise self.source.error(stmt, "a decorated nested function is not supported",
+            raise self.source.error(stmt.decorator_list[0], "a decorated nested function is not supported",
                                     "define it at module level")
         inner = copy.deepcopy(stmt)
         own = {a.id for a in inner.args.posonlyargs + inner.args.args + inner.args.kwonlyargs}

@@ -249,3 +249,41 @@ def math_only(x):
 def test_math_floor_of_active_value():
     with pytest.raises(adtrans.DifferentiationError, match="not differentiable"):
         adtrans.gradient(math_only, 1.5)
+
+
+def decorated_nested(x):
+    @staticmethod
+    def inner(t):
+        return t
+    return x
+
+
+def recomputed_without_result(x):
+    with adtrans.recomputed():
+        y = x * 2.0
+    return x
+
+
+def segmented_badly(x, ws):
+    for w in adtrans.segmented(ws):
+        x = x * w
+    return x
+
+
+def assigns_a_global_attribute(x):
+    np.some_field = x
+    return x
+
+
+@pytest.mark.parametrize("fn, offset, message", [
+    (decorated_nested, 1, "a decorated nested function is not supported"),
+    (recomputed_without_result, 1, "a recomputed block must assign a variable used after it"),
+    (segmented_badly, 1, "write 'segmented(iterable, length)'"),
+    (assigns_a_global_attribute, 1, "assignment to an attribute of a value that is not a local"),
+])
+def test_errors_of_the_newer_constructs(fn, offset, message):
+    args = (1.0, [2.0, 3.0]) if fn is segmented_badly else (1.0,)
+    with pytest.raises(adtrans.DifferentiationError) as info:
+        adtrans.gradient(fn, *args, wrt="x")
+    assert message in str(info.value)
+    assert info.value.lineno == line_of(fn, offset)
