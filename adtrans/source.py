@@ -3,9 +3,11 @@
 adtrans reads the whole file a function comes from (through ``linecache``, so
 Jupyter cells and generated code work too) and picks the definition whose
 first line is the code object's, so line and column numbers in errors and
-comments are the file's own.
+comments are the file's own. The file is parsed with ``ast`` once; only the
+definition is converted to gast.
 """
 
+import ast
 import functools
 import inspect
 import linecache
@@ -69,10 +71,30 @@ def _source_unavailable(fn, why):
     )
 
 
+@dataclass
+class _ParsedFile:
+    """A file parsed once by ``ast`` (fast, in C), with its definitions indexed by first line.
+
+    Only the definition asked for is converted to gast, so the cost of a first
+    gradient does not grow with the size of the file it lives in.
+    """
+
+    definitions: dict   # (name, line) -> [FunctionDef nodes]; line is the def's and its first decorator's
+    lambdas: dict       # line -> [Lambda nodes]
+
+
 @functools.lru_cache(maxsize=64)
-def _parse_module(filename, text):
+def _parse_file(filename, text):
     del filename  # part of the cache key only
-    return gast.parse(text)
+    module = ast.parse(text)
+    definitions, lambdas = {}, {}
+    for node in ast.walk(module):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for line in {node.lineno, _first_line(node)}:
+                definitions.setdefault((node.name, line), []).append(node)
+        elif isinstance(node, ast.Lambda):
+            lambdas.setdefault(node.lineno, []).append(node)
+    return _ParsedFile(definitions, lambdas)
 
 
 # Functions adtrans makes from parts of the user's code (a recomputed block), by code object.
@@ -92,13 +114,14 @@ def parse_function(fn) -> FunctionSource:
     if not lines:
         raise _source_unavailable(fn, "it was made by exec or typed at an interactive prompt")
     try:
-        module = _parse_module(filename, "".join(lines))
+        parsed = _parse_file(filename, "".join(lines))
     except SyntaxError as e:
         raise _source_unavailable(fn, f"its file does not parse: {e.msg}") from None
-    node = _find_definition(module, code)
+    node = _find_definition(parsed, code)
     if node is None:
         raise _source_unavailable(fn, "its definition was not found in its file, which may have changed "
                                   "since it was imported")
+    node = gast.ast_to_gast(node)       # a fresh tree: later phases may annotate it
     is_lambda = isinstance(node, gast.Lambda)
     if is_lambda:
         node = _lambda_as_def(node)
@@ -112,15 +135,11 @@ def _first_line(node):
     return node.lineno
 
 
-def _find_definition(module, code):
-    name = code.co_name
-    candidates = []
-    for node in gast.walk(module):
-        if isinstance(node, (gast.FunctionDef, gast.AsyncFunctionDef)):
-            if node.name == name and code.co_firstlineno in (node.lineno, _first_line(node)):
-                candidates.append(node)
-        elif isinstance(node, gast.Lambda) and name == "<lambda>" and node.lineno == code.co_firstlineno:
-            candidates.append(node)
+def _find_definition(parsed, code):
+    if code.co_name == "<lambda>":
+        candidates = list(parsed.lambdas.get(code.co_firstlineno, ()))
+    else:
+        candidates = list(parsed.definitions.get((code.co_name, code.co_firstlineno), ()))
     if len(candidates) > 1:
         candidates = [c for c in candidates if _same_parameters(c, code)] or candidates
     if len(candidates) > 1:
@@ -130,19 +149,19 @@ def _find_definition(module, code):
 
 def _same_parameters(node, code):
     args = node.args
-    names = [a.id for a in args.posonlyargs + args.args + args.kwonlyargs]
+    names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
     if args.vararg:
-        names.append(args.vararg.id)
+        names.append(args.vararg.arg)
     if args.kwarg:
-        names.append(args.kwarg.id)
+        names.append(args.kwarg.arg)
     return tuple(names) == code.co_varnames[: len(names)]
 
 
 def _same_code(node, code):
     """Tell lambdas on one line apart by compiling each and comparing the bytecode."""
     try:
-        expr = gast.gast_to_ast(gast.Expression(body=node))
-        compiled = compile(gast_fix(expr), code.co_filename, "eval")
+        expr = ast.fix_missing_locations(ast.Expression(body=node))
+        compiled = compile(expr, code.co_filename, "eval")
     except (SyntaxError, ValueError, TypeError):
         return False
     for const in compiled.co_consts:
@@ -154,11 +173,6 @@ def _same_code(node, code):
 
 def _constants(code):
     return tuple(c for c in code.co_consts if not inspect.iscode(c))
-
-
-def gast_fix(tree):
-    import ast
-    return ast.fix_missing_locations(tree)
 
 
 def _lambda_as_def(node):
