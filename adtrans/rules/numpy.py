@@ -15,7 +15,7 @@ derivative flows through them.
 
 import numpy as np
 
-from adtrans.registry import constant_function, rules_for
+from adtrans.registry import constant_function, constant_module, rules_for
 from adtrans.rules.support import (
     DEGREES_PER_RADIAN, LN2, LN10, RADIANS_PER_DEGREE, astype_cotangent, clip_mask, cholesky_cotangent,
     concatenate_cotangents, cumsum_cotangent, diag_cotangent, diagonal_cotangent, diff_cotangent,
@@ -245,6 +245,5 @@ constant_function(
     np.unravel_index, np.ravel_multi_index, np.linalg.matrix_rank,
     np.ndarray.argmax, np.ndarray.argmin, np.ndarray.argsort, np.ndarray.nonzero, np.ndarray.any,
     np.ndarray.all,
-    np.random.rand, np.random.randn, np.random.randint, np.random.random, np.random.random_sample,
-    np.random.seed, np.random.default_rng,
     reason="its result is not a differentiable value")
+constant_module("numpy.random", reason="it draws random numbers")
