@@ -258,3 +258,24 @@ def test_piecewise_constant_functions_have_no_derivative():
         assert registry.is_constant_function(fn)
     for fn in (np.argmax, np.zeros_like, np.shape, np.isnan):
         assert registry.is_constant_function(fn)
+
+
+def test_random_samplers_are_constant_by_module():
+    rng = np.random.default_rng(0)
+    for fn in (np.random.rand, np.random.randn, np.random.seed, np.random.default_rng, rng.normal,
+               np.random.Generator.uniform, np.random.RandomState(0).rand):
+        assert registry.is_constant_function(fn), fn
+    for fn in (np.sin, np.sum, np.ndarray.sum):
+        assert not registry.is_constant_function(fn), fn
+
+
+def test_noise_from_a_generator_is_a_constant_factor():
+    import adtrans
+
+    def noisy(x, rng):
+        noise = rng.normal(size=x.shape)
+        return np.sum(x * noise) + np.sum(np.random.rand(3))
+
+    x = np.ones(3)
+    grad = adtrans.gradient(noisy, x, np.random.default_rng(7), wrt="x")
+    np.testing.assert_array_equal(grad, np.random.default_rng(7).normal(size=3))
