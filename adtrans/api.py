@@ -319,7 +319,10 @@ def pullback(f, *args, wrt=None, **kwargs):
 
 def value_with_gradient(f, *args, wrt=None, **kwargs):
     """``(f(*args), gradient)`` for a scalar-valued `f`."""
-    value, pull, single = _value_with_pullback(f, args, kwargs, wrt)
+    plan = _plan_for(f, args, kwargs, wrt)
+    if plan is not None:
+        return plan.value_with_gradient(args, kwargs)
+    value, pull, single = _value_with_pullback_slow(f, args, kwargs, wrt)
     seed = _scalar_seed(f, value)
     with tangents.single_use():     # the pullback runs once: tapes are freed as they replay
         grads = pull(seed)
@@ -374,6 +377,15 @@ def _scalar_seed(f, value):
 
 def _value_with_pullback(f, args, kwargs, wrt):
     """(value, pullback returning a tuple of tangents, whether one tangent was asked for)."""
+    plan = _plan_for(f, args, kwargs, wrt)
+    if plan is None:
+        return _value_with_pullback_slow(f, args, kwargs, wrt)
+    return plan.run(args, kwargs)
+
+
+def _plan_for(f, args, kwargs, wrt):
+    """The cached `_Plan` for this call's function and argument layout, made on first use; None
+    when `f` is not differentiated from source (a method, a registered VJP, a rule)."""
     if wrt is None:
         key = (f, None, tuple(map(_kind, args)),
                tuple((k, _kind(v)) for k, v in kwargs.items()) if kwargs else ())
@@ -386,11 +398,9 @@ def _value_with_pullback(f, args, kwargs, wrt):
         plan, key = None, None
     if plan is None:
         plan = _make_plan(f, args, kwargs, wrt)
-        if plan is None:
-            return _value_with_pullback_slow(f, args, kwargs, wrt)
-        if key is not None:
+        if plan is not None and key is not None:
             _plans[key] = plan
-    return plan.run(args, kwargs)
+    return plan
 
 
 def _kind(value):
@@ -446,6 +456,30 @@ class _Plan:
                 return out if order is None else tuple([out[i] for i in order])
 
         return value, pull, self.single
+
+    def value_with_gradient(self, args, kwargs):
+        """`run`, seeded with 1 and pulled once, without making closures."""
+        if self.promotes or self.checkpoint:
+            value, pull, single = self.run(args, kwargs)
+            seed = _scalar_seed(self.fn, value)
+            with tangents.single_use():
+                grads = pull(seed)
+            return value, grads[0] if single else grads
+        value, back = self.derived(*args, **kwargs)
+        seed = 1.0 if type(value) is float else _scalar_seed(self.fn, value)
+        with tangents.single_use():
+            grads = back(seed)
+        if self.positions is not None:
+            arguments = [args[i] for i in self.positions]
+        else:
+            arguments = _bound_values(self.fn, args, kwargs, self.names)
+        if len(arguments) == 1:
+            grads = (_like(grads, arguments[0]),)
+        else:
+            grads = tuple([_like(t, a) for t, a in zip(grads, arguments)])
+            if self.order is not None:
+                grads = tuple([grads[i] for i in self.order])
+        return value, grads[0] if self.single else grads
 
 
 def _make_plan(f, args, kwargs, wrt):

@@ -22,7 +22,7 @@ def is_differentiable(value):
     if isinstance(value, float):
         return True
     if isinstance(value, np.ndarray) or isinstance(value, np.generic):
-        return np.issubdtype(value.dtype, np.inexact)
+        return value.dtype.kind in "fc"
     if isinstance(value, (tuple, list)):
         return any(is_differentiable(v) for v in value)
     if isinstance(value, dict):
@@ -35,11 +35,11 @@ def is_differentiable(value):
 def zeros_like(value):
     """The zero tangent of `value`."""
     if isinstance(value, np.ndarray):
-        if np.issubdtype(value.dtype, np.inexact):
+        if value.dtype.kind in "fc":
             return np.zeros_like(value)
         return np.zeros(value.shape)
     if isinstance(value, np.generic):
-        return value.dtype.type(0) if np.issubdtype(value.dtype, np.inexact) else 0.0
+        return value.dtype.type(0) if value.dtype.kind in "fc" else 0.0
     if isinstance(value, (bool, numbers.Number)):
         return 0.0 if not isinstance(value, complex) else 0j
     if isinstance(value, tuple) and hasattr(value, "_fields"):
@@ -90,7 +90,7 @@ def scale(t, s):
     if structures.is_dataclass_instance(t):
         return structures.scale(t, s)
     if isinstance(t, np.ndarray) and isinstance(s, (int, float)):
-        return t * t.dtype.type(s) if np.issubdtype(t.dtype, np.inexact) else t * s
+        return t * t.dtype.type(s) if t.dtype.kind in "fc" else t * s
     return t * s
 
 
@@ -129,7 +129,7 @@ def move(model, tangent, scale=1.0):
 def subscript_cotangent(d, value, index):
     """The cotangent of `value` given the cotangent `d` of ``value[index]``."""
     if isinstance(value, np.ndarray):
-        out = np.zeros_like(value) if np.issubdtype(value.dtype, np.inexact) else np.zeros(value.shape)
+        out = np.zeros_like(value) if value.dtype.kind in "fc" else np.zeros(value.shape)
         if _is_basic_index(index):
             out[index] += d
         else:
@@ -217,12 +217,12 @@ def like(tangent, value):
         return zeros_like(value)
     if isinstance(value, np.ndarray):
         tangent = np.asarray(tangent)
-        if np.issubdtype(value.dtype, np.inexact) and tangent.dtype != value.dtype:
+        if value.dtype.kind in "fc" and tangent.dtype != value.dtype:
             tangent = tangent.astype(value.dtype)
         if tangent.shape != value.shape:
             tangent = np.broadcast_to(tangent, value.shape).copy()
         return tangent
-    if isinstance(value, np.generic) and np.issubdtype(value.dtype, np.inexact):
+    if isinstance(value, np.generic) and value.dtype.kind in "fc":
         return value.dtype.type(tangent)
     if isinstance(value, (float, int)) and not isinstance(value, bool):
         if isinstance(tangent, np.ndarray) and tangent.shape == ():

@@ -33,12 +33,14 @@ def unbroadcast(g, x):
             return g
     elif type(g) is float and type(x) in (float, int):
         return g
-    return shaped_like(_sum_to_shape(g, np.shape(x)), x)
+    return shaped_like(_sum_to_shape(g, _shape(x)), x)
 
 
 def matmul_shape(a, b):
     """The shape of ``a @ b`` from its operands, so a pullback need not keep the product."""
-    a_shape, b_shape = np.shape(a), np.shape(b)
+    a_shape, b_shape = _shape(a), _shape(b)
+    if len(a_shape) == 2 and len(b_shape) == 2:
+        return (a_shape[0], b_shape[1])
     if len(a_shape) == 1 and len(b_shape) == 1:
         return ()
     if len(a_shape) == 1:
@@ -48,8 +50,13 @@ def matmul_shape(a, b):
     return tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2])) + (a_shape[-2], b_shape[-1])
 
 
+def _shape(x):
+    """``np.shape(x)``, without its Python-level dispatch for the common case of an array."""
+    return x.shape if type(x) is np.ndarray else np.shape(x)
+
+
 def _sum_to_shape(g, shape):
-    g_shape = np.shape(g)
+    g_shape = _shape(g)
     if g_shape == shape:
         return g
     extra = len(g_shape) - len(shape)
@@ -58,8 +65,8 @@ def _sum_to_shape(g, shape):
     axes = tuple(range(extra)) + tuple(
         i + extra for i, n in enumerate(shape) if n == 1 and g_shape[i + extra] != 1)
     if axes:
-        g = np.sum(g, axis=axes)
-    if np.shape(g) != shape:
+        g = g.sum(axis=axes) if type(g) is np.ndarray else np.sum(g, axis=axes)
+    if _shape(g) != shape:
         g = np.reshape(g, shape)
     return g
 
@@ -273,6 +280,8 @@ def xlogy(x, y):
 
 def matmul_cotangent_a(g, a, b):
     """The cotangent of `a` in ``a @ b`` (1-D operands and batch broadcasting included)."""
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2 and b.ndim == 2:
+        return unbroadcast(g @ b.T, a)
     a_ndim, b_ndim = np.ndim(a), np.ndim(b)
     if a_ndim == 1 and b_ndim == 1:
         return shaped_like(g * np.asarray(b), a)
@@ -285,6 +294,8 @@ def matmul_cotangent_a(g, a, b):
 
 def matmul_cotangent_b(g, a, b):
     """The cotangent of `b` in ``a @ b`` (1-D operands and batch broadcasting included)."""
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2 and b.ndim == 2:
+        return unbroadcast(a.T @ g, b)
     a_ndim, b_ndim = np.ndim(a), np.ndim(b)
     if a_ndim == 1 and b_ndim == 1:
         return shaped_like(g * np.asarray(a), b)
