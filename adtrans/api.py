@@ -230,6 +230,21 @@ def _derive(fn, wrt, mode="reverse", strict=True, floats=frozenset()):
     return function
 
 
+def _derive_gradient(fn, wrt, floats):
+    """`_derive`'s fused value-and-gradient function (compiled the first time `gradient` needs it)."""
+    per_function = _instances.setdefault(fn, {})
+    key = (wrt, "gradient", floats)
+    function = per_function.get(key)
+    if function is None:
+        from adtrans.codegen import compile_generated, instantiate
+
+        generated, code = _generated(fn, wrt, "reverse", True, floats)
+        filename = code.co_filename.replace(f" {generated.name} ", f" {generated.gradient_name} ")
+        gradient_code = compile_generated(generated, filename, gradient=True)
+        function = per_function[key] = instantiate(gradient_code, generated, fn)
+    return function
+
+
 def _generated(fn, wrt, mode="reverse", strict=True, floats=frozenset()):
     if mode != "reverse":
         raise DifferentiationError(f"mode {mode!r} is not supported yet (only 'reverse')",
@@ -336,6 +351,9 @@ def gradient(f, *args, wrt=None, **kwargs):
 
         adtrans.gradient(lambda x, y: x * y, 2.0, 3.0)   # (3.0, 2.0)
     """
+    plan = _plan_for(f, args, kwargs, wrt)
+    if plan is not None:
+        return plan.value_with_gradient(args, kwargs)[1]
     return value_with_gradient(f, *args, wrt=wrt, **kwargs)[1]
 
 
@@ -344,6 +362,9 @@ def gradient_of(f, wrt=None):
 
     @functools.wraps(_python_function(f) or f)
     def gradient_function(*args, **kwargs):
+        plan = _plan_for(f, args, kwargs, wrt)
+        if plan is not None:
+            return plan.value_with_gradient(args, kwargs)[1]
         return gradient(f, *args, wrt=wrt, **kwargs)
 
     return gradient_function
@@ -354,6 +375,9 @@ def value_with_gradient_of(f, wrt=None):
 
     @functools.wraps(_python_function(f) or f)
     def value_and_gradient_function(*args, **kwargs):
+        plan = _plan_for(f, args, kwargs, wrt)
+        if plan is not None:
+            return plan.value_with_gradient(args, kwargs)
         return value_with_gradient(f, *args, wrt=wrt, **kwargs)
 
     return value_and_gradient_function
@@ -386,6 +410,11 @@ def _value_with_pullback(f, args, kwargs, wrt):
 def _plan_for(f, args, kwargs, wrt):
     """The cached `_Plan` for this call's function and argument layout, made on first use; None
     when `f` is not differentiated from source (a method, a registered VJP, a rule)."""
+    if not kwargs:
+        try:
+            return _plans_by_type[_type_key(f, wrt, args)]
+        except (KeyError, TypeError):
+            pass
     if wrt is None:
         key = (f, None, tuple(map(_kind, args)),
                tuple((k, _kind(v)) for k, v in kwargs.items()) if kwargs else ())
@@ -400,7 +429,27 @@ def _plan_for(f, args, kwargs, wrt):
         plan = _make_plan(f, args, kwargs, wrt)
         if plan is not None and key is not None:
             _plans[key] = plan
+    if plan is not None and key is not None and not kwargs and all(type(a) in _KIND_OF_TYPE for a in args):
+        try:
+            _plans_by_type[_type_key(f, wrt, args)] = plan
+        except TypeError:   # wrt given as a list
+            pass
     return plan
+
+
+def _type_key(f, wrt, args):
+    # Spelled out for one and two arguments: the generic form costs more than the plan's work.
+    n = len(args)
+    if n == 1:
+        return (f, wrt, type(args[0]))
+    if n == 2:
+        return (f, wrt, type(args[0]), type(args[1]))
+    return (f, wrt, *map(type, args))
+
+
+# Types whose `_kind` their type alone decides: calls with only these skip computing kinds.
+_KIND_OF_TYPE = {float: 2, int: 0, bool: 0, type(None): 0, str: 0, complex: 0}
+_plans_by_type = {}
 
 
 def _kind(value):
@@ -414,10 +463,15 @@ class _Plan:
     """How to differentiate one Python function for one layout of arguments: decided once."""
 
     __slots__ = ("fn", "derived", "names", "order", "single", "positions", "wrt", "checkpoint",
-                 "promotes")
+                 "promotes", "replays", "floats", "fused", "float_tangents")
 
     def __init__(self, fn, derived, names, order, single, positions, wrt, checkpoint=False,
-                 promotes=False):
+                 promotes=False, replays=True, floats=frozenset()):
+        self.floats = floats
+        self.fused = None           # the value-and-gradient function, made on first use
+        self.float_tangents = (set(names) <= floats and positions is not None and order is None
+                               and not promotes)
+        self.replays = replays      # the pullback replays tapes (see reverse.Generated.replays)
         self.checkpoint = checkpoint
         self.promotes = promotes      # the plan's key says which arguments are floats or arrays
         self.fn = fn
@@ -465,10 +519,29 @@ class _Plan:
             with tangents.single_use():
                 grads = pull(seed)
             return value, grads[0] if single else grads
-        value, back = self.derived(*args, **kwargs)
-        seed = 1.0 if type(value) is float else _scalar_seed(self.fn, value)
-        with tangents.single_use():
-            grads = back(seed)
+        fused = self.fused
+        if fused is None:
+            fused = self.fused = _derive_gradient(self.fn, self.names, self.floats)
+        try:
+            if self.replays:
+                with tangents.single_use():
+                    value, grads = fused(*args, **kwargs)
+            else:
+                value, grads = fused(*args, **kwargs) if kwargs else fused(*args)
+        except tangents.NotScalar as e:
+            _scalar_seed(self.fn, e.args[0])     # raises the error that names the function
+            raise
+        if self.float_tangents:
+            # Every argument differentiated is a Python float: float tangents need no reshaping.
+            if len(self.names) == 1:
+                if type(grads) is float:
+                    return value, grads if self.single else (grads,)
+            else:
+                for tangent in grads:
+                    if type(tangent) is not float:
+                        break
+                else:
+                    return value, grads
         if self.positions is not None:
             arguments = [args[i] for i in self.positions]
         else:
@@ -509,7 +582,9 @@ def _make_plan(f, args, kwargs, wrt):
     promotes = wrt is not None and (
         any(a is not b for a, b in zip(args, new_args))
         or any(kwargs[k] is not new_kwargs[k] for k in kwargs))
-    return _Plan(fn, derived, names, order, single, positions, wrt, checkpoint, promotes)
+    generated, _ = _cache[(fn.__code__, names, "reverse", floats)]
+    return _Plan(fn, derived, names, order, single, positions, wrt, checkpoint, promotes,
+                 generated.replays, floats)
 
 
 _plans = {}

@@ -144,25 +144,31 @@ class Placeholder(ast.AST):
         self.node = node
 
 
-def compile_generated(generated, filename):
-    """The code object of the function `generated` (a `reverse.Generated`) describes."""
+def compile_generated(generated, filename, gradient=False):
+    """The code object of the function `generated` (a `reverse.Generated`) describes.
+
+    With `gradient`, of its fused value-and-gradient function instead.
+    """
+    name, source = ((generated.gradient_name, generated.gradient_text) if gradient
+                    else (generated.name, generated.text))
     parameters = list(generated.cells) + [v for v in generated.user_freevars if v not in generated.cells]
-    body = "".join("    " + line + "\n" if line else "\n" for line in generated.text.splitlines())
-    text = f"def {_FACTORY}({', '.join(parameters)}):\n{body}    return {generated.name}\n"
+    body = "".join("    " + line + "\n" if line else "\n" for line in source.splitlines())
+    text = f"def {_FACTORY}({', '.join(parameters)}):\n{body}    return {name}\n"
     linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
     module = compile(text, filename, "exec")
-    return _code_named(_code_named(module, _FACTORY), generated.name)
+    return _code_named(_code_named(module, _FACTORY), name)
 
 
 def instantiate(code, generated, fn):
     """A live function running `code` in `fn`'s globals, reading `fn`'s closure cells."""
+    function_name = code.co_name
     user_cells = dict(zip(fn.__code__.co_freevars, fn.__closure__ or ()))
     cells = tuple(types.CellType(generated.cells[name]) if name in generated.cells else user_cells[name]
                   for name in code.co_freevars)
-    function = types.FunctionType(code, fn.__globals__, generated.name, fn.__defaults__, cells)
+    function = types.FunctionType(code, fn.__globals__, function_name, fn.__defaults__, cells)
     if fn.__kwdefaults__:
         function.__kwdefaults__ = dict(fn.__kwdefaults__)
-    function.__qualname__ = generated.name
+    function.__qualname__ = function_name
     return function
 
 

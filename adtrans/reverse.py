@@ -40,6 +40,13 @@ class Generated:
     user_freevars: List[str]         # the user's closure variables, read through its own cells
     source: Any = None
     warnings: list = field(default_factory=list)
+    # Does the pullback replay tapes or call other pullbacks (which may)? If not, running it
+    # inside `tangents.single_use` changes nothing, and the API skips that (thread-local) cost.
+    replays: bool = True
+    # The same forward and pullback as one function seeded by `tangents.gradient_seed`: what
+    # `gradient` runs, with no pullback closure to build (it matters for scalar code).
+    gradient_name: str = ""
+    gradient_text: str = ""
 
 
 def _name(id_):
@@ -79,6 +86,7 @@ class ReverseTransform:
         self.strict = strict
         self.namer = Namer(names_in(source.node))
         self.cells: Dict[str, Any] = {}
+        self.replays = False      # see Generated.replays
         self.cell_ids: Dict[int, str] = {}
         code = self.fn.__code__
         self.freevars = list(code.co_freevars)
@@ -130,7 +138,19 @@ class ReverseTransform:
         result_text = unparse(self.statements[-1].value)
         lines.append(f"    return {result_text}, {pullback_name}")
         text = "\n".join(_without_repeated_comments(lines)) + "\n"
-        return Generated(name, text, self.cells, self.freevars, self.source, self.warnings)
+        gradient_name = self.namer.fresh(f"{self._base_name()}_value_with_gradient")
+        fused = [f"def {gradient_name}({self._parameters()}):"]
+        fused.extend(_indent(forward))
+        if result is not None and result in self.known_floats:
+            fused.append(f"    {d_result} = 1.0")
+        else:
+            seed = self.helper("gradient_seed", tangents.gradient_seed)
+            fused.append(f"    {d_result} = {seed}({result_text})")
+        fused.extend(_indent(pullback[:-1]))
+        fused.append(f"    return {result_text}, {pullback[-1][len('return '):]}")
+        gradient_text = "\n".join(_without_repeated_comments(fused)) + "\n"
+        return Generated(name, text, self.cells, self.freevars, self.source, self.warnings,
+                         self.replays, gradient_name, gradient_text)
 
     def _base_name(self):
         return "lambda" if self.source.is_lambda else self.source.node.name.strip("_") or "function"
@@ -439,6 +459,7 @@ class ReverseTransform:
 
     def call_with_pullback(self, stmt, op):
         """The forward call of a callee that returns (value, pullback)."""
+        self.replays = True
         call = stmt.value
         if op.kind == "dynamic":
             positions = self.active_positions(call)
@@ -641,7 +662,9 @@ class ReverseTransform:
         needed = _needed(body, direct)
         for values, tape in plan.branch_iterators:
             before.append(f"{values} = {self.helper('replay', tangents.replay)}({tape})")
+            self.replays = True
         if needed:
+            self.replays = True
             plan.tape = self.namer.fresh("tape")
             self.saves[id(loop.body)] = (plan.tape, needed)
             replay = self.helper("replay", tangents.replay)
@@ -864,6 +887,7 @@ class ReverseTransform:
 
     def checkpoint_adjoints(self, stmt, op, d):
         """A checkpointed callee: the forward kept only its arguments; run its forward again now."""
+        self.replays = True
         call = stmt.value
         target = _python_function(op.callee)
         wrt = self.active_parameters(target, call)

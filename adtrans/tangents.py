@@ -266,8 +266,26 @@ field_cotangents = structures.field_cotangents
 
 import threading
 
-_single_use = threading.local()
-_END = object()
+class NotScalar(Exception):
+    """Raised by `gradient_seed`; the API turns it into an error that names the function."""
+
+
+def gradient_seed(value):
+    """The cotangent 1 of a scalar result, in its type (a float32 result gets float32 1)."""
+    if type(value) is float:
+        return 1.0
+    if getattr(value, "shape", None) == () and hasattr(value, "dtype"):
+        return value.dtype.type(1) if value.dtype.kind in "fc" else 1.0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 1.0
+    raise NotScalar(value)
+
+
+class _SingleUse(threading.local):
+    depth = 0
+
+
+_single_use = _SingleUse()
 
 
 def replay(tape):
@@ -278,10 +296,16 @@ def replay(tape):
     arrays is popped as it is replayed, so what each pass kept is freed as
     soon as its pullback has run.
     """
-    if getattr(_single_use, "depth", 0) and tape and _holds_arrays(tape[-1]):
-        tape.insert(0, _END)
-        return iter(tape.pop, _END)
+    if _single_use.depth and tape and _holds_arrays(tape[-1]):
+        return _popping(tape)
     return reversed(tape)
+
+
+def _popping(tape):
+    # Not iter(tape.pop, sentinel): that compares each entry with the sentinel, and an entry
+    # that is a bare array has no truth value.
+    while tape:
+        yield tape.pop()
 
 
 def _holds_arrays(entry):
@@ -294,7 +318,7 @@ class single_use:
     """Within this context, pullbacks free their tapes as they replay them."""
 
     def __enter__(self):
-        _single_use.depth = getattr(_single_use, "depth", 0) + 1
+        _single_use.depth += 1
 
     def __exit__(self, *exc):
         _single_use.depth -= 1

@@ -44,6 +44,40 @@ def test_generated_code_of_foo_is_pinned(monkeypatch):
     assert adtrans.generated_source(foo) == FOO_GENERATED
 
 
+FOO_GRADIENT = '''\
+def foo_value_with_gradient(x):
+    # tests/test_compiler.py:19: return (x + x) * (x + x)
+    x_plus_x = x + x
+    x_plus_x_1 = x + x
+    result = x_plus_x * x_plus_x_1
+    d_result = 1.0
+    d_x_plus_x = d_result * x_plus_x_1
+    d_x_plus_x_1 = d_result * x_plus_x
+    d_x = d_x_plus_x_1 + d_x_plus_x_1
+    d_x = d_x + (d_x_plus_x + d_x_plus_x)
+    return result, d_x
+'''
+
+
+def test_gradient_runs_one_fused_function(monkeypatch):
+    # gradient() needs no pullback closure: the forward, the seed and the pullback's body run
+    # as one function (what a debugger steps into); on a float it is plain float arithmetic.
+    import inspect
+
+    monkeypatch.chdir(_repository_root())
+    api._cache.clear()
+    api._instances.clear()
+    api._plans.clear()
+    api._plans_by_type.clear()
+    assert adtrans.gradient(foo, 3.0) == 24.0
+    fused = api._plan_for(foo, (3.0,), {}, None).fused
+    assert textwrap.dedent(inspect.getsource(fused)) == FOO_GRADIENT
+    assert adtrans.gradient(foo, np.float32(3.0)) == np.float32(24.0)
+    assert type(adtrans.gradient(foo, np.float32(3.0))) is np.float32
+    with pytest.raises(adtrans.DifferentiationError, match="gradient needs a scalar result.*'foo'"):
+        adtrans.gradient(foo, np.ones(2))
+
+
 def test_value_with_pullback_of_foo():
     value, back = adtrans.value_with_pullback(foo, 3.0)
     assert value == 36.0

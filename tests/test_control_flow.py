@@ -289,3 +289,26 @@ def test_nested_function_definitions():
     adtrans.check_gradient(with_nested_def, 0.7, 1.3)
     text = adtrans.generated_source(with_nested_def)
     assert "def helper(t):" in text and "call_with_pullback(helper, (0,), x)" in text
+
+
+def branch_keeps_one_array(x, arr):
+    s = 0.0
+    for i in range(4):
+        if i % 2 == 0:
+            arr = np.sin(arr) * x      # the branch's tape keeps one bare array per pass
+        else:
+            s = s + x
+    return s + np.sum(arr)
+
+
+def test_gradient_replays_a_branch_tape_of_bare_arrays():
+    # gradient() pops tapes as it replays them; an entry that is an array has no truth
+    # value, so popping must not compare entries with a sentinel.
+    arr = np.array([0.1, 0.2, 0.3])
+    assert "branch_tape.append(sin_arr_1)" in adtrans.generated_source(branch_keeps_one_array)
+    value, back = adtrans.value_with_pullback(branch_keeps_one_array, 0.5, arr)
+    expected = back(1.0)
+    dx, darr = adtrans.gradient(branch_keeps_one_array, 0.5, arr)
+    assert dx == expected[0]
+    np.testing.assert_array_equal(darr, expected[1])
+    adtrans.check_gradient(branch_keeps_one_array, 0.5, arr)

@@ -163,6 +163,11 @@ def test_random_program(program_directory, seed, x, y, a):
     assert value == expected, source
     dx, dy, darr = back(1.0)
     assert isinstance(dx, float) and isinstance(dy, float) and darr.shape == (3,), source
+    # gradient() runs the fused value-and-gradient function: the same operations, so the same bits.
+    fused_value, (fx, fy, farr) = adtrans.value_with_gradient(program, x, y, arr, wrt=("x", "y", "arr"))
+    assert fused_value == value and type(fx) is type(dx) and type(fy) is type(dy), source
+    np.testing.assert_array_equal([fx, fy], [dx, dy], err_msg=source)
+    np.testing.assert_array_equal(farr, darr, err_msg=source)
     rng = np.random.default_rng(seed % 1000)
     for index, tangent in enumerate([dx, dy, darr]):
         direction = 1.0 if index < 2 else rng.normal(size=3)
