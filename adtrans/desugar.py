@@ -15,7 +15,6 @@ Guarantees to the next phases:
   their location (``DifferentiationError``).
 """
 
-import copy
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -24,6 +23,7 @@ import gast
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for
 from adtrans.rules.support import with_field, with_item
+from adtrans.trees import clone
 
 
 @dataclass
@@ -151,7 +151,7 @@ class Desugar:
                 bad, "functions with '*args' or '**kwargs' parameters are not supported yet",
                 "give the function named parameters, or register its derivative with "
                 "@adtrans.derivative(of=...)")
-        function = StructureJumps(self.source, self.namer).run(copy.deepcopy(self.source.node))
+        function = StructureJumps(self.source, self.namer).run(clone(self.source.node))
         self.function = function
         self.locals = _assigned_names(function)
         params = [a.id for a in args.posonlyargs + args.args + args.kwonlyargs]
@@ -262,7 +262,7 @@ class Desugar:
         if stmt.decorator_list:
             raise self.source.error(stmt.decorator_list[0], "a decorated nested function is not supported",
                                     "define it at module level")
-        inner = copy.deepcopy(stmt)
+        inner = clone(stmt)
         own = {a.id for a in inner.args.posonlyargs + inner.args.args + inner.args.kwonlyargs}
         if inner.args.vararg:
             own.add(inner.args.vararg.id)
@@ -390,7 +390,7 @@ class Desugar:
             else:
                 loop.index = self.namer.fresh("index")
                 self.out.append(Assign(loop.index, gast.BinOp(gast.Name(counter, gast.Load(), None, None),
-                                                              gast.Sub(), copy.deepcopy(start)),
+                                                              gast.Sub(), clone(start)),
                                        target, self.origin, copy=True))
             element = self.bind_element(target.elts[1], sequence, loop.index)
             return gast.Tuple([gast.Name(counter, gast.Store(), None, None), element], gast.Store())
@@ -407,13 +407,13 @@ class Desugar:
         """``x = sequence[index]``, bound by the loop header; a tuple target is unpacked after."""
         if isinstance(target, gast.Name):
             name = self.new_version(target.id)
-            value = gast.Subscript(copy.deepcopy(sequence), gast.Name(index, gast.Load(), None, None),
+            value = gast.Subscript(clone(sequence), gast.Name(index, gast.Load(), None, None),
                                    gast.Load())
             self.out.append(Assign(name, _located(value, target), target, self.origin, bound=True))
             return gast.Name(name, gast.Store(), None, None)
         if isinstance(target, (gast.Tuple, gast.List)):
             item = self.namer.fresh("item")
-            value = gast.Subscript(copy.deepcopy(sequence), gast.Name(index, gast.Load(), None, None),
+            value = gast.Subscript(clone(sequence), gast.Name(index, gast.Load(), None, None),
                                    gast.Load())
             self.out.append(Assign(item, _located(value, target), target, self.origin, bound=True))
             self.unpack(target, item, self.origin)
@@ -504,7 +504,7 @@ class Desugar:
         ranged = gast.Call(gast.Name("range", gast.Load(), None, None),
                            [gast.Constant(0, None), gast.Call(gast.Name("len", gast.Load(), None, None),
                                                               [load(items)], []), load(length)], [])
-        outer = gast.For(target=store(start), iter=ranged, body=[block] + copy.deepcopy(exits), orelse=[],
+        outer = gast.For(target=store(start), iter=ranged, body=[block] + clone(exits), orelse=[],
                          type_comment=None)
         for node in prologue + [inner, block, outer]:
             gast.copy_location(node, stmt)
@@ -534,7 +534,7 @@ class Desugar:
         item = self.hoist(_located(current, target), target, "item")
         value = self.hoist(_located(gast.BinOp(item, stmt.op, self.atom(stmt.value)), stmt), stmt)
         call = gast.Call(_synthetic_callee(_SET_ITEM, with_item),
-                         [copy.deepcopy(base), _index_value(copy.deepcopy(index)), value], [])
+                         [clone(base), _index_value(clone(index)), value], [])
         name = self.new_version(target.value.id)
         self.out.append(Assign(name, _located(call, target), target, stmt))
 
@@ -705,7 +705,7 @@ class Desugar:
 
     def renamed(self, tree):
         """A copy of `tree` reading the current SSA version of each local."""
-        tree = copy.deepcopy(tree)
+        tree = clone(tree)
         _Renamer(self.current, self.locals).visit(tree)
         return tree
 
@@ -869,7 +869,7 @@ def _outlined_function(name, inputs, outputs, body, like):
     if len(outputs) == 1:
         result = result.elts[0]
     ret = gast.copy_location(gast.Return(value=result), body[-1])
-    function = gast.FunctionDef(name=name, args=arguments, body=copy.deepcopy(body) + [ret],
+    function = gast.FunctionDef(name=name, args=arguments, body=clone(body) + [ret],
                                 decorator_list=[], returns=None, type_comment=None, type_params=[])
     gast.copy_location(function, like)
     for node in gast.walk(function):

@@ -14,7 +14,6 @@ statements read.  Built-in rules are inlined from their templates; user
 derivatives, transformed callees and run-time dispatch are called.
 """
 
-import copy
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
@@ -28,6 +27,7 @@ from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
 from adtrans.naming import Namer, names_in
 from adtrans.resolve import Resolver
 from adtrans.rules.support import matmul_shape, unbroadcast
+from adtrans.trees import clone
 
 
 @dataclass
@@ -402,7 +402,7 @@ class ReverseTransform:
             call = self.call_with_pullback(stmt, op)
             return f"{stmt.target}, {self.pullback_of(stmt.target)} = {unparse(call)}"
         if isinstance(value, gast.Call) and hasattr(value.func, "synthetic_callee"):
-            value = copy.deepcopy(value)
+            value = clone(value)
             value.func = _name(self.helper(value.func.id, value.func.synthetic_callee))
         return f"{stmt.target} = {unparse(value)}"
 
@@ -815,7 +815,7 @@ class ReverseTransform:
             for key, element in zip(value.keys, value.values):
                 if isinstance(element, gast.Name):
                     contributions.append(
-                        (element.id, gast.Subscript(d, copy.deepcopy(key), gast.Load())))
+                        (element.id, gast.Subscript(d, clone(key), gast.Load())))
         else:
             for i, element in enumerate(value.elts):
                 if isinstance(element, gast.Name):
@@ -866,7 +866,7 @@ class ReverseTransform:
     def instantiate(self, template, rule, op, target, d, param, broadcasting):
         """The template with arguments, result, cotangent and helpers substituted."""
         binding = op.binding
-        expr = copy.deepcopy(template)
+        expr = clone(template)
         transformer = _Substitute(self, rule, binding, target, d)
         expr = transformer.visit(expr)
         return _Unbroadcast(self, binding, broadcasting).visit(expr)
@@ -907,7 +907,7 @@ class ReverseTransform:
         active = [(name, node) for name, node in bound.items() if self.node_active(node)]
         helper = _name(self.helper("field_cotangents", tangents.field_cotangents))
         names = gast.Tuple([gast.Constant(name, None) for name, _ in active], gast.Load())
-        pulled = _call(helper, d, copy.deepcopy(call.func), names)
+        pulled = _call(helper, d, clone(call.func), names)
         return self.unpack_cotangents([node for _, node in active], pulled, stmt.target)
 
     def vjp_targets(self, callee, call):
@@ -971,13 +971,13 @@ class _Substitute(gast.NodeTransformer):
 
     def visit_Name(self, node):
         if node.id == "d_y":
-            return copy.deepcopy(self.d)
+            return clone(self.d)
         if node.id == "y":
             return _name(self.target)
         if node.id in self.binding:
             value = self.binding[node.id]
             if isinstance(value, gast.AST):
-                return copy.deepcopy(value)
+                return clone(value)
             return gast.Constant(value, None)
         if node.id in self.rule.namespace:
             return _name(self.transform.helper(node.id, self.rule.namespace[node.id]))
@@ -1014,7 +1014,7 @@ class _Unbroadcast(gast.NodeTransformer):
                 if product is not None:
                     # The shape of a @ b from a and b, which the matmul's own pullback keeps.
                     shape = _name(self.transform.helper("matmul_shape", matmul_shape))
-                    node.args[1] = gast.Call(shape, [copy.deepcopy(n) for n in product], [])
+                    node.args[1] = gast.Call(shape, [clone(n) for n in product], [])
                 else:
                     node.args[1] = _name(root)
         return node

@@ -71,30 +71,44 @@ def _source_unavailable(fn, why):
     )
 
 
-@dataclass
 class _ParsedFile:
     """A file parsed once by ``ast`` (fast, in C), with its definitions indexed by first line.
 
     Only the definition asked for is converted to gast, so the cost of a first
-    gradient does not grow with the size of the file it lives in.
+    gradient does not grow with the size of the file it lives in. Definitions
+    are found by walking statements only; lambdas (which can be anywhere in an
+    expression) by a full walk, done the first time a lambda is asked for.
     """
 
-    definitions: dict   # (name, line) -> [FunctionDef nodes]; line is the def's and its first decorator's
-    lambdas: dict       # line -> [Lambda nodes]
+    def __init__(self, module):
+        self.module = module
+        self.definitions = {}   # (name, line) -> [FunctionDef]; the def's line and its first decorator's
+        self._lambdas = None
+        self._index(module.body)
+
+    def _index(self, statements):
+        for node in statements:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for line in {node.lineno, _first_line(node)}:
+                    self.definitions.setdefault((node.name, line), []).append(node)
+            for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+                block = getattr(node, field, None)
+                if isinstance(block, list):
+                    self._index(block)
+
+    def lambdas(self, line):
+        if self._lambdas is None:
+            self._lambdas = {}
+            for node in ast.walk(self.module):
+                if isinstance(node, ast.Lambda):
+                    self._lambdas.setdefault(node.lineno, []).append(node)
+        return self._lambdas.get(line, ())
 
 
 @functools.lru_cache(maxsize=64)
 def _parse_file(filename, text):
     del filename  # part of the cache key only
-    module = ast.parse(text)
-    definitions, lambdas = {}, {}
-    for node in ast.walk(module):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            for line in {node.lineno, _first_line(node)}:
-                definitions.setdefault((node.name, line), []).append(node)
-        elif isinstance(node, ast.Lambda):
-            lambdas.setdefault(node.lineno, []).append(node)
-    return _ParsedFile(definitions, lambdas)
+    return _ParsedFile(ast.parse(text))
 
 
 # Functions adtrans makes from parts of the user's code (a recomputed block), by code object.
@@ -137,7 +151,7 @@ def _first_line(node):
 
 def _find_definition(parsed, code):
     if code.co_name == "<lambda>":
-        candidates = list(parsed.lambdas.get(code.co_firstlineno, ()))
+        candidates = list(parsed.lambdas(code.co_firstlineno))
     else:
         candidates = list(parsed.definitions.get((code.co_name, code.co_firstlineno), ()))
     if len(candidates) > 1:
