@@ -13,6 +13,8 @@ import types
 import warnings
 import weakref
 
+import numpy as np
+
 from adtrans import registry, tangents
 from adtrans.errors import DifferentiationError, ZeroDerivativeWarning
 from adtrans.source import function_location, parse_function
@@ -456,6 +458,8 @@ def _kind(value):
     """What a plan depends on in an argument: a Python float, another differentiable value, neither."""
     if type(value) is float:
         return 2
+    if type(value) is np.ndarray:
+        return 1 if value.dtype.kind in "fc" else 0
     return 1 if tangents.is_differentiable(value) else 0
 
 
@@ -549,7 +553,7 @@ class _Plan:
         if len(arguments) == 1:
             grads = (_like(grads, arguments[0]),)
         else:
-            grads = tuple([_like(t, a) for t, a in zip(grads, arguments)])
+            grads = tuple(map(_like, grads, arguments))
             if self.order is not None:
                 grads = tuple([grads[i] for i in self.order])
         return value, grads[0] if self.single else grads
@@ -613,6 +617,9 @@ def _value_with_pullback_slow(f, args, kwargs, wrt):
 
 def _like(tangent, value):
     if type(tangent) is float and type(value) is float:
+        return tangent
+    if (type(tangent) is np.ndarray and type(value) is np.ndarray and tangent.shape == value.shape
+            and (tangent.dtype is value.dtype or tangent.dtype == value.dtype)):
         return tangent
     return tangents.like(tangent, value)
 
@@ -896,8 +903,6 @@ def _can_differentiate(value):
 
 
 def _describe_value(value):
-    import numpy as np
-
     if isinstance(value, np.ndarray):
         return f"an array of dtype {value.dtype}"
     return f"a value of type {type(value).__name__}"

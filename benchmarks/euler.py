@@ -18,12 +18,9 @@ autograd, JAX and PyTorch), except ``jax.jit``, which gets the loop as a
 (issue 6), too long for a default run.
 """
 
-import json
 import math
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 from benchmarks import harness
@@ -195,14 +192,8 @@ print(json.dumps({{"import_s": imported - start, "first_s": done - defined}}))
 def first_gradient_times(size="full", runs=5):
     """(first-gradient seconds, import seconds) of ``runs`` fresh processes."""
     code = _FIRST_GRADIENT.format(root=ROOT, fn=FUNCTIONS[size].__name__, x0=X0, v0=V0, c=C)
-    firsts, imports = [], []
-    for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                             text=True, check=True, timeout=120)
-        record = json.loads(out.stdout.strip().splitlines()[-1])
-        firsts.append(record["first_s"])
-        imports.append(record["import_s"])
-    return firsts, imports
+    records = harness.run_fresh(code, runs)
+    return [r["first_s"] for r in records], [r["import_s"] for r in records]
 
 
 def run(repeat=15, size="full"):

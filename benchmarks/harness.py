@@ -148,6 +148,39 @@ def time_per_call_interleaved(calls: Dict[str, Callable[[], object]],
     return samples
 
 
+def fresh_process_env() -> dict:
+    """The environment for a fresh-process measurement: bytecode cached, as after ``pip install``.
+
+    Some machines (this project's CI among them) set ``PYTHONDONTWRITEBYTECODE``,
+    so every import would compile adtrans and NumPy from source and a first-call
+    time would measure Python's compiler. The subprocesses get their own
+    bytecode cache in the temporary directory instead (``PYTHONPYCACHEPREFIX``;
+    the source tree is not written to); run one warm-up process first.
+    """
+    import tempfile
+
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "adtrans-benchmark-pycache")
+    return env
+
+
+def run_fresh(code: str, runs: int, timeout: float = 120) -> List[dict]:
+    """Run `code` in ``runs`` fresh interpreters (after one warm-up) and parse each one's last
+    stdout line as JSON."""
+    import json
+    import subprocess
+
+    env = fresh_process_env()
+    records = []
+    for i in range(runs + 1):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, timeout=timeout, env=env)
+        if i:   # the first run fills the bytecode cache
+            records.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return records
+
+
 # ---------------------------------------------------------------- checking
 
 class Disagreement(AssertionError):

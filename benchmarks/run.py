@@ -34,6 +34,7 @@ WORKLOADS = {
     "deepchain": "benchmarks.deepchain",  # W3: 64-layer chain, checkpointing memory
     "nn_step": "benchmarks.nn_step",  # adtrans.nn: one SGD step of an MLP and the tutorial CNN
     "xor": "benchmarks.xor",          # W5: small arrays, per-operation overhead
+    "overhead": "benchmarks.overhead",  # W4: transform time and cached-call overhead
 }
 
 

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks import deepchain, euler, harness, mlp, nn_step, rnn, run, sincos, xor  # noqa: E402
+from benchmarks import deepchain, euler, harness, mlp, nn_step, overhead, rnn, run, sincos, xor  # noqa: E402
 
 
 # ------------------------------------------------ the references themselves
@@ -177,9 +177,24 @@ def test_adtrans_xor_gradients_agree_with_handwritten():
 
 
 def test_adtrans_generated_source_is_available_for_each_workload():
-    for module in (mlp, sincos, euler, rnn, deepchain, nn_step, xor):
+    for module in (mlp, sincos, euler, rnn, deepchain, nn_step, xor, overhead):
         source = module.generated_source()
         assert isinstance(source, str) and "def " in source
+
+
+def test_overhead_transform_rows_measure_fresh_processes():
+    result = overhead.run(repeat=2, size="tiny")
+    rows = {(r.system, r.measure): r for r in result.rows}
+    for measure in ("transform (cold)", "transform (warm)"):
+        row = rows[("adtrans", measure)]
+        assert row.status == "ok" and len(row.samples) == 2 and all(0 < s < 5 for s in row.samples)
+    assert "API overhead" in rows[("adtrans", "call: float")].note
+
+
+def test_fresh_processes_cache_bytecode_outside_the_tree():
+    env = harness.fresh_process_env()
+    assert "PYTHONDONTWRITEBYTECODE" not in env
+    assert not env["PYTHONPYCACHEPREFIX"].startswith(str(ROOT))
 
 
 def test_disagreement_is_detected():
