@@ -24,6 +24,7 @@ import gast
 from adtrans import registry, structures, tangents
 from adtrans.activity import analyse
 from adtrans.codegen import unparse
+from adtrans.copyprop import propagate_copies
 from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
 from adtrans.naming import Namer, names_in
 from adtrans.resolve import Resolver
@@ -129,7 +130,8 @@ class ReverseTransform:
         lines.extend(_indent(pullback, 2))
         result_text = unparse(self.statements[-1].value)
         lines.append(f"    return {result_text}, {pullback_name}")
-        text = "\n".join(_without_repeated_comments(lines)) + "\n"
+        text = propagate_copies("\n".join(lines), keep=self.gradient_names())
+        text = "\n".join(_without_repeated_comments(text.split("\n"))) + "\n"
         return Generated(name, text, self.cells, self.freevars, self.source, self.warnings)
 
     def _base_name(self):
@@ -511,6 +513,10 @@ class ReverseTransform:
     # -- pullback
 
     # -- pullback
+
+    def gradient_names(self):
+        """The adjoints the pullback returns: the names its reader looks for, kept by copy propagation."""
+        return {self.adjoints[p] for p in self.wrt if p in self.adjoints}
 
     def gradient_return(self):
         returns = []
