@@ -60,21 +60,30 @@ _FUNCTIONS = (ast.FunctionDef,)
 _JUMPS = (ast.Break, ast.Continue, ast.Return, ast.Raise)
 
 
-def propagate_copies(text, keep=()):
-    """`text` (one generated function) with its removable copies removed; see the module docstring."""
+def propagate_copies(text, keep=(), generated=()):
+    """`text` (one generated function) with its removable copies removed; see the module docstring.
+
+    `keep` names values the reader looks for (the gradients returned);
+    `generated` names the nested functions the generator wrote (the
+    pullback).  Those are optimised too and may read a copy's source; any
+    other nested function is the user's, shown as written: its reads pin
+    the names it reads.
+    """
     tree = ast.parse(text)
     edits = _Edits(text)
     functions, pinned = _analyse(tree)
+    generated = frozenset(generated)
     for node in tree.body:
         if isinstance(node, _FUNCTIONS):
-            _optimise_function(functions[id(node)], functions, pinned, frozenset(keep), edits)
+            _optimise_function(functions[id(node)], functions, pinned, frozenset(keep), generated, edits)
     return edits.apply()
 
 
-def _optimise_function(function, functions, pinned, keep, edits):
+def _optimise_function(function, functions, pinned, keep, generated, edits):
     for nested in function.nested:        # inner scopes first: they may drop reads of outer names
-        _optimise_function(functions[id(nested)], functions, pinned, keep, edits)
-    _Scope(function, functions, pinned, keep, edits).run()
+        if nested.name in generated:
+            _optimise_function(functions[id(nested)], functions, pinned, keep, generated, edits)
+    _Scope(function, functions, pinned, keep, generated, edits).run()
 
 
 # -- the scope and its facts
@@ -82,8 +91,9 @@ def _optimise_function(function, functions, pinned, keep, edits):
 class _Scope:
     """One function's body: its locals, what nested functions read of them, and the rewriting."""
 
-    def __init__(self, facts, functions, pinned, keep, edits):
+    def __init__(self, facts, functions, pinned, keep, generated, edits):
         self.function = facts.node
+        self.generated = generated
         self.facts = facts
         self.functions = functions
         self.keep = keep
@@ -210,9 +220,14 @@ class _Scope:
         facts = _ClosureReads()
         for function in self.facts.nested:
             nested = self.functions[id(function)]
+            ours = function.name in self.generated
             for node in nested.names:
                 if isinstance(node.ctx, ast.Load) and node.id in self.locals and node.id not in nested.locals:
-                    facts.reads.setdefault(node.id, []).append((function, node))
+                    if ours:
+                        facts.reads.setdefault(node.id, []).append((function, node))
+                    else:
+                        facts.deep.add(node.id)
+                        facts.deep_functions.setdefault(node.id, []).append(function)
             inner = list(nested.nested)
             while inner:
                 deeper = self.functions[id(inner.pop())]
@@ -247,7 +262,7 @@ class _Scope:
 class _ClosureReads:
     def __init__(self):
         self.reads = {}            # name -> [(nested function, Name node read directly in it)]
-        self.deep = set()          # names read in functions nested two levels down or more
+        self.deep = set()          # names read where they must not be renamed (the user's functions, or deeper)
         self.deep_functions = {}   # name -> [the directly nested function holding such a read]
 
 
@@ -623,8 +638,9 @@ def _indentation(line):
 def _comments_still_used(lines, gone):
     """For each comment line: is any statement it heads still there?
 
-    A comment heads the lines after it, up to the next comment or ``def`` at
-    its indentation, or the end of its block.  The generator writes
+    A comment heads the lines after it, up to the next comment at its
+    indentation or less, the end of its block, or a blank line (the
+    generator leaves one before the pullback only).  The generator writes
     ``return`` statements without a comment of their own, so a comment left
     with only a ``return`` under it has lost its statements.
     """
@@ -637,12 +653,10 @@ def _comments_still_used(lines, gone):
         for j in range(i + 1, len(lines)):
             other = lines[j]
             if not other.strip():
-                continue
-            stripped = other.lstrip()
-            if _indentation(other) < depth or (_indentation(other) == depth and (
-                    _is_comment(other) or stripped.startswith("def "))):
                 break
-            if not _is_comment(other) and j not in gone and not stripped.startswith("return"):
+            if _indentation(other) < depth or (_is_comment(other) and _indentation(other) <= depth):
+                break
+            if not _is_comment(other) and j not in gone and not other.lstrip().startswith("return"):
                 used[i] = True
                 break
     return used

@@ -130,7 +130,7 @@ class ReverseTransform:
         lines.extend(_indent(pullback, 2))
         result_text = unparse(self.statements[-1].value)
         lines.append(f"    return {result_text}, {pullback_name}")
-        text = propagate_copies("\n".join(lines), keep=self.gradient_names())
+        text = propagate_copies("\n".join(lines), keep=self.gradient_names(), generated=(pullback_name,))
         text = "\n".join(_without_repeated_comments(text.split("\n"))) + "\n"
         return Generated(name, text, self.cells, self.freevars, self.source, self.warnings)
 
