@@ -47,6 +47,8 @@ statements are all gone goes too.
 """
 
 import ast
+import re
+from typing import NamedTuple, Optional
 
 __all__ = ["propagate_copies"]
 
@@ -58,6 +60,7 @@ _OPAQUE = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp
            ast.Nonlocal, ast.Delete, ast.NamedExpr)
 _FUNCTIONS = (ast.FunctionDef,)
 _JUMPS = (ast.Break, ast.Continue, ast.Return, ast.Raise)
+_COPY_LINE = re.compile(r"^[ \t]*\w+ = \w+[ \t]*$", re.MULTILINE)    # a line that may be a copy
 
 
 def propagate_copies(text, keep=(), generated=()):
@@ -69,6 +72,8 @@ def propagate_copies(text, keep=(), generated=()):
     other nested function is the user's, shown as written: its reads pin
     the names it reads.
     """
+    if not _COPY_LINE.search(text):
+        return text
     tree = ast.parse(text)
     edits = _Edits(text)
     functions, pinned = _analyse(tree)
@@ -104,11 +109,13 @@ class _Scope:
         self._names = {}
         self._else_blocks = None
 
-    def names(self, node):
-        """The Name nodes in an expression (kept: the pass rewrites ids, never the shape of one)."""
+    def reads(self, node):
+        """The reads of this scope's locals in an expression (cached: the pass renames, never reshapes)."""
         cached = self._names.get(id(node))
         if cached is None or cached[0] is not node:
-            cached = self._names[id(node)] = (node, [n for n in ast.walk(node) if isinstance(n, ast.Name)])
+            names = [n for n in ast.walk(node)
+                     if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in self.locals]
+            cached = self._names[id(node)] = (node, names)
         return cached[1]
 
     def run(self):
@@ -116,35 +123,36 @@ class _Scope:
             pass
 
     def step(self):
+        """One analysis, then every change it allows that no other change in the round affects."""
         flow = _Flow(self)
         flow.run()
+        closure = self.closure_reads()
+        # A redundant copy was analysed as the no-op it is, so removing it changes no other finding.
         redundant = [(stmt, block) for stmt, block in flow.copies
                      if flow.redundant.get(id(stmt)) and self.deletable(stmt)]
-        if redundant:
-            for stmt, block in redundant:
-                self.delete(stmt, block)
-            return True
-        closure = self.closure_reads()
+        touched = {name for stmt, _ in redundant for name in (stmt.targets[0].id, stmt.value.id)}
         picked = []
         for stmt, block in flow.copies:
+            if flow.redundant.get(id(stmt)):
+                continue
             a, b = stmt.targets[0].id, stmt.value.id
             if any(a == p[1] or b == p[0] for p in picked):
                 continue       # its names take part in a copy already removed in this round
             uses = self.propagatable(stmt, block, flow, closure)
             if uses is not None:
                 picked.append((a, b, stmt, block, uses))
+        for stmt, block in redundant:
+            self.delete(stmt, block)
         for a, b, stmt, block, uses in picked:
             for node in uses:
                 node.id = b
                 self.edits.rename(node, b)
             self.delete(stmt, block)
-        if picked:
-            return True
-        changed = False
-        touched = set()
+            touched.update((a, b))
+        changed = bool(redundant or picked)
         for stmt, block in flow.copies:
             names = {stmt.targets[0].id, stmt.value.id}
-            if not names & touched and self.coalesce(stmt, block, flow, closure):
+            if any(s is stmt for s in block) and not names & touched and self.coalesce(stmt, block, flow, closure):
                 touched |= names
                 changed = True
         return changed
@@ -266,14 +274,11 @@ class _ClosureReads:
         self.deep_functions = {}   # name -> [the directly nested function holding such a read]
 
 
-class _Use:
-    __slots__ = ("node", "reach", "source", "rewritable")
-
-    def __init__(self, node, reach, source, rewritable):
-        self.node = node
-        self.reach = reach          # ids of the bindings that may reach this read
-        self.source = source        # the name it is known to equal through a copy, or None
-        self.rewritable = rewritable
+class _Use(NamedTuple):
+    node: ast.Name
+    reach: frozenset            # ids of the bindings that may reach this read
+    source: Optional[str]       # the name it is known to equal through a copy, or None
+    rewritable: bool
 
 
 # -- the data flow: reaching bindings and available copies, to a fixed point over loops
@@ -351,10 +356,9 @@ class _Flow:
         return name in self.scope.locals and name not in self.scope.pinned
 
     def read(self, node, state, rewritable=True):
-        for name in self.scope.names(node):
-            if isinstance(name.ctx, ast.Load) and name.id in self.scope.locals:
-                self.uses[id(name)] = _Use(name, state.reach.get(name.id, frozenset()),
-                                           state.avail.get(name.id), rewritable)
+        reach, avail = state.reach, state.avail
+        for name in self.scope.reads(node):
+            self.uses[id(name)] = _Use(name, reach[name.id], avail.get(name.id), rewritable)
 
     def bind(self, name, stmt, state):
         if name not in self.scope.locals:
