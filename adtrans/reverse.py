@@ -23,6 +23,7 @@ import gast
 from adtrans import registry, structures, tangents
 from adtrans.activity import analyse
 from adtrans.codegen import unparse
+from adtrans.copyprop import propagate_copies
 from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
 from adtrans.naming import Namer, names_in
 from adtrans.resolve import Resolver
@@ -46,7 +47,17 @@ class Generated:
     # The same forward and pullback as one function seeded by `tangents.gradient_seed`: what
     # `gradient` runs, with no pullback closure to build (it matters for scalar code).
     gradient_name: str = ""
-    gradient_text: str = ""
+    gradient_lines: list = field(default_factory=list, repr=False)
+    keep: tuple = ()                 # names copy propagation keeps (the returned gradients)
+    _gradient_text: str = field(default="", repr=False)
+
+    @property
+    def gradient_text(self):
+        """The fused function's source, optimised the first time it is needed."""
+        if not self._gradient_text:
+            text = propagate_copies("\n".join(self.gradient_lines), keep=self.keep, generated=())
+            self._gradient_text = "\n".join(_without_repeated_comments(text.split("\n"))) + "\n"
+        return self._gradient_text
 
 
 def _name(id_):
@@ -137,7 +148,8 @@ class ReverseTransform:
         lines.extend(_indent(pullback, 2))
         result_text = unparse(self.statements[-1].value)
         lines.append(f"    return {result_text}, {pullback_name}")
-        text = "\n".join(_without_repeated_comments(lines)) + "\n"
+        text = propagate_copies("\n".join(lines), keep=self.gradient_names(), generated=(pullback_name,))
+        text = "\n".join(_without_repeated_comments(text.split("\n"))) + "\n"
         gradient_name = self.namer.fresh(f"{self._base_name()}_value_with_gradient")
         fused = [f"def {gradient_name}({self._parameters()}):"]
         fused.extend(_indent(forward))
@@ -148,9 +160,8 @@ class ReverseTransform:
             fused.append(f"    {d_result} = {seed}({result_text})")
         fused.extend(_indent(pullback[:-1]))
         fused.append(f"    return {result_text}, {pullback[-1][len('return '):]}")
-        gradient_text = "\n".join(_without_repeated_comments(fused)) + "\n"
         return Generated(name, text, self.cells, self.freevars, self.source, self.warnings,
-                         self.replays, gradient_name, gradient_text)
+                         self.replays, gradient_name, fused, self.gradient_names())
 
     def _base_name(self):
         return "lambda" if self.source.is_lambda else self.source.node.name.strip("_") or "function"
@@ -532,6 +543,10 @@ class ReverseTransform:
     # -- pullback
 
     # -- pullback
+
+    def gradient_names(self):
+        """The adjoints the pullback returns: the names its reader looks for, kept by copy propagation."""
+        return {self.adjoints[p] for p in self.wrt if p in self.adjoints}
 
     def gradient_return(self):
         returns = []
