@@ -467,14 +467,18 @@ class _Plan:
     """How to differentiate one Python function for one layout of arguments: decided once."""
 
     __slots__ = ("fn", "derived", "names", "order", "single", "positions", "wrt", "checkpoint",
-                 "promotes", "replays", "floats", "fused", "float_tangents")
+                 "promotes", "replays", "floats", "fused", "floats_only")
 
     def __init__(self, fn, derived, names, order, single, positions, wrt, checkpoint=False,
                  promotes=False, replays=True, floats=frozenset()):
         self.floats = floats
         self.fused = None           # the value-and-gradient function, made on first use
-        self.float_tangents = (set(names) <= floats and positions is not None and order is None
-                               and not promotes)
+        # Every argument differentiated is a Python float, and nothing needs the general path:
+        # `value_with_gradient` calls the fused function at once (made here, not on first use).
+        self.floats_only = (set(names) <= floats and positions is not None and order is None
+                            and not promotes and not checkpoint and not replays)
+        if self.floats_only:
+            self.fused = _derive_gradient(fn, names, floats)
         self.replays = replays      # the pullback replays tapes (see reverse.Generated.replays)
         self.checkpoint = checkpoint
         self.promotes = promotes      # the plan's key says which arguments are floats or arrays
@@ -517,6 +521,22 @@ class _Plan:
 
     def value_with_gradient(self, args, kwargs):
         """`run`, seeded with 1 and pulled once, without making closures."""
+        if self.floats_only and not kwargs:
+            # Scalar code: one fused call and a type check; anything unusual takes the long way.
+            try:
+                value, grads = self.fused(*args)
+            except tangents.NotScalar as e:
+                _scalar_seed(self.fn, e.args[0])     # raises the error that names the function
+                raise
+            if type(grads) is float:
+                return value, grads if self.single else (grads,)
+            if type(grads) is tuple and len(self.names) > 1:
+                for tangent in grads:
+                    if type(tangent) is not float:
+                        break
+                else:
+                    return value, grads
+            return self._shaped(value, grads, args, kwargs)
         if self.promotes or self.checkpoint:
             value, pull, single = self.run(args, kwargs)
             seed = _scalar_seed(self.fn, value)
@@ -535,17 +555,10 @@ class _Plan:
         except tangents.NotScalar as e:
             _scalar_seed(self.fn, e.args[0])     # raises the error that names the function
             raise
-        if self.float_tangents:
-            # Every argument differentiated is a Python float: float tangents need no reshaping.
-            if len(self.names) == 1:
-                if type(grads) is float:
-                    return value, grads if self.single else (grads,)
-            else:
-                for tangent in grads:
-                    if type(tangent) is not float:
-                        break
-                else:
-                    return value, grads
+        return self._shaped(value, grads, args, kwargs)
+
+    def _shaped(self, value, grads, args, kwargs):
+        """The fused function's result, tangents given their arguments' types, in the caller's order."""
         if self.positions is not None:
             arguments = [args[i] for i in self.positions]
         else:

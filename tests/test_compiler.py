@@ -521,3 +521,22 @@ def test_pullback_of_non_scalar_result():
     value, back = adtrans.value_with_pullback(f, x)
     assert np.allclose(back(np.ones(3)), 2 * np.cos(x))
     assert adtrans.pullback(f, x)(np.array([1.0, 0.0, 0.0]))[1] == 0.0
+
+
+def numpy_on_floats(x, y):
+    return np.sin(x) * y          # NumPy on Python floats: np.float64 values and tangents
+
+
+def float_vector(x):
+    return np.ones(3) * x
+
+
+def test_gradient_of_floats_returns_python_floats_whatever_the_code_makes():
+    dx, dy = adtrans.gradient(numpy_on_floats, 0.5, 2.0)
+    assert type(dx) is float and type(dy) is float
+    assert dx == pytest.approx(math.cos(0.5) * 2.0) and dy == pytest.approx(math.sin(0.5))
+    assert type(adtrans.gradient(numpy_on_floats, 0.5, 2.0, wrt="x")) is float
+    (only,) = adtrans.gradient(numpy_on_floats, 0.5, 2.0, wrt=("y",))
+    assert type(only) is float and only == pytest.approx(math.sin(0.5))
+    with pytest.raises(adtrans.DifferentiationError, match="gradient needs a scalar result.*'float_vector'"):
+        adtrans.gradient(float_vector, 0.5)
