@@ -698,7 +698,8 @@ def call_with_pullback(f, positions, *args, **kwargs):
 
     Returns ``(value, pullback)``; the pullback gives the tangents of the
     arguments at `positions` (indices into the positional then keyword
-    arguments, as written at the call site): one tangent, or a tuple.
+    arguments, as written at the call site): one tangent, or a tuple. A
+    position may be None: that slot's tangent is None (a zero).
     """
     count = len(args)
     keys = list(kwargs)
@@ -724,7 +725,9 @@ def call_with_pullback(f, positions, *args, **kwargs):
         getattr(target, "function", None) or target)
     # Arguments the compiler saw as active may hold nothing differentiable at run time
     # (a layer without parameters): they get no tangent (None, a zero).
-    values = [call_args[p + offset] if p < count else kwargs[keys[p - count]] for p in positions]
+    # A position of None: the compiler knows that argument carries no derivative on this pass.
+    values = [None if p is None else call_args[p + offset] if p < count else kwargs[keys[p - count]]
+              for p in positions]
     kept = [i for i, v in enumerate(values) if _can_differentiate(v) and not isinstance(v, bool)]
     if not kept:
         value = f(*args, **kwargs)

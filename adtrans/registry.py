@@ -218,9 +218,13 @@ def constant_module(prefix, reason="its result is not a differentiable value"):
 
 
 def _module_of(fn):
+    """The module `fn` belongs to; for a method, its class's (a C method has no __module__)."""
     owner = getattr(fn, "__self__", None)
     if owner is not None and not isinstance(owner, type(inspect)):
         return type(owner).__module__ or ""
+    objclass = getattr(fn, "__objclass__", None)    # an unbound C method: Generator.uniform
+    if objclass is not None:
+        return objclass.__module__ or ""
     return getattr(fn, "__module__", None) or ""
 
 

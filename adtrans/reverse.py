@@ -129,6 +129,7 @@ class ReverseTransform:
         self.fields = {s.target for s in self.flat if isinstance(s, Assign)
                        and self.ops[id(s)].kind in ("attribute", "subscript")}
         self.numeric = self.numeric_names()
+        self.first_pass = self.first_pass_flags()
 
         name = self.namer.fresh(f"{self._base_name()}_value_with_pullback")
         pullback_name = self.namer.fresh("pullback")
@@ -196,6 +197,46 @@ class ReverseTransform:
                 continue
             found.append(param)
         return found
+
+    def first_pass_flags(self):
+        """Loop-carried names that hold a constant on the first pass only: name -> flag name.
+
+        In ``for layer in layers: x = layer(x)`` with `x` data, `x` is varied
+        from the second pass on, so the (flow-insensitive) activity analysis
+        calls every layer for the gradient of its input; on the first pass that
+        gradient goes nowhere, and for a network's first layer it is as costly
+        as its weight gradient. When the name's only uses in the loop are
+        arguments of calls dispatched at run time, a flag set at the end of each
+        pass tells those calls not to ask for it on the first (the pullback then
+        gets None, a zero, which goes nowhere).
+        """
+        flags = {}
+        varied = self.activity.varied
+        for loop in _loops(self.statements):
+            for header in loop.headers:
+                if header not in varied:
+                    continue
+                inits = [s for s in self.flat if isinstance(s, Assign) and s.target == header
+                         and not s.loop_end]
+                if (len(inits) != 1 or not isinstance(inits[0].value, gast.Name)
+                        or inits[0].value.id in varied):
+                    continue
+                if self._only_dispatched_arguments(loop, header):
+                    flags[header] = self.namer.fresh(f"{header}_varied")
+        return flags
+
+    def _only_dispatched_arguments(self, loop, name):
+        """Is every read of `name` in `loop` an argument of a call dispatched at run time?"""
+        uses = dispatched = 0
+        for stmt, root in _expression_roots([loop]):
+            uses += sum(1 for n in gast.walk(root) if isinstance(n, gast.Name) and n.id == name
+                        and not isinstance(n.ctx, gast.Store))
+            if (root is getattr(stmt, "value", None) and isinstance(stmt, Assign)
+                    and isinstance(root, gast.Call) and self.ops[id(stmt)].kind == "dynamic"
+                    and self.active(stmt.target) and not self.is_method_call(root)):
+                arguments = list(root.args) + [k.value for k in root.keywords]
+                dispatched += sum(1 for a in arguments if isinstance(a, gast.Name) and a.id == name)
+        return uses > 0 and uses == dispatched
 
     def numeric_names(self):
         """Locals known to hold numbers or arrays, whose adjoints can be summed with ``+``.
@@ -432,6 +473,7 @@ class ReverseTransform:
         if plan is not None:
             lines.append(f"{plan.tape} = []" if plan.tape else f"{plan.counter} = 0")
             lines.extend(f"{tape} = []" for tape in plan.branch_tapes)
+        lines.extend(f"{self.first_pass[h]} = False" for h in loop.headers if h in self.first_pass)
         body = []
         if loop.kind == "while":
             lines.append("while True:")
@@ -441,6 +483,9 @@ class ReverseTransform:
         else:
             lines.append(f"for {self.loop_target_text(loop)} in {self.loop_iterable_text(loop)}:")
         body.extend(self.forward_block(loop.body))
+        for header in loop.headers:
+            if header in self.first_pass:
+                body.append(f"{self.first_pass[header]} = True")
         if plan is not None and not plan.tape:
             body.append(f"{plan.counter} += 1")
         if loop.break_test is not None:
@@ -479,6 +524,16 @@ class ReverseTransform:
                 dispatch = self.helper("method_call_with_pullback", structures.method_call_with_pullback)
                 return gast.Call(_name(dispatch), [call.func.value, gast.Constant(call.func.attr, None), wrt]
                                  + list(call.args), list(call.keywords))
+            nodes = list(call.args) + [k.value for k in call.keywords]
+            flagged = {i: self.first_pass[nodes[i].id] for i in positions
+                       if i >= 0 and isinstance(nodes[i], gast.Name) and nodes[i].id in self.first_pass}
+            flags = set(flagged.values())
+            if len(flags) == 1:
+                # Not the first pass's constant: see `first_pass_flags`.
+                first = gast.Tuple([gast.Constant(None if i in flagged else i, None) for i in positions],
+                                   gast.Load())
+                (flag,) = flags
+                wrt = gast.IfExp(_name(flag), wrt, first)
             dispatch = self.helper("call_with_pullback", _dispatch())
             return gast.Call(_name(dispatch), [call.func, wrt] + list(call.args), list(call.keywords))
         if op.kind == "vjp":
@@ -1129,6 +1184,27 @@ def _targets(stmt):
     if isinstance(stmt, Effect) and isinstance(stmt.stmt, gast.FunctionDef):
         return [stmt.stmt.name]      # a nested def binds its name
     return []
+
+
+def _expression_roots(statements):
+    """(statement, expression) for every expression the IR of `statements` evaluates."""
+    for stmt in statements:
+        if isinstance(stmt, If):
+            yield stmt, stmt.test
+            yield from _expression_roots(stmt.body)
+            yield from _expression_roots(stmt.orelse)
+        elif isinstance(stmt, Loop):
+            for root in (stmt.header, stmt.test, stmt.break_test):
+                if root is not None:
+                    yield stmt, root
+            yield from _expression_roots(stmt.condition)
+            yield from _expression_roots(stmt.body)
+        elif isinstance(stmt, Unpack):
+            yield stmt, _name(stmt.source)
+        elif isinstance(stmt, Effect):
+            yield stmt, stmt.stmt
+        elif stmt.value is not None:
+            yield stmt, stmt.value
 
 
 def _loop_names(loop):

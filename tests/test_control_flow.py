@@ -312,3 +312,34 @@ def test_gradient_replays_a_branch_tape_of_bare_arrays():
     assert dx == expected[0]
     np.testing.assert_array_equal(darr, expected[1])
     adtrans.check_gradient(branch_keeps_one_array, 0.5, arr)
+
+
+@dataclass
+class Scale:
+    w: float
+
+    def __call__(self, x):
+        return np.sin(x * self.w)
+
+
+def through_layers(layers, x):
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def test_first_pass_of_a_layer_loop_asks_no_input_gradient():
+    # `x` is data on the first pass only: the first layer's input gradient would go nowhere.
+    from adtrans import api
+
+    source = adtrans.generated_source(through_layers, wrt="layers")
+    assert "call_with_pullback(layer, (-1, 0) if x_1_varied else (-1, None), x_1)" in source
+    assert "x_1_varied = True" in source
+    layers = [Scale(0.7), Scale(1.3), Scale(-0.4)]
+    grads = adtrans.gradient(through_layers, layers, 0.9, wrt="layers")
+    adtrans.check_gradient(through_layers, layers, 0.9, wrt="layers")
+    asked = {wrt for wrt, _, _ in api._instances[Scale.__call__]}
+    assert asked == {("self",), ("self", "x")}      # the first pass; the others
+    # Both passes agree with differentiating every layer's input too (x a varied value).
+    both = adtrans.gradient(lambda layers, x: through_layers(layers, x * 1.0), layers, 0.9, wrt="layers")
+    assert [g.w for g in grads] == pytest.approx([g.w for g in both])
