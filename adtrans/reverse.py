@@ -26,6 +26,7 @@ from adtrans.activity import analyse
 from adtrans.codegen import unparse
 from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
 from adtrans.naming import Namer, names_in
+from adtrans.release import release_dead
 from adtrans.resolve import Resolver
 from adtrans.rules.support import matmul_shape, unbroadcast
 
@@ -119,6 +120,7 @@ class ReverseTransform:
         pullback = self.reverse_block(self.statements[:-1], None)
         pullback.append(self.gradient_return())
         self.pullback_loads = _loads("\n".join(pullback))
+        pullback = self.released(pullback, d_result, ssa)
         self.dead = self.dead_copies()
         forward = self.forward_block(self.statements[:-1])
 
@@ -551,6 +553,28 @@ class ReverseTransform:
                     lines.append(self.comment(origin))
                 lines.extend(unparse(s) for s in emitted)
         return lines
+
+    def released(self, pullback, d_result, forward_names):
+        """The pullback with ``del`` where its loops' values die (see `release`).
+
+        Released: cotangents and the values the forward computed; not floats,
+        values that carry no derivative (a loop index), items of the caller's
+        sequences (a weight matrix of a list) or the pullback's parameter:
+        someone else holds those.
+        """
+        primal = {adjoint: name for name, adjoint in self.adjoints.items() if isinstance(name, str)}
+        items = {s.target for s in self.flat
+                 if isinstance(s, Assign) and self.ops[id(s)].kind == "subscript"}
+
+        def worth_releasing(name):
+            if name == d_result:
+                return False
+            if name in forward_names:
+                return self.active(name) and name not in self.known_floats and name not in items
+            return primal.get(name) not in self.known_floats
+
+        keeps = {self.cell_ids[id(tangents.add_item)]} if id(tangents.add_item) in self.cell_ids else set()
+        return release_dead(pullback, d_result, worth_releasing, keeps)
 
     def zero(self, name, like=None):
         zeros = self.helper("zeros_like", tangents.zeros_like)
