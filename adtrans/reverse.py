@@ -14,6 +14,7 @@ statements read.  Built-in rules are inlined from their templates; user
 derivatives, transformed callees and run-time dispatch are called.
 """
 
+import collections
 import copy
 import inspect
 from dataclasses import dataclass, field
@@ -122,6 +123,7 @@ class ReverseTransform:
         self.pullback_loads = _loads("\n".join(pullback))
         pullback = self.released(pullback, d_result, ssa)
         self.dead = self.dead_copies()
+        self.forward_reads = self.forward_read_counts()
         forward = self.forward_block(self.statements[:-1])
 
         lines = [f"def {name}({self._parameters()}):"]
@@ -343,11 +345,59 @@ class ReverseTransform:
                 return dead
             dead |= newly
 
+    def forward_read_counts(self):
+        """How often the forward reads each name (the pullback's reads count as many)."""
+        counts = collections.Counter()
+        nodes = [_statement_value(s) for s in self.flat]
+        nodes += [n for s in _structures(self.statements) for n in _structure_nodes(s)]
+        nodes.append(_statement_value(self.statements[-1]))
+        for node in nodes:
+            counts.update(n.id for n in gast.walk(node) if isinstance(n, gast.Name)
+                          and isinstance(n.ctx, gast.Load))
+        for name in self.pullback_loads:
+            counts[name] += 2
+        return counts
+
+    def nested(self, statements):
+        """Operations of one source line whose result only the next one reads, written nested.
+
+        ``h_2 = np.tanh(h_1 @ W + b)`` rather than a name per operation: it
+        reads as the user wrote it, and an intermediate the pullback does not
+        keep is freed as soon as it is used (NumPy even reuses it for the
+        next operation).  The other operands of an operation are names or
+        constants, so nesting changes no order of evaluation.  Returns the
+        new values by statement, and the statements now written inside them.
+        """
+        values, folded = {}, set()
+        for stmt, following in zip(statements, statements[1:]):
+            if not (self.nestable(stmt) and self.nestable(following)):
+                continue
+            if stmt.origin is not following.origin or self.forward_reads[stmt.target] != 1:
+                continue
+            into = values.get(id(following), following.value)
+            if not any(isinstance(n, gast.Name) and n.id == stmt.target for n in gast.walk(into)):
+                continue
+            values[id(following)] = _replace_name(into, stmt.target, values.get(id(stmt), stmt.value))
+            folded.add(id(stmt))
+        return values, folded
+
+    def nestable(self, stmt):
+        """Is `stmt` written ``target = expression`` in the forward (not a copy, nor a call with pullback)?"""
+        if not isinstance(stmt, Assign) or stmt.bound or stmt.copy or id(stmt) in self.dead:
+            return False
+        if isinstance(stmt.value, gast.Call) and hasattr(stmt.value.func, "synthetic_callee"):
+            return False
+        op = self.ops[id(stmt)]
+        return not (op.kind in ("vjp", "transform", "dynamic") and self.active(stmt.target))
+
     def forward_block(self, statements):
         lines = []
         origin = None
         save = self.saves.get(id(statements))
+        values, folded = self.nested(statements)
         for stmt in statements:
+            if id(stmt) in folded:
+                continue
             if save is not None and isinstance(stmt, Assign) and stmt.loop_end:
                 # The pass's values are kept before the header copies overwrite them.
                 lines.append(f"{save[0]}.append({_tuple_text(save[1])})")
@@ -367,19 +417,19 @@ class ReverseTransform:
             if not (isinstance(stmt, Assign) and stmt.copy) and stmt.origin is not origin:
                 origin = stmt.origin
                 lines.append(self.comment(origin))
-            lines.extend(self.forward_statement(stmt).split("\n"))
+            lines.extend(self.forward_statement(stmt, values.get(id(stmt))).split("\n"))
         if save is not None:
             tape, names = save
             lines.append(f"{tape}.append({_tuple_text(names)})")
         return lines
 
-    def forward_statement(self, stmt):
+    def forward_statement(self, stmt, value=None):
         if isinstance(stmt, Effect):
             return unparse(stmt.stmt)
         if isinstance(stmt, Unpack):
             return f"{', '.join(stmt.targets)} = {stmt.source}"
         op = self.ops[id(stmt)]
-        value = stmt.value
+        value = stmt.value if value is None else value
         if op.kind in ("vjp", "transform", "dynamic") and self.active(stmt.target):
             call = self.call_with_pullback(stmt, op)
             return f"{stmt.target}, {self.pullback_of(stmt.target)} = {unparse(call)}"
@@ -1124,16 +1174,36 @@ def _loop_names(loop):
     return names
 
 
-def _statement_loads(stmt):
-    node = {Assign: lambda s: s.value, Effect: lambda s: s.stmt, Return: lambda s: s.value,
+def _statement_value(stmt):
+    return {Assign: lambda s: s.value, Effect: lambda s: s.stmt, Return: lambda s: s.value,
             Unpack: lambda s: _name(s.source)}[type(stmt)](stmt)
-    return {n.id for n in gast.walk(node) if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load)}
+
+
+def _statement_loads(stmt):
+    return {n.id for n in gast.walk(_statement_value(stmt))
+            if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load)}
+
+
+def _structure_nodes(stmt):
+    nodes = [stmt.test] if isinstance(stmt, If) else [stmt.header, stmt.test, stmt.break_test]
+    return [node for node in nodes if node is not None]
 
 
 def _structure_loads(stmt):
-    nodes = [stmt.test] if isinstance(stmt, If) else [stmt.header, stmt.test, stmt.break_test]
-    return {n.id for node in nodes if node is not None for n in gast.walk(node)
+    return {n.id for node in _structure_nodes(stmt) for n in gast.walk(node)
             if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load)}
+
+
+def _replace_name(tree, name, value):
+    """A copy of `tree` with the name `name` read as `value`."""
+
+    class Replace(gast.NodeTransformer):
+        def visit_Name(self, node):
+            if node.id == name and isinstance(node.ctx, gast.Load):
+                return copy.deepcopy(value)
+            return node
+
+    return Replace().visit(copy.deepcopy(tree))
 
 
 def _names_used(lines):
