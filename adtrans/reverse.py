@@ -14,6 +14,7 @@ statements read.  Built-in rules are inlined from their templates; user
 derivatives, transformed callees and run-time dispatch are called.
 """
 
+import collections
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
@@ -26,6 +27,7 @@ from adtrans.codegen import unparse
 from adtrans.copyprop import propagate_copies
 from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
 from adtrans.naming import Namer, names_in
+from adtrans.release import release_dead
 from adtrans.resolve import Resolver
 from adtrans.rules.support import matmul_shape, unbroadcast
 from adtrans.trees import clone
@@ -140,6 +142,7 @@ class ReverseTransform:
         pullback.append(self.gradient_return())
         self.pullback_loads = _loads("\n".join(pullback))
         self.dead = self.dead_copies()
+        self.forward_reads = self.forward_read_counts()
         forward = self.forward_block(self.statements[:-1])
 
         lines = [f"def {name}({self._parameters()}):"]
@@ -149,7 +152,9 @@ class ReverseTransform:
         lines.extend(_indent(pullback, 2))
         result_text = unparse(self.statements[-1].value)
         lines.append(f"    return {result_text}, {pullback_name}")
+        release = self.release_candidates(d_result, ssa)
         text = propagate_copies("\n".join(lines), keep=self.gradient_names(), generated=(pullback_name,))
+        text = _released(text, f"    def {pullback_name}({d_result}):", d_result, release)
         text = "\n".join(_without_repeated_comments(text.split("\n"))) + "\n"
         gradient_name = self.namer.fresh(f"{self._base_name()}_value_with_gradient")
         fused = [f"def {gradient_name}({self._parameters()}):"]
@@ -159,8 +164,11 @@ class ReverseTransform:
         else:
             seed = self.helper("gradient_seed", tangents.gradient_seed)
             fused.append(f"    {d_result} = {seed}({result_text})")
-        fused.extend(_indent(pullback[:-1]))
-        fused.append(f"    return {result_text}, {pullback[-1][len('return '):]}")
+        # Released before copy propagation here (which then leaves the released names alone):
+        # the fused function is what runs, and the boundary of its pullback part is known now.
+        body = release_dead(pullback, d_result, *release)
+        fused.extend(_indent(body[:-1]))
+        fused.append(f"    return {result_text}, {body[-1][len('return '):]}")
         return Generated(name, text, self.cells, self.freevars, self.source, self.warnings,
                          self.replays, gradient_name, fused, self.gradient_names())
 
@@ -413,11 +421,59 @@ class ReverseTransform:
                 return dead
             dead |= newly
 
+    def forward_read_counts(self):
+        """How often the forward reads each name (the pullback's reads count as many)."""
+        counts = collections.Counter()
+        nodes = [_statement_value(s) for s in self.flat]
+        nodes += [n for s in _structures(self.statements) for n in _structure_nodes(s)]
+        nodes.append(_statement_value(self.statements[-1]))
+        for node in nodes:
+            counts.update(n.id for n in gast.walk(node) if isinstance(n, gast.Name)
+                          and isinstance(n.ctx, gast.Load))
+        for name in self.pullback_loads:
+            counts[name] += 2
+        return counts
+
+    def nested(self, statements):
+        """Operations of one source line whose result only the next one reads, written nested.
+
+        ``h_2 = np.tanh(h_1 @ W + b)`` rather than a name per operation: it
+        reads as the user wrote it, and an intermediate the pullback does not
+        keep is freed as soon as it is used (NumPy even reuses it for the
+        next operation).  The other operands of an operation are names or
+        constants, so nesting changes no order of evaluation.  Returns the
+        new values by statement, and the statements now written inside them.
+        """
+        values, folded = {}, set()
+        for stmt, following in zip(statements, statements[1:]):
+            if not (self.nestable(stmt) and self.nestable(following)):
+                continue
+            if stmt.origin is not following.origin or self.forward_reads[stmt.target] != 1:
+                continue
+            into = values.get(id(following), following.value)
+            if not any(isinstance(n, gast.Name) and n.id == stmt.target for n in gast.walk(into)):
+                continue
+            values[id(following)] = _replace_name(into, stmt.target, values.get(id(stmt), stmt.value))
+            folded.add(id(stmt))
+        return values, folded
+
+    def nestable(self, stmt):
+        """Is `stmt` written ``target = expression`` in the forward (not a copy, nor a call with pullback)?"""
+        if not isinstance(stmt, Assign) or stmt.bound or stmt.copy or id(stmt) in self.dead:
+            return False
+        if isinstance(stmt.value, gast.Call) and hasattr(stmt.value.func, "synthetic_callee"):
+            return False
+        op = self.ops[id(stmt)]
+        return not (op.kind in ("vjp", "transform", "dynamic") and self.active(stmt.target))
+
     def forward_block(self, statements):
         lines = []
         origin = None
         save = self.saves.get(id(statements))
+        values, folded = self.nested(statements)
         for stmt in statements:
+            if id(stmt) in folded:
+                continue
             if save is not None and isinstance(stmt, Assign) and stmt.loop_end:
                 # The pass's values are kept before the header copies overwrite them.
                 lines.append(f"{save[0]}.append({_tuple_text(save[1])})")
@@ -437,19 +493,19 @@ class ReverseTransform:
             if not (isinstance(stmt, Assign) and stmt.copy) and stmt.origin is not origin:
                 origin = stmt.origin
                 lines.append(self.comment(origin))
-            lines.extend(self.forward_statement(stmt).split("\n"))
+            lines.extend(self.forward_statement(stmt, values.get(id(stmt))).split("\n"))
         if save is not None:
             tape, names = save
             lines.append(f"{tape}.append({_tuple_text(names)})")
         return lines
 
-    def forward_statement(self, stmt):
+    def forward_statement(self, stmt, value=None):
         if isinstance(stmt, Effect):
             return unparse(stmt.stmt)
         if isinstance(stmt, Unpack):
             return f"{', '.join(stmt.targets)} = {stmt.source}"
         op = self.ops[id(stmt)]
-        value = stmt.value
+        value = stmt.value if value is None else value
         if op.kind in ("vjp", "transform", "dynamic") and self.active(stmt.target):
             call = self.call_with_pullback(stmt, op)
             return f"{stmt.target}, {self.pullback_of(stmt.target)} = {unparse(call)}"
@@ -642,6 +698,28 @@ class ReverseTransform:
                     lines.append(self.comment(origin))
                 lines.extend(unparse(s) for s in emitted)
         return lines
+
+    def release_candidates(self, d_result, forward_names):
+        """(which names ``del`` may release in the pullback, helpers that keep their argument).
+
+        Released: cotangents and the values the forward computed; not floats,
+        values that carry no derivative (a loop index), items of the caller's
+        sequences (a weight matrix of a list) or the pullback's parameter:
+        someone else holds those. See `release`.
+        """
+        primal = {adjoint: name for name, adjoint in self.adjoints.items() if isinstance(name, str)}
+        items = {s.target for s in self.flat
+                 if isinstance(s, Assign) and self.ops[id(s)].kind == "subscript"}
+
+        def worth_releasing(name):
+            if name == d_result:
+                return False
+            if name in forward_names:
+                return self.active(name) and name not in self.known_floats and name not in items
+            return primal.get(name) not in self.known_floats
+
+        keeps = {self.cell_ids[id(tangents.add_item)]} if id(tangents.add_item) in self.cell_ids else set()
+        return worth_releasing, keeps
 
     def zero(self, name, like=None):
         zeros = self.helper("zeros_like", tangents.zeros_like)
@@ -1186,6 +1264,27 @@ def _targets(stmt):
     return []
 
 
+def _released(text, header, parameter, release):
+    """`text` with ``del`` where the pullback's loop values die (`release.release_dead`).
+
+    The pullback's body is the block after the line `header` (its ``def``).
+    Runs after copy propagation, which leaves names that ``del`` mentions alone.
+    """
+    lines = text.split("\n")
+    start = lines.index(header) + 1
+    depth = 8
+    end = start
+    while end < len(lines) and (not lines[end].strip() or lines[end].startswith(" " * depth)):
+        end += 1
+    body = [line[depth:] for line in lines[start:end]]
+    candidates, keeps = release
+    released = release_dead(body, parameter, candidates, keeps)
+    if released is body:
+        return text
+    return "\n".join(lines[:start] + [" " * depth + line if line else line for line in released]
+                     + lines[end:])
+
+
 def _expression_roots(statements):
     """(statement, expression) for every expression the IR of `statements` evaluates."""
     for stmt in statements:
@@ -1215,16 +1314,36 @@ def _loop_names(loop):
     return names
 
 
-def _statement_loads(stmt):
-    node = {Assign: lambda s: s.value, Effect: lambda s: s.stmt, Return: lambda s: s.value,
+def _statement_value(stmt):
+    return {Assign: lambda s: s.value, Effect: lambda s: s.stmt, Return: lambda s: s.value,
             Unpack: lambda s: _name(s.source)}[type(stmt)](stmt)
-    return {n.id for n in gast.walk(node) if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load)}
+
+
+def _statement_loads(stmt):
+    return {n.id for n in gast.walk(_statement_value(stmt))
+            if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load)}
+
+
+def _structure_nodes(stmt):
+    nodes = [stmt.test] if isinstance(stmt, If) else [stmt.header, stmt.test, stmt.break_test]
+    return [node for node in nodes if node is not None]
 
 
 def _structure_loads(stmt):
-    nodes = [stmt.test] if isinstance(stmt, If) else [stmt.header, stmt.test, stmt.break_test]
-    return {n.id for node in nodes if node is not None for n in gast.walk(node)
+    return {n.id for node in _structure_nodes(stmt) for n in gast.walk(node)
             if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load)}
+
+
+def _replace_name(tree, name, value):
+    """A copy of `tree` with the name `name` read as `value`."""
+
+    class Replace(gast.NodeTransformer):
+        def visit_Name(self, node):
+            if node.id == name and isinstance(node.ctx, gast.Load):
+                return clone(value)
+            return node
+
+    return Replace().visit(clone(tree))
 
 
 def _names_used(lines):

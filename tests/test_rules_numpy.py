@@ -279,3 +279,23 @@ def test_noise_from_a_generator_is_a_constant_factor():
     x = np.ones(3)
     grad = adtrans.gradient(noisy, x, np.random.default_rng(7), wrt="x")
     np.testing.assert_array_equal(grad, np.random.default_rng(7).normal(size=3))
+
+
+def test_tanh_cotangent_reuses_its_own_array_and_leaves_its_inputs_alone():
+    from adtrans.rules.support import tanh_cotangent
+    rng = np.random.default_rng(0)
+    y = np.tanh(rng.standard_normal((4, 3))).astype(np.float32)
+    g = rng.standard_normal((4, 3)).astype(np.float32)
+    y_before, g_before = y.copy(), g.copy()
+    got = tanh_cotangent(g, y)
+    assert got.dtype == np.float32 and got is not g and got is not y
+    np.testing.assert_array_equal(got, g * (1 - y * y))        # the same numbers, bit for bit
+    np.testing.assert_array_equal(y, y_before)
+    np.testing.assert_array_equal(g, g_before)
+    # Where the product is wider than y * y, or g broadcasts y, it falls back to the expression.
+    wide = tanh_cotangent(g.astype(np.float64), y)
+    assert wide.dtype == np.float64
+    np.testing.assert_array_equal(wide, g.astype(np.float64) * (1 - y * y))
+    np.testing.assert_array_equal(tanh_cotangent(g, y[0]), g * (1 - y[0] * y[0]))
+    assert tanh_cotangent(2.0, 0.5) == 2.0 * (1 - 0.25)
+    assert tanh_cotangent(np.float32(2), y).dtype == np.float32

@@ -24,8 +24,8 @@ from adtrans.rules.support import (
     min_share, mT, norm_cotangent, outer_cotangent_a, outer_cotangent_b, pad_constant_cotangent,
     pad_cotangent, prod_cotangent, reduced_count, repeat_cotangent, shaped_like, solve_cotangent_a,
     solve_cotangent_b, sort_cotangent, stack_cotangents, std_cotangent, sum_cotangent, take_along_axis_cotangent,
-    take_cotangent, tensordot_cotangent_a, tensordot_cotangent_b, tile_cotangent, trace_cotangent, unbroadcast,
-    unstack_cotangents, var_cotangent, vstack_cotangents, xlogy)
+    take_cotangent, tanh_cotangent, tensordot_cotangent_a, tensordot_cotangent_b, tile_cotangent,
+    trace_cotangent, unbroadcast, unstack_cotangents, var_cotangent, vstack_cotangents, xlogy)
 
 rule = rules_for(globals())
 
@@ -76,7 +76,7 @@ rule(np.arctan2, "x1, x2", x1="unbroadcast(d_y * x2 / (x1 * x1 + x2 * x2), x1)",
 rule(np.hypot, "x1, x2", x1="unbroadcast(d_y * x1 / y, x1)", x2="unbroadcast(d_y * x2 / y, x2)")
 rule(np.sinh, "x", x="d_y * np.cosh(x)")
 rule(np.cosh, "x", x="d_y * np.sinh(x)")
-rule(np.tanh, "x", x="d_y * (1 - y * y)")
+rule(np.tanh, "x", x="tanh_cotangent(d_y, y)")
 rule(np.arcsinh, "x", x="d_y / np.sqrt(x * x + 1)")
 rule(np.arccosh, "x", x="d_y / np.sqrt(x * x - 1)")
 rule(np.arctanh, "x", x="d_y / (1 - x * x)")

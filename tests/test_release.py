@@ -1,0 +1,154 @@
+"""What the generated code keeps alive: nested single-use operations, released loop values.
+
+A deep chain's memory is the values its pullback holds at once.  These tests
+pin the generated code's shape (a tanh layer's forward on one line, its
+pullback releasing each pass's values where they die) and the conditions that
+keep it safe: a value read twice, kept by the pullback or computed on another
+source line is not nested; a pullback that releases values can still be
+called again.
+"""
+
+import textwrap
+
+import numpy as np
+
+import adtrans
+from adtrans.release import release_dead
+
+
+def tanh_chain(h, Ws, bs):
+    for W, b in zip(Ws, bs):
+        h = np.tanh(h @ W + b)
+    return h
+
+
+def data(layers=3, dtype=np.float64):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 5)).astype(dtype)
+    Ws = [(rng.standard_normal((5, 5)) * 0.5).astype(dtype) for _ in range(layers)]
+    bs = [rng.standard_normal(5).astype(dtype) for _ in range(layers)]
+    return x, Ws, bs
+
+
+def body_of(text, header):
+    """The lines of the block under the line containing `header`, dedented."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if header in line)
+    depth = len(lines[start]) - len(lines[start].lstrip())
+    block = []
+    for line in lines[start + 1:]:
+        if line.strip() and len(line) - len(line.lstrip()) <= depth:
+            break
+        block.append(line)
+    return textwrap.dedent("\n".join(block)).splitlines()
+
+
+def test_a_tanh_layer_is_one_forward_line_and_its_pullback_releases_each_pass():
+    text = adtrans.generated_source(tanh_chain)
+    forward, pullback = text.split("def pullback")
+    assert [line for line in body_of(forward, "for index, (W, b) in")[1:] if line] == [
+        "h_2 = np.tanh(h_1 @ W + b)",
+        "tape.append((h_2, b, h_1, W, index))",
+        "h_1 = h_2",
+    ]
+    loop = body_of(pullback, "in replay(tape):")
+    code = [line for line in loop if not line.startswith("#")]
+    assert code[:2] == ["d_h_1_matmul_W_plus_b = tanh_cotangent(d_h_1, h_2)", "del d_h_1, h_2"]
+    assert "del d_h_1_matmul_W_plus_b" in code
+    assert code[-1] == "del d_h_1_matmul_W"
+    # Nothing the caller holds anyway is released: weights, biases, the index.
+    assert not any(line.startswith("del") and ("W," in line or line.endswith(" W") or " b" in line)
+                   for line in code)
+
+
+def test_released_pullbacks_give_exact_gradients_and_can_be_called_twice():
+    x, Ws, bs = data()
+    value, pullback = adtrans.value_with_pullback(tanh_chain, x, Ws, bs)
+    seed = np.ones_like(value)
+    first = pullback(seed)
+    second = pullback(seed)
+    for a, b in zip(first, second):
+        for p, q in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
+            np.testing.assert_array_equal(p, q)
+    adtrans.check_gradient(lambda x, Ws, bs: np.sum(tanh_chain(x, Ws, bs)), x, Ws, bs)
+
+
+def test_float32_chain_matches_a_handwritten_backward_bit_for_bit():
+    x, Ws, bs = data(dtype=np.float32)
+    _, (dWs, dbs) = adtrans.value_with_gradient(
+        lambda x, Ws, bs: np.sum(tanh_chain(x, Ws, bs)), x, Ws, bs, wrt=("Ws", "bs"))
+    hs = [x]
+    for W, b in zip(Ws, bs):
+        hs.append(np.tanh(hs[-1] @ W + b))
+    dh = np.ones_like(hs[-1])
+    for i in range(len(Ws) - 1, -1, -1):
+        dz = dh * (1 - hs[i + 1] * hs[i + 1])
+        np.testing.assert_array_equal(dWs[i], hs[i].T @ dz)
+        np.testing.assert_array_equal(dbs[i], dz.sum(axis=0))
+        dh = dz @ Ws[i].T
+    assert all(g.dtype == np.float32 for g in dWs + dbs)
+
+
+def twice_read(x, w):
+    t = x * w
+    return np.sum(np.sin(t) + t)
+
+
+def kept(x, w):
+    t = x @ w
+    return np.sum(np.tanh(t) * t)
+
+
+def two_lines(x):
+    t = np.sin(x)
+    return np.sum(np.cos(t))
+
+
+def test_what_is_not_nested():
+    # Read twice: written once, by name.
+    forward = adtrans.generated_source(twice_read).split("def pullback")[0]
+    assert "    t = x * w\n" in forward and "np.sin(t) + t" in forward
+    # Kept by the pullback (tanh's result, and t for the product's rule).
+    forward = adtrans.generated_source(kept).split("def pullback")[0]
+    assert "np.tanh(x @ w)" not in forward
+    # Another source line: the user's name stays.
+    forward = adtrans.generated_source(two_lines).split("def pullback")[0]
+    assert "t = np.sin(x)" in forward
+    for f, args in ((twice_read, (np.arange(3.0), 0.5)), (kept, (np.eye(2), np.ones((2, 2)))),
+                    (two_lines, (np.arange(3.0),))):
+        adtrans.check_gradient(f, *args)
+
+
+def test_release_keeps_a_value_a_copy_still_reads_and_one_the_next_pass_reads():
+    lines = [
+        "d_a = d_result",
+        "for v, w in replay(tape):",
+        "    d_b = d_a",
+        "    d_c = d_b * v",
+        "    d_a = d_c * w",
+        "    d_keep = d_c + 1",
+        "    total = add_item(total, 0, d_keep)",
+        "return d_a",
+    ]
+    out = release_dead(lines, "d_result", lambda name: name.startswith("d_") and name != "d_result"
+                       or name == "v", keeps={"add_item"})
+    assert out == [
+        "d_a = d_result",
+        "for v, w in replay(tape):",
+        "    d_b = d_a",
+        "    d_c = d_b * v",
+        # d_a died at the copy, d_b holds its value: both go once d_b is read.
+        "    del d_a, d_b, v",
+        "    d_a = d_c * w",
+        "    d_keep = d_c + 1",
+        # d_keep lives on in `total`: deleting the name would free nothing.
+        "    total = add_item(total, 0, d_keep)",
+        # d_c would otherwise live into the next pass's first allocation.
+        "    del d_c",
+        "return d_a",
+    ]
+
+
+def test_release_leaves_constructs_it_does_not_model_alone():
+    lines = ["d_a = d_result * 2", "while d_a > 1:", "    d_b = d_a / 2", "    d_a = d_b", "return d_a"]
+    assert release_dead(lines, "d_result", lambda name: True) == lines
