@@ -51,7 +51,8 @@ CASES = [
     case(np.sinh, A), case(np.cosh, A), case(np.tanh, A), case(np.arcsinh, A), case(np.arccosh, BIG),
     case(np.arctanh, UNIT), case(np.deg2rad, A), case(np.radians, A), case(np.rad2deg, A), case(np.degrees, A),
     # Choosing functions.
-    case(np.maximum, COL, ROW), case(np.maximum, A, 0.0), case(np.minimum, COL, ROW), case(np.minimum, 0.5, A),
+    case(np.maximum, COL, ROW), case(np.maximum, A, 0.0), case(np.maximum, 0, A), case(np.maximum, A, 0),
+    case(np.maximum, 0.0, A), case(np.maximum, A, 0.5), case(np.minimum, COL, ROW), case(np.minimum, 0.5, A),
     case(np.where, MASK, A, 0.0), case(np.where, MASK[:, :1], COL, ROW),
     case(np.clip, A, -0.5, 0.5), case(np.clip, A, COL, None),
     *([case(np.clip, A, min=-0.3, max=np.abs(ROW))] if NUMPY_2_1 else []),    # min=/max= are NumPy 2.1+
@@ -189,6 +190,12 @@ def test_templates_are_well_formed(rule):
 def pull(fn, *args, d_y, wanted=None, **kwargs):
     rule = registry.lookup_rule(fn)
     return registry.vjp_from_rule(rule, args, kwargs, wanted=None if wanted is None else sorted(wanted))[1](d_y)
+
+
+def test_relu_gives_nothing_at_zero():
+    x = np.array([-1.0, 0.0, 2.0])
+    np.testing.assert_array_equal(pull(np.maximum, x, 0.0, d_y=np.ones(3))["x1"], [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(pull(np.maximum, 0, x, d_y=np.ones(3))["x2"], [0.0, 0.0, 1.0])
 
 
 def test_maximum_and_minimum_split_ties_in_half():

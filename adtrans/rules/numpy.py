@@ -6,7 +6,8 @@ their descriptor on ``np.ndarray`` (``np.ndarray.sum``, the ``np.ndarray.T``
 property) with the array as the parameter ``self``.
 
 Conventions (see docs/rules.md): at a tie, ``maximum``/``minimum`` give each
-argument half the cotangent and ``max``/``min`` reductions share it equally
+argument half the cotangent (but ``np.maximum(x, 0)``, a ReLU, gives x none
+at 0) and ``max``/``min`` reductions share it equally
 among the elements equal to the result; ``abs`` and ``sign``-like kinks have
 derivative 0 at 0; ``clip`` passes the cotangent through at its bounds;
 ``floor``, ``round``, ``sign`` and friends are piecewise constant: no
@@ -86,6 +87,11 @@ rule(np.rad2deg, "x", x="d_y * DEGREES_PER_RADIAN")
 rule(np.degrees, "x", x="d_y * DEGREES_PER_RADIAN")
 
 # -- Comparisons that choose: ties split the cotangent in half -----------------------------
+# ReLU written np.maximum(x, 0): nothing at x == 0 (like relu in PyTorch and JAX), and one pass
+# over x instead of three (finding ties costs a comparison and a reduction).
+for _zero in (0.0, 0):
+    rule(np.maximum, "x1, x2", when={"x2": _zero}, x1="d_y * (x1 > 0)")
+    rule(np.maximum, "x1, x2", when={"x1": _zero}, x2="d_y * (x2 > 0)")
 rule(np.maximum, "x1, x2", x1="unbroadcast(max_share(d_y, x1, x2), x1)", x2="unbroadcast(max_share(d_y, x2, x1), x2)")
 rule(np.minimum, "x1, x2", x1="unbroadcast(min_share(d_y, x1, x2), x1)", x2="unbroadcast(min_share(d_y, x2, x1), x2)")
 rule(np.where, "condition, x1=None, x2=None", x1="unbroadcast(np.where(condition, d_y, 0), x1)",
