@@ -414,9 +414,16 @@ def _plan_for(f, args, kwargs, wrt):
     when `f` is not differentiated from source (a method, a registered VJP, a rule)."""
     if not kwargs:
         try:
-            return _plans_by_type[_type_key(f, wrt, args)]
-        except (KeyError, TypeError):
-            pass
+            entry = _plans_by_type.get(_type_key(f, wrt, args))
+        except TypeError:       # unhashable: a list wrt, a callable object
+            entry = None
+        if entry is not None:
+            plan, arrays = entry
+            for i in arrays:    # an array's kind is its dtype's, not its type's
+                if args[i].dtype.kind not in "fc":
+                    break
+            else:
+                return plan
     if wrt is None:
         key = (f, None, tuple(map(_kind, args)),
                tuple((k, _kind(v)) for k, v in kwargs.items()) if kwargs else ())
@@ -431,11 +438,14 @@ def _plan_for(f, args, kwargs, wrt):
         plan = _make_plan(f, args, kwargs, wrt)
         if plan is not None and key is not None:
             _plans[key] = plan
-    if plan is not None and key is not None and not kwargs and all(type(a) in _KIND_OF_TYPE for a in args):
-        try:
-            _plans_by_type[_type_key(f, wrt, args)] = plan
-        except TypeError:   # wrt given as a list
-            pass
+    if plan is not None and key is not None and not kwargs:
+        arrays = tuple(i for i, a in enumerate(args) if type(a) is np.ndarray)
+        if (all(type(a) in _KIND_OF_TYPE for i, a in enumerate(args) if i not in arrays)
+                and all(args[i].dtype.kind in "fc" for i in arrays)):
+            try:
+                _plans_by_type[_type_key(f, wrt, args)] = (plan, arrays)
+            except TypeError:   # wrt given as a list
+                pass
     return plan
 
 
@@ -449,7 +459,8 @@ def _type_key(f, wrt, args):
     return (f, wrt, *map(type, args))
 
 
-# Types whose `_kind` their type alone decides: calls with only these skip computing kinds.
+# Types whose `_kind` their type alone decides: calls with only these (and float arrays, whose
+# dtypes are checked) find their plan by the arguments' types.
 _KIND_OF_TYPE = {float: 2, int: 0, bool: 0, type(None): 0, str: 0, complex: 0}
 _plans_by_type = {}
 
@@ -560,7 +571,7 @@ class _Plan:
     def _shaped(self, value, grads, args, kwargs):
         """The fused function's result, tangents given their arguments' types, in the caller's order."""
         if self.positions is not None:
-            arguments = [args[i] for i in self.positions]
+            arguments = list(map(args.__getitem__, self.positions))
         else:
             arguments = _bound_values(self.fn, args, kwargs, self.names)
         if len(arguments) == 1:
