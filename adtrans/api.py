@@ -418,6 +418,8 @@ def _plan_for(f, args, kwargs, wrt):
         except TypeError:       # unhashable: a list wrt, a callable object
             entry = None
         if entry is not None:
+            if type(entry) is _Plan:
+                return entry
             plan, arrays = entry
             for i in arrays:    # an array's kind is its dtype's, not its type's
                 if args[i].dtype.kind not in "fc":
@@ -443,7 +445,7 @@ def _plan_for(f, args, kwargs, wrt):
         if (all(type(a) in _KIND_OF_TYPE for i, a in enumerate(args) if i not in arrays)
                 and all(args[i].dtype.kind in "fc" for i in arrays)):
             try:
-                _plans_by_type[_type_key(f, wrt, args)] = (plan, arrays)
+                _plans_by_type[_type_key(f, wrt, args)] = (plan, arrays) if arrays else plan
             except TypeError:   # wrt given as a list
                 pass
     return plan
