@@ -108,6 +108,16 @@ def _precedence_unparser():
             if needed:
                 self.write(")")
 
+        def _IfExp(self, t):
+            needed = self._open(_TEST)
+            self._child(t.body, _TEST + 1)
+            self.write(" if ")
+            self._child(t.test, _TEST + 1)
+            self.write(" else ")
+            self._child(t.orelse, _TEST)
+            if needed:
+                self.write(")")
+
         def _Attribute(self, t):
             if isinstance(t.value, ast.Constant) and isinstance(t.value.value, int):
                 return super()._Attribute(t)
