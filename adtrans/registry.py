@@ -19,6 +19,7 @@ to read its source. There are four kinds of entry:
 
 import functools
 import inspect
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -235,15 +236,31 @@ def integer_valued(*fns):
 
 
 def concrete_signature(fn):
-    """fn's signature, unless it is unknown or only ``(*args, **kwargs)``."""
+    """fn's signature, unless it is unknown or only ``(*args, **kwargs)``.
+
+    Cached per function (run-time dispatch asks for it on every call, and
+    ``inspect.signature`` costs ~10 us).
+    """
+    try:
+        return _signatures[fn]
+    except (KeyError, TypeError):
+        pass
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
-        return None
-    kinds = {p.kind for p in signature.parameters.values()}
-    if kinds and kinds <= {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}:
-        return None
+        signature = None
+    else:
+        kinds = {p.kind for p in signature.parameters.values()}
+        if kinds and kinds <= {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}:
+            signature = None
+    try:
+        _signatures[fn] = signature
+    except TypeError:       # not weakly referable, or unhashable: not cached
+        pass
     return signature
+
+
+_signatures = weakref.WeakKeyDictionary()
 
 
 def register_vjp(of, vjp, wrt=None):

@@ -52,8 +52,17 @@ def _scatter_windows(d_windows, shape, strides, dtype):
 
     The loop is over the window's offsets (kh * kw iterations), never over pixels.
     """
-    _, oh, ow, kh, kw, _ = d_windows.shape
+    n, oh, ow, kh, kw, c = d_windows.shape
     sh, sw = strides
+    if (sh, sw) == (kh, kw):
+        # Windows that tile the input (pooling): each element is in at most one window, so the
+        # scatter is a transpose; rows and columns no window reaches get zeros.
+        tiled = d_windows.transpose(0, 1, 3, 2, 4, 5).reshape(n, oh * kh, ow * kw, c)
+        if tiled.shape == tuple(shape):
+            return tiled.astype(dtype, copy=False)
+        out = np.zeros(shape, dtype=dtype)
+        out[:, :oh * kh, :ow * kw, :] = tiled
+        return out
     out = np.zeros(shape, dtype=dtype)
     for i in range(kh):
         for j in range(kw):
