@@ -632,7 +632,7 @@ def _value_with_pullback_slow(f, args, kwargs, wrt):
     if entry is None and isinstance(f, DifferentiableFunction):
         entry = registry.lookup_user_vjp(f.function)
     if entry is not None:
-        return _from_vjp(entry.vjp, entry.signature, entry.wrt, f, args, kwargs, wrt)
+        return _from_vjp(entry.vjp, entry.signature, entry.wrt, f, args, kwargs, wrt, entry.selective)
     rule = registry.lookup_rule(f)
     if rule is not None:
         return _from_rule(rule, args, kwargs, wrt)
@@ -650,8 +650,7 @@ def _like(tangent, value):
     return tangents.like(tangent, value)
 
 
-def _from_vjp(vjp, signature, registered_wrt, f, args, kwargs, wrt):
-    value, back = vjp(*args, **kwargs)
+def _from_vjp(vjp, signature, registered_wrt, f, args, kwargs, wrt, selective=False):
     names = list(signature.parameters) if signature is not None else [str(i) for i in range(len(args))]
     returned = list(registered_wrt) if registered_wrt is not None else names
     if signature is not None:
@@ -671,6 +670,10 @@ def _from_vjp(vjp, signature, registered_wrt, f, args, kwargs, wrt):
             raise DifferentiationError(
                 f"the registered derivative of '{_qualname(f)}' gives no tangent for '{missing[0]}'",
                 function_location(vjp), ["register it with wrt= naming that parameter"])
+    if selective:
+        value, back = vjp(*args, needed=tuple(wanted), **kwargs)
+    else:
+        value, back = vjp(*args, **kwargs)
 
     def pull(d):
         out = back(d)

@@ -121,6 +121,9 @@ class UserVJP:
     vjp: Callable
     wrt: Optional[Tuple[str, ...]]  # parameter names, None for every parameter
     signature: Optional[inspect.Signature]
+    # The VJP takes a keyword-only `needed`: the names of the parameters whose tangents will be
+    # used (PyTorch's ctx.needs_input_grad); its pullback may give None for the others.
+    selective: bool = False
 
 
 _rules: Dict[Any, Rule] = {}
@@ -266,8 +269,14 @@ _signatures = weakref.WeakKeyDictionary()
 def register_vjp(of, vjp, wrt=None):
     # The VJP takes the same parameters as `of`: its own signature stands in
     # for a C function's, which Python cannot see.
-    signature = concrete_signature(of) or concrete_signature(vjp)
-    entry = UserVJP(of, vjp, tuple(wrt) if wrt is not None else None, signature)
+    own = concrete_signature(vjp)
+    selective = own is not None and (
+        own.parameters.get("needed") is not None
+        and own.parameters["needed"].kind is inspect.Parameter.KEYWORD_ONLY)
+    if selective:
+        own = own.replace(parameters=[p for p in own.parameters.values() if p.name != "needed"])
+    signature = concrete_signature(of) or own
+    entry = UserVJP(of, vjp, tuple(wrt) if wrt is not None else None, signature, selective)
     _user_vjps[_key(of)] = entry
     return entry
 

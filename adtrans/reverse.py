@@ -598,7 +598,16 @@ class ReverseTransform:
             if name == "<lambda>":
                 name = f"{op.description.split('.')[-1]}_vjp"   # named after the call as written
             func = _name(self.helper(name, vjp))
-            return gast.Call(func, list(call.args), list(call.keywords))
+            keywords = list(call.keywords)
+            entry = registry.lookup_user_vjp(op.callee)
+            if entry is not None and entry.selective:
+                # Tell the VJP which tangents will be used (see registry.UserVJP.selective).
+                names = entry.wrt if entry.wrt is not None else tuple(entry.signature.parameters)
+                nodes = self.vjp_targets(op.callee, call)
+                needed = [n for n, node in zip(names, nodes) if node is not None and self.node_active(node)]
+                keywords.append(gast.keyword("needed", gast.Tuple(
+                    [gast.Constant(n, None) for n in needed], gast.Load())))
+            return gast.Call(func, list(call.args), keywords)
         # transform
         target = _python_function(op.callee)
         wrt = self.active_parameters(target, call)

@@ -540,3 +540,38 @@ def test_gradient_of_floats_returns_python_floats_whatever_the_code_makes():
     assert type(only) is float and only == pytest.approx(math.sin(0.5))
     with pytest.raises(adtrans.DifferentiationError, match="gradient needs a scalar result.*'float_vector'"):
         adtrans.gradient(float_vector, 0.5)
+
+
+def scaled_product(a, b, scale=1.0):
+    return scale * a * b
+
+
+ASKED = []
+
+
+@adtrans.derivative(of=scaled_product, wrt=("a", "b"))
+def scaled_product_vjp(a, b, scale=1.0, *, needed=("a", "b")):
+    ASKED.append(needed)
+
+    def pullback(d):
+        return (d * scale * b if "a" in needed else None,
+                d * scale * a if "b" in needed else None)
+    return scaled_product(a, b, scale), pullback
+
+
+def uses_only_a(a, b):
+    return scaled_product(a, np.cos(b) * 0.0 + 2.0, scale=3.0)
+
+
+def test_a_vjp_taking_needed_is_told_which_tangents_are_used():
+    # Like PyTorch's ctx.needs_input_grad: a VJP with a keyword-only `needed` gets the names
+    # of the parameters whose tangents will be used, and may skip the others.
+    ASKED.clear()
+    assert "needed=('a',)" in adtrans.generated_source(uses_only_a, wrt=("a",))
+    assert adtrans.gradient(uses_only_a, 0.5, 0.7, wrt="a") == pytest.approx(6.0)
+    assert ASKED[-1] == ("a",)
+    d_a, d_b = adtrans.gradient(scaled_product, 0.5, 0.7)
+    assert ASKED[-1] == ("a", "b") and d_a == pytest.approx(0.7) and d_b == pytest.approx(0.5)
+    assert adtrans.gradient(scaled_product, 0.5, 0.7, wrt="b") == pytest.approx(0.5)
+    assert ASKED[-1] == ("b",)
+    adtrans.check_gradient(lambda a, b: scaled_product(a, b, 2.0) * a, 0.5, 0.7)

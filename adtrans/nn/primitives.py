@@ -99,7 +99,9 @@ def conv2d(x, filter, strides=(1, 1), padding="valid"):
 
 
 @adtrans.derivative(of=conv2d, wrt=("x", "filter"))
-def _conv2d_vjp(x, filter, strides=(1, 1), padding="valid"):
+def _conv2d_vjp(x, filter, strides=(1, 1), padding="valid", *, needed=("x", "filter")):
+    # `needed`: a network's first layer is never asked for its input's tangent (the images),
+    # which costs as much as the filter's.
     window, strides = filter.shape[:2], _pair(strides)
     padded, offset = _padded(x, window, strides, padding)
     windows = _windows(padded, window, strides)                          # N, oh, ow, C, kh, kw
@@ -107,11 +109,15 @@ def _conv2d_vjp(x, filter, strides=(1, 1), padding="valid"):
     y = y.astype(np.result_type(x, filter), copy=False)
 
     def pullback(d_y):
-        d_filter = np.tensordot(windows, d_y, axes=([0, 1, 2], [0, 1, 2]))   # C, kh, kw, O
-        d_filter = d_filter.transpose(1, 2, 0, 3).astype(filter.dtype, copy=False)
-        d_windows = np.tensordot(d_y, filter, axes=([3], [3]))                # N, oh, ow, kh, kw, C
-        d_padded = _scatter_windows(d_windows, padded.shape, strides, x.dtype)
-        return _cropped(d_padded, x.shape, offset), d_filter
+        d_x = d_filter = None
+        if "filter" in needed:
+            d_filter = np.tensordot(windows, d_y, axes=([0, 1, 2], [0, 1, 2]))   # C, kh, kw, O
+            d_filter = d_filter.transpose(1, 2, 0, 3).astype(filter.dtype, copy=False)
+        if "x" in needed:
+            d_windows = np.tensordot(d_y, filter, axes=([3], [3]))                # N, oh, ow, kh, kw, C
+            d_padded = _scatter_windows(d_windows, padded.shape, strides, x.dtype)
+            d_x = _cropped(d_padded, x.shape, offset)
+        return d_x, d_filter
 
     return y, pullback
 
