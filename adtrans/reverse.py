@@ -29,6 +29,7 @@ from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
 from adtrans.naming import Namer, names_in
 from adtrans.release import release_dead
 from adtrans.resolve import Resolver
+from adtrans.rules import support
 from adtrans.rules.support import matmul_shape, unbroadcast
 from adtrans.trees import clone
 
@@ -144,6 +145,8 @@ class ReverseTransform:
         self.dead = self.dead_copies()
         self.forward_reads = self.forward_read_counts()
         forward = self.forward_block(self.statements[:-1])
+
+        forward.extend(self.shape_stand_ins(pullback, d_result, result))
 
         lines = [f"def {name}({self._parameters()}):"]
         lines.extend(_indent(forward))
@@ -707,6 +710,43 @@ class ReverseTransform:
                     lines.append(self.comment(origin))
                 lines.extend(unparse(s) for s in emitted)
         return lines
+
+    def shape_stand_ins(self, pullback, d_result, result):
+        """``h = shape_only(h)`` for each forward value the pullback reads only for its shape.
+
+        ``np.sum(h)``'s pullback needs h's shape and dtype, not its numbers;
+        a stand-in lets the forward's last activation be freed when it returns.
+        """
+        import ast
+
+        helpers = {}
+        for helper, positions in support.SHAPE_ARGUMENTS.items():
+            cell = self.cell_ids.get(id(getattr(support, helper)))
+            if cell is not None:
+                helpers[cell] = positions
+        if not helpers:
+            return []
+        tree = ast.parse("def pullback({}):\n{}".format(
+            d_result, "\n".join("    " + line for line in pullback)))
+        shaped, other = set(), set()
+        allowed = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in helpers:
+                allowed.update(id(node.args[i]) for i in helpers[node.func.id] if i < len(node.args))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                (shaped if id(node) in allowed and isinstance(node.ctx, ast.Load) else other).add(node.id)
+        params = set(self.body.params)
+        # Only names bound on every path: those the function's top-level statements assign.
+        bound = {t for stmt in self.statements if not isinstance(stmt, (If, Loop))
+                 for t in _targets(stmt)}
+        names = sorted(n for n in shaped - other
+                       if n in bound and n not in params and n != result
+                       and n not in self.known_floats)
+        if not names:
+            return []
+        stand_in = self.helper("shape_only", support.shape_only)
+        return [f"{n} = {stand_in}({n})" for n in names]
 
     def release_candidates(self, d_result, forward_names):
         """(which names ``del`` may release in the pullback, helpers that keep their argument).

@@ -152,3 +152,34 @@ def test_release_keeps_a_value_a_copy_still_reads_and_one_the_next_pass_reads():
 def test_release_leaves_constructs_it_does_not_model_alone():
     lines = ["d_a = d_result * 2", "while d_a > 1:", "    d_b = d_a / 2", "    d_a = d_b", "return d_a"]
     assert release_dead(lines, "d_result", lambda name: True) == lines
+
+
+def doubled_exp_sum(x):
+    y = np.exp(x)
+    return np.sum(y * 2.0)
+
+
+def test_a_value_read_only_for_its_shape_is_kept_as_a_stand_in():
+    source = adtrans.generated_source(doubled_exp_sum)
+    assert "y_times_2_0 = shape_only(y_times_2_0)" in source
+    x = np.linspace(-1.0, 1.0, 1000)
+    from adtrans import api
+
+    adtrans.value_with_pullback(doubled_exp_sum, x)
+    value, pullback = api._plan_for(doubled_exp_sum, (x,), {}, None).derived(x)   # the generated pair
+    held = [c.cell_contents for c in pullback.__closure__ if isinstance(c.cell_contents, np.ndarray)]
+    full = [a for a in held if a.shape == x.shape and a.strides != (0,)]
+    assert len(full) == 1 and np.array_equal(full[0], np.exp(x))     # y, which exp's pullback needs
+    np.testing.assert_allclose(pullback(1.0), 2.0 * np.exp(x))
+    adtrans.check_gradient(doubled_exp_sum, x[:5])
+
+
+def test_shape_only_keeps_shape_and_dtype_and_nothing_else():
+    from adtrans.rules.support import shape_only, sum_cotangent, unbroadcast
+
+    a = np.ones((300, 4), dtype=np.float32)
+    stand_in = shape_only(a)
+    assert stand_in.shape == a.shape and stand_in.dtype == a.dtype and stand_in.strides == (0, 0)
+    assert sum_cotangent(np.float32(2.0), stand_in).dtype == np.float32
+    np.testing.assert_array_equal(unbroadcast(np.ones((300, 4)), stand_in), np.ones((300, 4)))
+    assert shape_only(2.5) == 2.5 and shape_only(np.ones(1)).strides == (8,)

@@ -50,6 +50,22 @@ def matmul_shape(a, b):
     return tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2])) + (a_shape[-2], b_shape[-1])
 
 
+def shape_only(x):
+    """A stand-in for an array a pullback reads only for its shape and dtype.
+
+    One zero broadcast to `x`'s shape (no memory of its own), so the forward
+    can let go of `x`; anything but an array of several elements is kept.
+    """
+    if type(x) is np.ndarray and x.size > 1:
+        return np.broadcast_to(np.zeros((), dtype=x.dtype), x.shape)
+    return x
+
+
+# The helpers that read an argument only for its shape and dtype: positions of those arguments.
+SHAPE_ARGUMENTS = {"unbroadcast": (1,), "sum_cotangent": (1,), "reduced_count": (0,),
+                   "matmul_shape": (0, 1)}
+
+
 def _shape(x):
     """``np.shape(x)``, without its Python-level dispatch for the common case of an array."""
     return x.shape if type(x) is np.ndarray else np.shape(x)
