@@ -170,6 +170,7 @@ class ReverseTransform:
         # Released before copy propagation here (which then leaves the released names alone):
         # the fused function is what runs, and the boundary of its pullback part is known now.
         body = release_dead(pullback, d_result, *release)
+        fused.extend(_indent(self.forward_dropped(forward, body, result_text)))
         fused.extend(_indent(body[:-1]))
         fused.append(f"    return {result_text}, {body[-1][len('return '):]}")
         return Generated(name, text, self.cells, self.freevars, self.source, self.warnings,
@@ -710,6 +711,25 @@ class ReverseTransform:
                     lines.append(self.comment(origin))
                 lines.extend(unparse(s) for s in emitted)
         return lines
+
+    def forward_dropped(self, forward, pullback, result_text):
+        """``a = b = None`` for the forward's values the pullback never reads.
+
+        In the fused gradient function the forward's locals would otherwise
+        live until it returns (in a value-with-pullback function they die when
+        the forward returns): a loop's last value, a temporary of a line.
+        """
+        _, written = _names_used(forward)
+        reads = _loads("\n".join(pullback)) | _loads(result_text)
+        # Not parameters (the caller holds them), floats, or what loop headers bind (indices,
+        # elements of sequences the caller holds).
+        kept = set(self.body.params) | self.known_floats
+        for loop in _loops(self.statements):
+            kept.update(_loop_names(loop))
+        # Copies alias a value another name holds (and copy propagation may remove them).
+        kept.update(s.target for s in self.flat if isinstance(s, Assign) and isinstance(s.value, gast.Name))
+        names = sorted(n for n in written if n not in reads and n not in kept)
+        return [" = ".join(names + ["None"])] if names else []
 
     def shape_stand_ins(self, pullback, d_result, result):
         """``h = shape_only(h)`` for each forward value the pullback reads only for its shape.
