@@ -294,6 +294,7 @@ def test_tanh_cotangent_reuses_its_own_array_and_leaves_its_inputs_alone():
     y = np.tanh(rng.standard_normal((4, 3))).astype(np.float32)
     g = rng.standard_normal((4, 3)).astype(np.float32)
     y_before, g_before = y.copy(), g.copy()
+    also_held = [y]         # someone else holds y: it must be left alone
     got = tanh_cotangent(g, y)
     assert got.dtype == np.float32 and got is not g and got is not y
     np.testing.assert_array_equal(got, g * (1 - y * y))        # the same numbers, bit for bit
@@ -306,3 +307,32 @@ def test_tanh_cotangent_reuses_its_own_array_and_leaves_its_inputs_alone():
     np.testing.assert_array_equal(tanh_cotangent(g, y[0]), g * (1 - y[0] * y[0]))
     assert tanh_cotangent(2.0, 0.5) == 2.0 * (1 - 0.25)
     assert tanh_cotangent(np.float32(2), y).dtype == np.float32
+    assert also_held[0] is y
+
+
+def test_tanh_cotangent_writes_into_y_when_only_its_caller_holds_it():
+    # A pullback run once pops y off its tape; its local is then the only reference, and the
+    # pullback never reads y again: its memory can take the result.
+    from adtrans.rules.support import tanh_cotangent
+    rng = np.random.default_rng(1)
+    g = rng.standard_normal((5, 4)).astype(np.float32)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    expected = g * (1 - np.tanh(x) * np.tanh(x))
+    seen = {}
+
+    def pull_once():
+        y = np.tanh(x)
+        seen["address"] = y.__array_interface__["data"][0]
+        return tanh_cotangent(g, y)
+
+    got = pull_once()
+    assert got.__array_interface__["data"][0] == seen["address"]    # y's own memory
+    np.testing.assert_array_equal(got, expected)                     # the same bits
+    # Not when g shares y's memory, or y is a view (its base may be held elsewhere).
+    def same_buffer():
+        y = np.tanh(x)
+        return tanh_cotangent(y, y)
+    np.testing.assert_array_equal(same_buffer(), np.tanh(x) * (1 - np.tanh(x) * np.tanh(x)))
+    base = np.tanh(x)
+    np.testing.assert_array_equal(tanh_cotangent(g[1:], base[1:]), g[1:] * (1 - base[1:] * base[1:]))
+    np.testing.assert_array_equal(base, np.tanh(x))

@@ -8,6 +8,7 @@ cotangent, a Python float a float, a list of values a list of cotangents.
 """
 
 import math
+import sys
 
 import numpy as np
 
@@ -198,14 +199,24 @@ def reduced_count(a, axis):
 
 
 def tanh_cotangent(g, y):
-    """``g * (1 - y * y)``, the cotangent of `x` in ``y = np.tanh(x)``, in one new array.
+    """``g * (1 - y * y)``, the cotangent of `x` in ``y = np.tanh(x)``, in one array at most.
 
     Written out, the expression makes three arrays of `y`'s size (``y * y``,
-    ``1 - ...``, the product); here the last two reuse the first, which this
-    helper made and nobody else sees, so a deep tanh network's pullback holds
-    one array less at its peak.  The same arithmetic in the same order: the
-    same numbers.
+    ``1 - ...``, the product); here the last two reuse the first.  And when
+    the caller holds `y` in one local and nobody else holds it at all (a
+    pullback run once, whose tape entry for `y` was just popped: the pullback
+    never reads `y` after this rule), the result is written into `y`'s own
+    memory, so a deep tanh network's backward allocates nothing here.  The
+    same arithmetic in the same order either way: the same numbers.
     """
+    if (type(y) is np.ndarray and y.base is None and y.flags.writeable
+            and sys.getrefcount(y) <= _ONE_LOCAL and np.shape(g) in (y.shape, ())
+            and np.result_type(g, y) == y.dtype
+            and not (type(g) is np.ndarray and np.may_share_memory(g, y))):
+        np.multiply(y, y, out=y)
+        np.subtract(1, y, out=y)
+        np.multiply(g, y, out=y)
+        return y
     out = y * y
     if (type(out) is np.ndarray and np.shape(g) in (out.shape, ())
             and np.result_type(g, out) == out.dtype):
@@ -213,6 +224,20 @@ def tanh_cotangent(g, y):
         np.multiply(g, out, out=out)
         return out
     return g * (1 - out)
+
+
+def _refcount(value):
+    return sys.getrefcount(value)
+
+
+def _held_by_one_local():
+    value = np.empty(2)
+    return _refcount(value)
+
+
+# What sys.getrefcount says, in a helper, of an array its caller holds in one local and nobody
+# else holds: measured, because how a call holds its arguments differs between CPython versions.
+_ONE_LOCAL = _held_by_one_local()
 
 
 def sum_cotangent(g, a, axis=None, keepdims=False):
