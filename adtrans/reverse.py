@@ -1016,6 +1016,12 @@ class ReverseTransform:
             total = exprs[0]
             for e in exprs[1:]:
                 total = _add(total, e) if numeric else self.generic_add(total, e)
+            if name in self.defined and numeric and name in self.owned and name not in self.known_floats:
+                # An array this pullback made (a zero before a loop): add into it, no new array
+                # per pass.
+                self.defined.add(name)
+                statements.append(gast.AugAssign(_store(target), gast.Add(), total))
+                continue
             if name in self.defined:
                 total = _add(_name(target), total) if numeric else self.generic_add(_name(target), total)
             self.defined.add(name)

@@ -183,3 +183,27 @@ def test_shape_only_keeps_shape_and_dtype_and_nothing_else():
     assert sum_cotangent(np.float32(2.0), stand_in).dtype == np.float32
     np.testing.assert_array_equal(unbroadcast(np.ones((300, 4)), stand_in), np.ones((300, 4)))
     assert shape_only(2.5) == 2.5 and shape_only(np.ones(1)).strides == (8,)
+
+
+def summed_over(W, xs):
+    s = 0.0
+    for x in xs:
+        s = s + np.sum(np.tanh(W * x))
+    return s
+
+
+def test_loop_accumulation_adds_into_its_own_zeros_and_nothing_else():
+    # d_W starts as zeros made by the pullback, so each pass adds into it ('d_W += ...');
+    # a gradient already handed out is never touched by a second call.
+    assert "d_W += " in adtrans.generated_source(summed_over, wrt=("W",))
+    W, xs = np.linspace(-1.0, 1.0, 6), [0.3, -0.7, 1.1]
+    value, back = adtrans.value_with_pullback(summed_over, W, xs, wrt="W")
+    first = back(1.0)
+    kept = first.copy()
+    second = back(1.0)
+    assert second is not first
+    np.testing.assert_array_equal(first, kept)
+    np.testing.assert_array_equal(second, kept)
+    expected = sum(x * (1 - np.tanh(W * x) ** 2) for x in xs)
+    np.testing.assert_allclose(first, expected, rtol=1e-12)
+    adtrans.check_gradient(summed_over, W, xs, wrt="W")
