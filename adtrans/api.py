@@ -336,6 +336,40 @@ def pullback(f, *args, wrt=None, **kwargs):
 
 def value_with_gradient(f, *args, wrt=None, **kwargs):
     """``(f(*args), gradient)`` for a scalar-valued `f`."""
+    return _value_with_gradient(f, args, kwargs, wrt)
+
+
+def gradient(f, *args, wrt=None, **kwargs):
+    """The gradient of scalar-valued `f` at `args`: one array/float, or a tuple for several `wrt`.
+
+    ::
+
+        adtrans.gradient(lambda x, y: x * y, 2.0, 3.0)   # (3.0, 2.0)
+    """
+    return _value_with_gradient(f, args, kwargs, wrt)[1]
+
+
+def gradient_of(f, wrt=None):
+    """A function of `f`'s arguments that returns `f`'s gradient."""
+
+    @functools.wraps(_python_function(f) or f)
+    def gradient_function(*args, **kwargs):
+        return _value_with_gradient(f, args, kwargs, wrt)[1]
+
+    return gradient_function
+
+
+def value_with_gradient_of(f, wrt=None):
+    """A function of `f`'s arguments that returns ``(value, gradient)``."""
+
+    @functools.wraps(_python_function(f) or f)
+    def value_and_gradient_function(*args, **kwargs):
+        return _value_with_gradient(f, args, kwargs, wrt)
+
+    return value_and_gradient_function
+
+
+def _value_with_gradient(f, args, kwargs, wrt):
     plan = _plan_for(f, args, kwargs, wrt)
     if plan is not None:
         return plan.value_with_gradient(args, kwargs)
@@ -346,53 +380,12 @@ def value_with_gradient(f, *args, wrt=None, **kwargs):
     return value, grads[0] if single else grads
 
 
-def gradient(f, *args, wrt=None, **kwargs):
-    """The gradient of scalar-valued `f` at `args`: one array/float, or a tuple for several `wrt`.
-
-    ::
-
-        adtrans.gradient(lambda x, y: x * y, 2.0, 3.0)   # (3.0, 2.0)
-    """
-    plan = _plan_for(f, args, kwargs, wrt)
-    if plan is not None:
-        return plan.value_with_gradient(args, kwargs)[1]
-    return value_with_gradient(f, *args, wrt=wrt, **kwargs)[1]
-
-
-def gradient_of(f, wrt=None):
-    """A function of `f`'s arguments that returns `f`'s gradient."""
-
-    @functools.wraps(_python_function(f) or f)
-    def gradient_function(*args, **kwargs):
-        plan = _plan_for(f, args, kwargs, wrt)
-        if plan is not None:
-            return plan.value_with_gradient(args, kwargs)[1]
-        return gradient(f, *args, wrt=wrt, **kwargs)
-
-    return gradient_function
-
-
-def value_with_gradient_of(f, wrt=None):
-    """A function of `f`'s arguments that returns ``(value, gradient)``."""
-
-    @functools.wraps(_python_function(f) or f)
-    def value_and_gradient_function(*args, **kwargs):
-        plan = _plan_for(f, args, kwargs, wrt)
-        if plan is not None:
-            return plan.value_with_gradient(args, kwargs)
-        return value_with_gradient(f, *args, wrt=wrt, **kwargs)
-
-    return value_and_gradient_function
-
-
 def _scalar_seed(f, value):
-    if isinstance(value, float):
-        return 1.0
+    try:
+        return tangents.gradient_seed(value)
+    except tangents.NotScalar:
+        pass
     shape = getattr(value, "shape", None)
-    if shape == () and hasattr(value, "dtype"):
-        return value.dtype.type(1) if value.dtype.kind in "fc" else 1.0
-    if isinstance(value, int) and not isinstance(value, bool):
-        return 1.0
     what = f"an array of shape {shape}" if shape is not None else f"a value of type {type(value).__name__}"
     raise DifferentiationError(
         f"gradient needs a scalar result, but '{_qualname(f)}' returned {what}",
@@ -442,7 +435,7 @@ def _plan_for(f, args, kwargs, wrt):
             _plans[key] = plan
     if plan is not None and key is not None and not kwargs:
         arrays = tuple(i for i, a in enumerate(args) if type(a) is np.ndarray)
-        if (all(type(a) in _KIND_OF_TYPE for i, a in enumerate(args) if i not in arrays)
+        if (all(type(a) in _TYPE_DECIDES_KIND for i, a in enumerate(args) if i not in arrays)
                 and all(args[i].dtype.kind in "fc" for i in arrays)):
             try:
                 _plans_by_type[_type_key(f, wrt, args)] = (plan, arrays) if arrays else plan
@@ -463,7 +456,7 @@ def _type_key(f, wrt, args):
 
 # Types whose `_kind` their type alone decides: calls with only these (and float arrays, whose
 # dtypes are checked) find their plan by the arguments' types.
-_KIND_OF_TYPE = {float: 2, int: 0, bool: 0, type(None): 0, str: 0, complex: 0}
+_TYPE_DECIDES_KIND = {float, int, bool, type(None), str, complex}
 _plans_by_type = {}
 
 
@@ -536,11 +529,7 @@ class _Plan:
         """`run`, seeded with 1 and pulled once, without making closures."""
         if self.floats_only and not kwargs:
             # Scalar code: one fused call and a type check; anything unusual takes the long way.
-            try:
-                value, grads = self.fused(*args)
-            except tangents.NotScalar as e:
-                _scalar_seed(self.fn, e.args[0])     # raises the error that names the function
-                raise
+            value, grads = self._fused(self.fused, args, kwargs)
             if type(grads) is float:
                 return value, grads if self.single else (grads,)
             if type(grads) is tuple and len(self.names) > 1:
@@ -559,16 +548,20 @@ class _Plan:
         fused = self.fused
         if fused is None:
             fused = self.fused = _derive_gradient(self.fn, self.names, self.floats)
+        if self.replays:
+            with tangents.single_use():
+                value, grads = self._fused(fused, args, kwargs)
+        else:
+            value, grads = self._fused(fused, args, kwargs)
+        return self._shaped(value, grads, args, kwargs)
+
+    def _fused(self, fused, args, kwargs):
+        """``fused(*args, **kwargs)``; a result that is not a scalar is an error naming `fn`."""
         try:
-            if self.replays:
-                with tangents.single_use():
-                    value, grads = fused(*args, **kwargs)
-            else:
-                value, grads = fused(*args, **kwargs) if kwargs else fused(*args)
+            return fused(*args, **kwargs) if kwargs else fused(*args)
         except tangents.NotScalar as e:
             _scalar_seed(self.fn, e.args[0])     # raises the error that names the function
             raise
-        return self._shaped(value, grads, args, kwargs)
 
     def _shaped(self, value, grads, args, kwargs):
         """The fused function's result, tangents given their arguments' types, in the caller's order."""

@@ -272,7 +272,7 @@ class NotScalar(Exception):
 
 def gradient_seed(value):
     """The cotangent 1 of a scalar result, in its type (a float32 result gets float32 1)."""
-    if type(value) is float:
+    if isinstance(value, float):
         return 1.0
     if getattr(value, "shape", None) == () and hasattr(value, "dtype"):
         return value.dtype.type(1) if value.dtype.kind in "fc" else 1.0
