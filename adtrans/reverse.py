@@ -428,11 +428,8 @@ class ReverseTransform:
     def forward_read_counts(self):
         """How often the forward reads each name (the pullback's reads count as many)."""
         counts = collections.Counter()
-        nodes = [_statement_value(s) for s in self.flat]
-        nodes += [n for s in _structures(self.statements) for n in _structure_nodes(s)]
-        nodes.append(_statement_value(self.statements[-1]))
-        for node in nodes:
-            counts.update(n.id for n in gast.walk(node) if isinstance(n, gast.Name)
+        for _, root in _expression_roots(self.statements):
+            counts.update(n.id for n in gast.walk(root) if isinstance(n, gast.Name)
                           and isinstance(n.ctx, gast.Load))
         for name in self.pullback_loads:
             counts[name] += 2
