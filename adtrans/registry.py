@@ -270,9 +270,8 @@ def register_vjp(of, vjp, wrt=None):
     # The VJP takes the same parameters as `of`: its own signature stands in
     # for a C function's, which Python cannot see.
     own = concrete_signature(vjp)
-    selective = own is not None and (
-        own.parameters.get("needed") is not None
-        and own.parameters["needed"].kind is inspect.Parameter.KEYWORD_ONLY)
+    needed = own.parameters.get("needed") if own is not None else None
+    selective = needed is not None and needed.kind is inspect.Parameter.KEYWORD_ONLY
     if selective:
         own = own.replace(parameters=[p for p in own.parameters.values() if p.name != "needed"])
     signature = concrete_signature(of) or own
