@@ -19,7 +19,12 @@ _FACTORY = "__adtrans_factory__"
 
 def unparse(node):
     """Source text of a gast node, on one line where Python allows it."""
-    tree = ast.fix_missing_locations(gast.gast_to_ast(node))
+    return unparse_ast(gast.gast_to_ast(node))
+
+
+def unparse_ast(node):
+    """Source text of an `ast` node, on one line where Python allows it."""
+    tree = ast.fix_missing_locations(node)
     if hasattr(ast, "unparse"):
         return ast.unparse(tree)
     import io
@@ -154,13 +159,13 @@ class Placeholder(ast.AST):
         self.node = node
 
 
-def compile_generated(generated, filename, gradient=False):
+def compile_generated(generated, filename, name=None):
     """The code object of the function `generated` (a `reverse.Generated`) describes.
 
-    With `gradient`, of its fused value-and-gradient function instead.
+    With `name`, of one of its fused gradient functions instead (see `Generated.fused_text`).
     """
-    name, source = ((generated.gradient_name, generated.gradient_text) if gradient
-                    else (generated.name, generated.text))
+    source = generated.text if name is None else generated.fused_text(name)
+    name = name or generated.name
     parameters = list(generated.cells) + [v for v in generated.user_freevars if v not in generated.cells]
     body = "".join("    " + line + "\n" if line else "\n" for line in source.splitlines())
     text = f"def {_FACTORY}({', '.join(parameters)}):\n{body}    return {name}\n"

@@ -50,7 +50,7 @@ import ast
 import re
 from typing import NamedTuple, Optional
 
-__all__ = ["propagate_copies"]
+__all__ = ["comments_still_used", "propagate_copies"]
 
 _UNBOUND = "<unbound>"     # a "binding" at function entry: the local has no value yet
 _PARAM = "<parameter>"
@@ -622,7 +622,7 @@ class _Edits:
             line = lines[index]
             lines[index] = line[:len(line) - len(line.lstrip())] + "pass"
         gone = self.deleted | self.passes
-        keep_comment = _comments_still_used(lines, gone)
+        keep_comment = comments_still_used(lines, gone)
         out = []
         for i, line in enumerate(lines):
             if i in self.deleted or (_is_comment(line) and not keep_comment.get(i, True)):
@@ -639,7 +639,7 @@ def _indentation(line):
     return len(line) - len(line.lstrip())
 
 
-def _comments_still_used(lines, gone):
+def comments_still_used(lines, gone):
     """For each comment line: is any statement it heads still there?
 
     A comment heads the lines after it, up to the next comment at its

@@ -14,6 +14,7 @@ statements read.  Built-in rules are inlined from their templates; user
 derivatives, transformed callees and run-time dispatch are called.
 """
 
+import builtins
 import collections
 import inspect
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from adtrans.copyprop import propagate_copies
 from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
 from adtrans.naming import Namer, names_in
 from adtrans.release import release_dead
+from adtrans.simplify import Scalar, simplify_scalar
 from adtrans.resolve import Resolver
 from adtrans.rules import support
 from adtrans.rules.support import matmul_shape, unbroadcast
@@ -52,15 +54,61 @@ class Generated:
     gradient_name: str = ""
     gradient_lines: list = field(default_factory=list, repr=False)
     keep: tuple = ()                 # names copy propagation keeps (the returned gradients)
-    _gradient_text: str = field(default="", repr=False)
+    # For a float result (a constant seed): the fused function without the value, which is
+    # what `gradient` runs; "" when there is none.
+    gradient_only_name: str = ""
+    float_names: frozenset = frozenset()     # parameters and forward locals known to be floats
+    _optimised: dict = field(default_factory=dict, repr=False)
 
     @property
     def gradient_text(self):
-        """The fused function's source, optimised the first time it is needed."""
-        if not self._gradient_text:
-            text = propagate_copies("\n".join(self.gradient_lines), keep=self.keep, generated=())
-            self._gradient_text = "\n".join(_without_repeated_comments(text.split("\n"))) + "\n"
-        return self._gradient_text
+        """The fused value-and-gradient function's source, optimised the first time it is needed."""
+        return self.fused_text(self.gradient_name)
+
+    def fused_text(self, name):
+        """The source of fused function `name`: `gradient_name` or `gradient_only_name`."""
+        return self._optimised_text(name).text
+
+    def returns_floats(self, name):
+        """Does fused function `name` return only Python floats (value and gradients)?"""
+        return self._optimised_text(name).returns_floats
+
+    def _optimised_text(self, name):
+        found = self._optimised.get(name)
+        if found is None:
+            lines = list(self.gradient_lines)
+            if name != self.gradient_name:
+                # The gradient alone: the value is not returned, so what only it needs goes.
+                head, _, grads = lines[-1].partition(", ")
+                lines[0] = lines[0].replace(self.gradient_name, name, 1)
+                lines[-1] = f"    return {grads}"
+            text = propagate_copies("\n".join(lines), keep=self.keep, generated=())
+            if self.gradient_only_name:
+                found = simplify_scalar(text, self.float_names, self.resolve)
+                # Folding ``1.0 * x`` leaves copies.
+                found.text = propagate_copies(found.text, keep=self.keep, generated=())
+            else:
+                found = Scalar(text, False)
+            found.text = "\n".join(_without_repeated_comments(found.text.split("\n"))) + "\n"
+            self._optimised[name] = found
+        return found
+
+    def resolve(self, name):
+        """The object free name `name` of the generated code stands for, or None."""
+        if name in self.cells:
+            return self.cells[name]
+        fn = self.source.fn if self.source is not None else None
+        if fn is None:
+            return None
+        if name in fn.__code__.co_freevars:
+            cell = fn.__closure__[fn.__code__.co_freevars.index(name)]
+            try:
+                return cell.cell_contents
+            except ValueError:
+                return None
+        if name in fn.__globals__:
+            return fn.__globals__[name]
+        return getattr(builtins, name, None)
 
 
 def _name(id_):
@@ -173,8 +221,12 @@ class ReverseTransform:
         fused.extend(_indent(self.forward_dropped(forward, body, result_text)))
         fused.extend(_indent(body[:-1]))
         fused.append(f"    return {result_text}, {body[-1][len('return '):]}")
+        gradient_only = ""
+        if result is not None and result in self.known_floats:
+            gradient_only = self.namer.fresh(f"{self._base_name()}_gradient")
         return Generated(name, text, self.cells, self.freevars, self.source, self.warnings,
-                         self.replays, gradient_name, fused, self.gradient_names())
+                         self.replays, gradient_name, fused, self.gradient_names(),
+                         gradient_only, frozenset(self.known_floats))
 
     def _base_name(self):
         return "lambda" if self.source.is_lambda else self.source.node.name.strip("_") or "function"
@@ -675,8 +727,7 @@ class ReverseTransform:
             if param in self.defined:
                 returns.append(_name(self.adjoint(param)))
             else:
-                zeros = self.helper("zeros_like", tangents.zeros_like)
-                returns.append(_call(_name(zeros), _name(param)))
+                returns.append(gast.parse(self.zero_text(param)).body[0].value)
         value = returns[0] if len(returns) == 1 else gast.Tuple(returns, gast.Load())
         return unparse(gast.Return(value=value))
 
@@ -788,8 +839,13 @@ class ReverseTransform:
         return worth_releasing, keeps
 
     def zero(self, name, like=None):
-        zeros = self.helper("zeros_like", tangents.zeros_like)
-        return f"{self.adjoint(name)} = {zeros}({like or name})"
+        return f"{self.adjoint(name)} = {self.zero_text(like or name)}"
+
+    def zero_text(self, name):
+        """A zero cotangent for local `name`: ``0.0`` for a float, else ``zeros_like(name)``."""
+        if name in self.known_floats:
+            return "0.0"
+        return f"{self.helper('zeros_like', tangents.zeros_like)}({name})"
 
     def reverse_if(self, stmt, loop):
         before = set(self.defined)
