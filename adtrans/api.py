@@ -232,19 +232,28 @@ def _derive(fn, wrt, mode="reverse", strict=True, floats=frozenset()):
     return function
 
 
-def _derive_gradient(fn, wrt, floats):
-    """`_derive`'s fused value-and-gradient function (compiled the first time `gradient` needs it)."""
+def _derive_gradient(fn, wrt, floats, only=False):
+    """`_derive`'s fused value-and-gradient function (compiled the first time `gradient` needs it).
+
+    With `only`, the function returning the gradient alone, or None when there is none (the
+    result is not known to be a float); either way, whether it returns only floats.
+    """
     per_function = _instances.setdefault(fn, {})
-    key = (wrt, "gradient", floats)
-    function = per_function.get(key)
-    if function is None:
+    key = (wrt, "gradient only" if only else "gradient", floats)
+    found = per_function.get(key)
+    if found is None:
         from adtrans.codegen import compile_generated, instantiate
 
         generated, code = _generated(fn, wrt, "reverse", True, floats)
-        filename = code.co_filename.replace(f" {generated.name} ", f" {generated.gradient_name} ")
-        gradient_code = compile_generated(generated, filename, gradient=True)
-        function = per_function[key] = instantiate(gradient_code, generated, fn)
-    return function
+        name = generated.gradient_only_name if only else generated.gradient_name
+        if not name:
+            found = (None, False)
+        else:
+            filename = code.co_filename.replace(f" {generated.name} ", f" {name} ")
+            function = instantiate(compile_generated(generated, filename, name), generated, fn)
+            found = (function, generated.returns_floats(name))
+        per_function[key] = found
+    return found
 
 
 def _generated(fn, wrt, mode="reverse", strict=True, floats=frozenset()):
@@ -336,6 +345,16 @@ def pullback(f, *args, wrt=None, **kwargs):
 
 def value_with_gradient(f, *args, wrt=None, **kwargs):
     """``(f(*args), gradient)`` for a scalar-valued `f`."""
+    if not kwargs:
+        try:
+            typed = _by_type.get(_type_key(f, wrt, args))
+        except TypeError:   # unhashable: a list wrt, a callable object
+            typed = None
+        if typed is not None:
+            if typed.value_with_gradient is not None:
+                return typed.value_with_gradient(*args)
+            if typed.accepts(args):
+                return typed.plan.value_with_gradient(args, kwargs)
     return _value_with_gradient(f, args, kwargs, wrt)
 
 
@@ -346,27 +365,92 @@ def gradient(f, *args, wrt=None, **kwargs):
 
         adtrans.gradient(lambda x, y: x * y, 2.0, 3.0)   # (3.0, 2.0)
     """
-    return _value_with_gradient(f, args, kwargs, wrt)[1]
+    if not kwargs:
+        try:
+            typed = _by_type.get(_type_key(f, wrt, args))
+        except TypeError:
+            typed = None
+        if typed is not None:
+            if typed.gradient is not None:
+                return typed.gradient(*args)
+            if typed.accepts(args):
+                return typed.plan.gradient(args, kwargs)
+    return _gradient(f, args, kwargs, wrt)
 
 
 def gradient_of(f, wrt=None):
     """A function of `f`'s arguments that returns `f`'s gradient."""
-
-    @functools.wraps(_python_function(f) or f)
-    def gradient_function(*args, **kwargs):
-        return _value_with_gradient(f, args, kwargs, wrt)[1]
-
-    return gradient_function
+    return _entry_point(f, wrt, "gradient")
 
 
 def value_with_gradient_of(f, wrt=None):
     """A function of `f`'s arguments that returns ``(value, gradient)``."""
+    return _entry_point(f, wrt, "value")
 
-    @functools.wraps(_python_function(f) or f)
-    def value_and_gradient_function(*args, **kwargs):
-        return _value_with_gradient(f, args, kwargs, wrt)
 
-    return value_and_gradient_function
+_ENTRY_POINT = """\
+def {name}({parameters}):
+    fast = by_types.get(({types}))
+    if fast is not None:
+        return fast({parameters})
+    return general({parameters})
+"""
+
+
+def _entry_point(f, wrt, kind):
+    """`gradient_of(f)` (`kind` "gradient") or `value_with_gradient_of(f)` ("value").
+
+    For a Python function of positional parameters without defaults, a
+    function with `f`'s parameters, written for it, that finds the generated
+    function for its arguments' types in a dictionary of its own and calls it
+    (about 0.2 us); any other call goes the general way, which fills the
+    dictionary when the generated function can be returned from as it is.
+    """
+    body = _value_with_gradient if kind == "value" else _gradient
+    fn = _python_function(f)
+    by_types = {}
+
+    def general(*args, **kwargs):
+        result = body(f, args, kwargs, wrt)
+        if not kwargs:
+            try:
+                typed = _by_type.get(_type_key(f, wrt, args))
+            except TypeError:
+                typed = None
+            fast = None if typed is None else getattr(typed, "value_with_gradient" if kind == "value" else "gradient")
+            if fast is not None:
+                by_types[tuple(map(type, args))] = fast
+        return result
+
+    entry = general
+    parameters = _simple_parameters(fn) if fn is not None else None
+    if parameters:
+        name = f"{kind}_of_{fn.__name__}" if fn.__name__.isidentifier() else f"{kind}_of_function"
+        text = _ENTRY_POINT.format(name=name, parameters=", ".join(parameters),
+                                   types="".join(f"type({p}), " for p in parameters))
+        namespace = {"by_types": by_types, "general": general, "type": type}
+        exec(compile(text, f"<adtrans {kind}_of {_qualname(f)}>", "exec"), namespace)
+        entry = namespace[name]
+    return functools.wraps(fn or f)(entry)
+
+
+def _simple_parameters(fn):
+    """`fn`'s parameter names if all are positional-or-keyword without defaults, else None."""
+    code = fn.__code__
+    if (code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) or code.co_kwonlyargcount
+            or code.co_posonlyargcount or fn.__defaults__ or not code.co_argcount):
+        return None
+    names = code.co_varnames[:code.co_argcount]
+    if {"by_types", "general", "type", "fast"} & set(names):
+        return None
+    return names
+
+
+def _gradient(f, args, kwargs, wrt):
+    plan = _plan_for(f, args, kwargs, wrt)
+    if plan is not None:
+        return plan.gradient(args, kwargs)
+    return _value_with_gradient(f, args, kwargs, wrt)[1]
 
 
 def _value_with_gradient(f, args, kwargs, wrt):
@@ -407,18 +491,11 @@ def _plan_for(f, args, kwargs, wrt):
     when `f` is not differentiated from source (a method, a registered VJP, a rule)."""
     if not kwargs:
         try:
-            entry = _plans_by_type.get(_type_key(f, wrt, args))
+            typed = _by_type.get(_type_key(f, wrt, args))
         except TypeError:       # unhashable: a list wrt, a callable object
-            entry = None
-        if entry is not None:
-            if type(entry) is _Plan:
-                return entry
-            plan, arrays = entry
-            for i in arrays:    # an array's kind is its dtype's, not its type's
-                if args[i].dtype.kind not in "fc":
-                    break
-            else:
-                return plan
+            typed = None
+        if typed is not None and typed.accepts(args):
+            return typed.plan
     if wrt is None:
         key = (f, None, tuple(map(_kind, args)),
                tuple((k, _kind(v)) for k, v in kwargs.items()) if kwargs else ())
@@ -438,7 +515,7 @@ def _plan_for(f, args, kwargs, wrt):
         if (all(type(a) in _TYPE_DECIDES_KIND for i, a in enumerate(args) if i not in arrays)
                 and all(args[i].dtype.kind in "fc" for i in arrays)):
             try:
-                _plans_by_type[_type_key(f, wrt, args)] = (plan, arrays) if arrays else plan
+                _by_type[_type_key(f, wrt, args)] = _Typed(plan, args, arrays)
             except TypeError:   # wrt given as a list
                 pass
     return plan
@@ -457,7 +534,30 @@ def _type_key(f, wrt, args):
 # Types whose `_kind` their type alone decides: calls with only these (and float arrays, whose
 # dtypes are checked) find their plan by the arguments' types.
 _TYPE_DECIDES_KIND = {float, int, bool, type(None), str, complex}
-_plans_by_type = {}
+
+
+class _Typed:
+    """What a call finds by (`f`, `wrt`, its arguments' types): the plan, and for scalar code the
+    generated functions it can return from as they are (see `_Plan.fast`)."""
+
+    __slots__ = ("plan", "arrays", "dtypes", "gradient", "value_with_gradient")
+
+    def __init__(self, plan, args, arrays):
+        self.plan = plan
+        self.arrays = arrays                            # positions of the arrays among the arguments
+        self.dtypes = tuple(args[i].dtype for i in arrays)
+        self.gradient, self.value_with_gradient = plan.fast() if not arrays else (None, None)
+
+    def accepts(self, args):
+        """Is the plan right for `args`? An array's kind is its dtype's, not its type's."""
+        for i, dtype in zip(self.arrays, self.dtypes):
+            found = args[i].dtype
+            if found is not dtype and found.kind not in "fc":
+                return False
+        return True
+
+
+_by_type = {}       # (f, wrt, *argument types) -> _Typed
 
 
 def _kind(value):
@@ -473,7 +573,8 @@ class _Plan:
     """How to differentiate one Python function for one layout of arguments: decided once."""
 
     __slots__ = ("fn", "derived", "names", "order", "single", "positions", "wrt", "checkpoint",
-                 "promotes", "replays", "floats", "fused", "floats_only")
+                 "promotes", "replays", "floats", "fused", "floats_only", "gradient_only",
+                 "gradient_floats", "value_floats")
 
     def __init__(self, fn, derived, names, order, single, positions, wrt, checkpoint=False,
                  promotes=False, replays=True, floats=frozenset()):
@@ -483,8 +584,11 @@ class _Plan:
         # `value_with_gradient` calls the fused function at once (made here, not on first use).
         self.floats_only = (set(names) <= floats and positions is not None and order is None
                             and not promotes and not checkpoint and not replays)
+        self.gradient_only = None   # the function returning the gradient alone, if any
+        self.gradient_floats = self.value_floats = False    # do they return only floats?
         if self.floats_only:
-            self.fused = _derive_gradient(fn, names, floats)
+            self.fused, self.value_floats = _derive_gradient(fn, names, floats)
+            self.gradient_only, self.gradient_floats = _derive_gradient(fn, names, floats, only=True)
         self.replays = replays      # the pullback replays tapes (see reverse.Generated.replays)
         self.checkpoint = checkpoint
         self.promotes = promotes      # the plan's key says which arguments are floats or arrays
@@ -525,6 +629,28 @@ class _Plan:
 
         return value, pull, self.single
 
+    def fast(self):
+        """(gradient, value-with-gradient) functions a call can return from as they are, or None.
+
+        Scalar code whose generated functions return only floats, with the
+        gradients in the caller's layout (one, or a tuple in the function's
+        parameter order): `gradient` and the entry points of `gradient_of`
+        call them directly.
+        """
+        if not self.floats_only or self.order is not None or self.single != (len(self.names) == 1):
+            return None, None
+        return (self.gradient_only if self.gradient_floats else None,
+                self.fused if self.value_floats else None)
+
+    def gradient(self, args, kwargs):
+        """`value_with_gradient`'s gradient, without computing what only the value needs."""
+        if self.gradient_only is None or kwargs:
+            return self.value_with_gradient(args, kwargs)[1]
+        grads = self.gradient_only(*args)
+        if self.gradient_floats and self.single == (len(self.names) == 1) and self.order is None:
+            return grads
+        return self._shaped(None, grads, args, kwargs)[1]
+
     def value_with_gradient(self, args, kwargs):
         """`run`, seeded with 1 and pulled once, without making closures."""
         if self.floats_only and not kwargs:
@@ -547,12 +673,22 @@ class _Plan:
             return value, grads[0] if single else grads
         fused = self.fused
         if fused is None:
-            fused = self.fused = _derive_gradient(self.fn, self.names, self.floats)
+            fused = self.fused = _derive_gradient(self.fn, self.names, self.floats)[0]
         if self.replays:
             with tangents.single_use():
                 value, grads = self._fused(fused, args, kwargs)
         else:
             value, grads = self._fused(fused, args, kwargs)
+        positions = self.positions
+        if positions is not None and self.order is None and len(positions) > 1:
+            # Arrays in, arrays of their shapes and dtypes out (the usual case): as they are.
+            for tangent, i in zip(grads, positions):
+                argument = args[i]
+                if (type(tangent) is not np.ndarray or type(argument) is not np.ndarray
+                        or tangent.dtype is not argument.dtype or tangent.shape != argument.shape):
+                    break
+            else:
+                return value, grads
         return self._shaped(value, grads, args, kwargs)
 
     def _fused(self, fused, args, kwargs):

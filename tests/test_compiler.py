@@ -50,12 +50,20 @@ def foo_value_with_gradient(x):
     x_plus_x = x + x
     x_plus_x_1 = x + x
     result = x_plus_x * x_plus_x_1
-    d_result = 1.0
-    d_x_plus_x = d_result * x_plus_x_1
-    d_x_plus_x_1 = d_result * x_plus_x
-    d_x = d_x_plus_x_1 + d_x_plus_x_1
-    d_x = d_x + (d_x_plus_x + d_x_plus_x)
+    d_x = x_plus_x + x_plus_x
+    d_x = d_x + (x_plus_x_1 + x_plus_x_1)
     return result, d_x
+'''
+
+# What gradient() runs: the seed 1.0 folded in (no `1.0 * x_plus_x_1`), the result not computed.
+FOO_GRADIENT_ONLY = '''\
+def foo_gradient(x):
+    # tests/test_compiler.py:19: return (x + x) * (x + x)
+    x_plus_x = x + x
+    x_plus_x_1 = x + x
+    d_x = x_plus_x + x_plus_x
+    d_x = d_x + (x_plus_x_1 + x_plus_x_1)
+    return d_x
 '''
 
 
@@ -68,10 +76,12 @@ def test_gradient_runs_one_fused_function(monkeypatch):
     api._cache.clear()
     api._instances.clear()
     api._plans.clear()
-    api._plans_by_type.clear()
+    api._by_type.clear()
     assert adtrans.gradient(foo, 3.0) == 24.0
-    fused = api._plan_for(foo, (3.0,), {}, None).fused
-    assert textwrap.dedent(inspect.getsource(fused)) == FOO_GRADIENT
+    plan = api._plan_for(foo, (3.0,), {}, None)
+    assert textwrap.dedent(inspect.getsource(plan.fused)) == FOO_GRADIENT
+    assert textwrap.dedent(inspect.getsource(plan.gradient_only)) == FOO_GRADIENT_ONLY
+    assert adtrans.value_with_gradient(foo, 3.0) == (36.0, 24.0)
     assert adtrans.gradient(foo, np.float32(3.0)) == np.float32(24.0)
     assert type(adtrans.gradient(foo, np.float32(3.0))) is np.float32
     with pytest.raises(adtrans.DifferentiationError, match="gradient needs a scalar result.*'foo'"):
