@@ -301,12 +301,19 @@ def _derive_callee(callee, wrt):
     return _derive(fn, wrt)
 
 
-def generated_source(f, wrt=None, mode="reverse"):
+def generated_source(f, wrt=None, mode="reverse", *, gradient=False, floats=()):
     """The code adtrans generates for `f`, as a string.
+
+    With `gradient`, the functions `gradient` and `value_with_gradient` run
+    instead of the value-with-pullback function: ``f_value_with_gradient``,
+    and ``f_gradient`` when the result is known to be a float; `floats`
+    names the parameters to take as Python floats (the code for a call with
+    float arguments).
 
     ::
 
         print(adtrans.generated_source(f, wrt=("x",)))
+        print(adtrans.generated_source(f, gradient=True, floats=("x", "y")))
     """
     fn = _python_function(f)
     if fn is None:
@@ -318,8 +325,12 @@ def generated_source(f, wrt=None, mode="reverse"):
     if wrt is None and isinstance(f, DifferentiableFunction) and f.wrt is not None:
         wrt = f.wrt
     names = _default_wrt_names(fn) if wrt is None else _wrt_names(fn, wrt)
-    generated, _ = _generated(fn, names, mode)
-    return generated.text
+    floats = frozenset(_wrt_names(fn, floats)) if floats else frozenset()
+    generated, _ = _generated(fn, names, mode, floats=floats)
+    if not gradient:
+        return generated.text
+    fused = [generated.gradient_name] + ([generated.gradient_only_name] if generated.gradient_only_name else [])
+    return "\n".join(generated.fused_text(name) for name in fused)
 
 
 # -- differentiation

@@ -1,6 +1,6 @@
 """The ``adtrans`` command: print generated code, or check a file for differentiation errors.
 
-    adtrans dump FILE.py:FUNC [--wrt x,y] [--mode reverse|forward]
+    adtrans dump FILE.py:FUNC [--wrt x,y] [--mode reverse|forward] [--gradient] [--floats x,y]
     adtrans check FILE.py [FUNC ...]
 
 The file is imported as a module (its ``if __name__ == "__main__":`` block
@@ -71,6 +71,18 @@ def _parser():
         help="parameters (names or positions) to differentiate with respect to; default: all",
     )
     dump.add_argument("--mode", choices=("reverse", "forward"), default="reverse")
+    dump.add_argument(
+        "--gradient",
+        action="store_true",
+        help="print the fused functions gradient() and value_with_gradient() run instead",
+    )
+    dump.add_argument(
+        "--floats",
+        type=_parse_wrt,
+        default=(),
+        metavar="x,y",
+        help="parameters to take as Python floats (the code run for float arguments)",
+    )
     dump.set_defaults(run=_dump)
 
     check = commands.add_parser(
@@ -111,7 +123,8 @@ def _dump(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            source = adtrans.generated_source(fn, wrt=args.wrt, mode=args.mode)
+            source = adtrans.generated_source(fn, wrt=args.wrt, mode=args.mode, gradient=args.gradient,
+                                              floats=args.floats)
         except adtrans.DifferentiationError as err:
             print(err, file=sys.stderr)
             return EXIT_ERRORS

@@ -84,6 +84,19 @@ def test_dump_with_wrt(model, capsys):
     assert "def " in capsys.readouterr().out
 
 
+def test_dump_gradient_prints_the_fused_functions(model, capsys):
+    assert main(["dump", f"{model}:scaled_sine", "--gradient", "--floats", "x,y"]) == 0
+    out = capsys.readouterr().out
+    compile(out, "<dump>", "exec")
+    assert "def scaled_sine_value_with_gradient(x, y):" in out
+    assert "def scaled_sine_gradient(x, y):" in out     # a float result: the gradient alone too
+    assert "unbroadcast" not in out                     # float arguments need none
+    assert main(["dump", f"{model}:scaled_sine", "--gradient"]) == 0
+    assert "unbroadcast" in capsys.readouterr().out
+    assert main(["dump", f"{model}:scaled_sine", "--floats", "z"]) == 1
+    assert "'z' is not a parameter" in capsys.readouterr().err
+
+
 def test_dump_dotted_name(model, capsys):
     assert main(["dump", f"{model}:Ops.double"]) == 0
     assert "def " in capsys.readouterr().out
