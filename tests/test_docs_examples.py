@@ -56,3 +56,18 @@ def test_generated_code_in_the_docs_is_current(doc, tmp_path, monkeypatch):
         assert adtrans.generated_source(getattr(example, name)) == shown(doc, name)
     finally:
         sys.modules.pop("example", None)
+
+
+def test_the_dump_gradient_example_in_cli_md_is_current(tmp_path, monkeypatch, capsys):
+    from adtrans.cli import main
+
+    text = (DOCS / "cli.md").read_text()
+    command = "$ adtrans dump model.py:scaled_sine --gradient --floats x,y\n"
+    start = text.index(command) + len(command)
+    (tmp_path / "model.py").write_text("import math\n\n\ndef scaled_sine(x, y):\n    return math.sin(x) * y\n")
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert main(["dump", "model.py:scaled_sine", "--gradient", "--floats", "x,y"]) == 0
+    finally:
+        sys.modules.pop("model", None)
+    assert capsys.readouterr().out == text[start:text.index("```", start)]
