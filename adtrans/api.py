@@ -261,7 +261,7 @@ def _generated(fn, wrt, mode="reverse", strict=True, floats=frozenset()):
         raise DifferentiationError(f"mode {mode!r} is not supported yet (only 'reverse')",
                                    function_location(fn),
                                    ["forward mode is planned; use mode='reverse'"])
-    key = (fn.__code__, wrt, mode, floats)
+    key = (_code_key(fn), wrt, mode, floats)
     cached = _cache.get(key)
     if cached is not None:
         return cached
@@ -270,9 +270,9 @@ def _generated(fn, wrt, mode="reverse", strict=True, floats=frozenset()):
     from adtrans.resolve import Unresolved
     from adtrans.reverse import ReverseTransform
 
-    source = _sources.get(fn.__code__)
+    source = _sources.get(_code_key(fn))
     if source is None:
-        source = _sources[fn.__code__] = parse_function(fn)
+        source = _sources[_code_key(fn)] = parse_function(fn)
     _in_progress.add(key)
     try:
         generated = ReverseTransform(source, wrt, _derive_callee, strict=strict, floats=floats).run()
@@ -293,10 +293,16 @@ def _generated(fn, wrt, mode="reverse", strict=True, floats=frozenset()):
     return generated, code
 
 
+def _code_key(fn):
+    """What the caches know a function by: its code, and its file (code objects compare equal
+    across files when their text and line numbers are, but their names may mean other things)."""
+    return fn.__code__, fn.__code__.co_filename
+
+
 def _derive_callee(callee, wrt):
     """A transformed callee for generated code; recursion goes through a late-bound call."""
     fn = getattr(callee, "function", callee)
-    if (fn.__code__, wrt, "reverse", frozenset()) in _in_progress:
+    if (_code_key(fn), wrt, "reverse", frozenset()) in _in_progress:
         return lambda *args, **kwargs: _derive(fn, wrt)(*args, **kwargs)
     return _derive(fn, wrt)
 
@@ -728,6 +734,9 @@ class _Plan:
 def _make_plan(f, args, kwargs, wrt):
     if isinstance(f, types.MethodType):
         return None
+    fn = _python_function(f)
+    if fn is not None and fn.__code__.co_flags & inspect.CO_VARARGS:
+        return None     # see `_with_varargs`
     if isinstance(f, DifferentiableFunction) and f.vjp is not None:
         return None
     if registry.lookup_user_vjp(f) is not None:
@@ -752,7 +761,7 @@ def _make_plan(f, args, kwargs, wrt):
     promotes = wrt is not None and (
         any(a is not b for a, b in zip(args, new_args))
         or any(kwargs[k] is not new_kwargs[k] for k in kwargs))
-    generated, _ = _cache[(fn.__code__, names, "reverse", floats)]
+    generated, _ = _cache[(_code_key(fn), names, "reverse", floats)]
     return _Plan(fn, derived, names, order, single, positions, wrt, checkpoint, promotes,
                  generated.replays, floats)
 
@@ -776,9 +785,113 @@ def _value_with_pullback_slow(f, args, kwargs, wrt):
     rule = registry.lookup_rule(f)
     if rule is not None:
         return _from_rule(rule, args, kwargs, wrt)
+    fn = _python_function(f)
+    if fn is not None and fn.__code__.co_flags & inspect.CO_VARARGS:
+        return _with_varargs(fn, args, kwargs, wrt)
     raise DifferentiationError(
         f"cannot differentiate {f!r}: it is not a Python function and has no registered derivative",
         None, ["register one with @adtrans.derivative(of=...)"])
+
+
+def _with_varargs(fn, args, kwargs, wrt):
+    """`_value_with_pullback` of a function with a ``*args`` parameter.
+
+    Each argument the ``*args`` tuple collects is an argument of its own, as
+    in JAX's ``argnums``: ``gradient(f, x, a, b)`` of ``def f(x, *layers)``
+    is ``(d_x, d_a, d_b)``, and positions in `wrt` count them; the name of
+    the ``*args`` parameter itself stands for the whole tuple (one tangent,
+    a tuple). The generated code differentiates with respect to the tuple.
+    """
+    code = fn.__code__
+    if code.co_flags & inspect.CO_VARKEYWORDS:
+        _resolve_wrt(fn, args, kwargs, wrt)     # raises: '**kwargs' is not supported
+    star = code.co_varnames[code.co_argcount + code.co_kwonlyargcount]
+    names = _parameter_names(fn)
+    slots, single, args, kwargs, values = _argument_slots(
+        fn, names, star, code.co_argcount, args, kwargs, wrt, _bound_values_all)
+    generated = tuple(n for n in names if n in slots or (n == star and any(isinstance(s_, int) for s_ in slots)))
+    value, back = _derive(fn, generated)(*args, **kwargs)
+
+    def pull(d):
+        out = back(d)
+        return _slot_tangents(slots, dict(zip(generated, (out,) if len(generated) == 1 else out)),
+                              values, star)
+
+    return value, pull, single
+
+
+def _argument_slots(fn, names, star, named, args, kwargs, wrt, bind):
+    """What `wrt` asks for of a function with a ``*args`` parameter `star` after `named` positional ones.
+
+    Returns (slots, single, args, kwargs, values): a slot is a parameter
+    name or, for an argument ``*args`` collects, its index in the tuple
+    (ints named in `wrt` promoted to floats in args/kwargs; `values` by
+    parameter, from `bind(fn, args, kwargs)`).
+    """
+    values = bind(fn, args, kwargs)
+    args, kwargs = list(args), dict(kwargs)
+
+    def slot_of_position(i):
+        if not -len(args) <= i < len(args):
+            raise DifferentiationError(
+                f"wrt position {i} is out of range: '{_qualname(fn)}' was passed {len(args)} "
+                "positional arguments", function_location(fn))
+        i %= len(args)
+        return names[i] if i < named else i - named
+
+    if wrt is None:
+        slots = [names[i] for i in range(min(named, len(args)))]
+        slots += list(range(len(args) - named))
+        slots += [n for n in names if n in kwargs]
+        slots = [s_ for s_ in slots if tangents.is_differentiable(_slot_value(s_, values, star))]
+        if not slots:
+            raise DifferentiationError(
+                f"'{_qualname(fn)}' has no differentiable arguments (floats or float arrays)",
+                function_location(fn), ["pass floats, or name the parameters with wrt="])
+        return slots, len(slots) == 1, args, kwargs, values
+    slots = []
+    for w in _as_tuple(wrt):
+        if isinstance(w, int) and not isinstance(w, bool):
+            slots.append(slot_of_position(w))
+        else:
+            slots.extend(_names_from((w,), names, fn))
+    for slot in slots:
+        value = _slot_value(slot, values, star)
+        if isinstance(value, bool) or not _can_differentiate(value):
+            raise DifferentiationError(
+                f"cannot differentiate with respect to argument {_slot_name(slot, star)}: "
+                f"{_describe_value(value)} is not differentiable", function_location(fn),
+                ["pass a float or a float array (for example x.astype(np.float64))"])
+        if isinstance(value, int):
+            if isinstance(slot, int):
+                args[named + slot] = float(value)
+            else:
+                args, kwargs = list(args), dict(kwargs)
+                index = names.index(slot)
+                if index < len(args) and index < named:
+                    args[index] = float(value)
+                else:
+                    kwargs[slot] = float(value)
+    return slots, not isinstance(wrt, (tuple, list)), args, kwargs, bind(fn, args, kwargs)
+
+
+def _slot_tangents(slots, by_name, values, star):
+    out = []
+    for slot in slots:
+        if isinstance(slot, int):
+            whole = by_name[star]
+            out.append(_like(None if whole is None else whole[slot], values[star][slot]))
+        else:
+            out.append(_like(by_name[slot], values[slot]))
+    return tuple(out)
+
+
+def _slot_value(slot, values, star):
+    return values[star][slot] if isinstance(slot, int) else values[slot]
+
+
+def _slot_name(slot, star):
+    return f"{slot} of '*{star}'" if isinstance(slot, int) else f"'{slot}'"
 
 
 def _like(tangent, value):
@@ -791,6 +904,10 @@ def _like(tangent, value):
 
 
 def _from_vjp(vjp, signature, registered_wrt, f, args, kwargs, wrt, selective=False):
+    star = None if signature is None else next(
+        (n for n, p in signature.parameters.items() if p.kind is p.VAR_POSITIONAL), None)
+    if star is not None and registered_wrt is None:
+        return _from_varargs_vjp(vjp, signature, star, f, args, kwargs, wrt, selective)
     names = list(signature.parameters) if signature is not None else [str(i) for i in range(len(args))]
     returned = list(registered_wrt) if registered_wrt is not None else names
     if signature is not None:
@@ -826,6 +943,40 @@ def _from_vjp(vjp, signature, registered_wrt, f, args, kwargs, wrt, selective=Fa
                 function_location(vjp))
         by_name = dict(zip(returned, out))
         return tuple(_like(by_name[n], values.get(n)) for n in wanted)
+
+    return value, pull, single
+
+
+def _from_varargs_vjp(vjp, signature, star, f, args, kwargs, wrt, selective):
+    """`_from_vjp` for a VJP with a ``*args`` parameter: its pullback gives one tangent per
+    parameter, a tuple for ``*args``; the caller gets one per argument (see `_with_varargs`)."""
+    names = list(signature.parameters)
+    named = sum(1 for p in signature.parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+    def bind(_, args, kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return bound.arguments
+
+    slots, single, args, kwargs, values = _argument_slots(
+        f, names, star, named, args, kwargs, wrt, bind)
+    wanted = tuple(n for n in names if n in slots or (n == star and any(isinstance(s_, int) for s_ in slots)))
+    if selective:
+        value, back = vjp(*args, needed=wanted, **kwargs)
+    else:
+        value, back = vjp(*args, **kwargs)
+
+    def pull(d):
+        out = back(d)
+        if len(names) == 1:
+            out = (out,)
+        elif not isinstance(out, (tuple, list)) or len(out) != len(names):
+            raise DifferentiationError(
+                f"the pullback of '{_qualname(vjp)}' must return {len(names)} tangents "
+                f"(one for each of {', '.join(names)}; a tuple for '*{star}'), but returned {out!r}",
+                function_location(vjp))
+        return _slot_tangents(slots, dict(zip(names, out)), values, star)
 
     return value, pull, single
 
@@ -888,8 +1039,10 @@ def call_with_pullback(f, positions, *args, **kwargs):
     if not kept:
         value = f(*args, **kwargs)
         return value, (lambda d: None) if len(positions) == 1 else (lambda d: (None,) * len(positions))
-    if signature is None:
-        wrt = tuple(positions[i] + offset for i in kept if positions[i] < count)
+    if signature is None or any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values()):
+        # By position (`_with_varargs` counts the arguments a '*args' parameter collects).
+        wrt = tuple(positions[i] + offset if positions[i] < count else keys[positions[i] - count]
+                    for i in kept)
     else:
         params = list(signature.parameters)
         wrt = tuple(params[positions[i] + offset] if positions[i] < count else keys[positions[i] - count]
@@ -971,9 +1124,12 @@ def _shift_positions(wrt):
 
 
 def _parameter_names(fn):
+    """`fn`'s parameters in signature order: positional, ``*args`` (one name), keyword-only."""
     code = fn.__code__
-    count = code.co_argcount + code.co_kwonlyargcount
-    return list(code.co_varnames[:count])
+    names = list(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
+    if code.co_flags & inspect.CO_VARARGS:
+        names.insert(code.co_argcount, code.co_varnames[len(names)])
+    return names
 
 
 def _names_from(wrt, names, f):
@@ -1037,9 +1193,9 @@ def _of_structure_type(fn):
 def _resolve_wrt(fn, args, kwargs, wrt):
     """(wrt names in parameter order, whether one tangent is returned, args, kwargs)."""
     names = _parameter_names(fn)
-    if fn.__code__.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
+    if fn.__code__.co_flags & inspect.CO_VARKEYWORDS:
         raise DifferentiationError(
-            f"'{_qualname(fn)}' takes '*args' or '**kwargs': such functions are not supported yet",
+            f"'{_qualname(fn)}' takes '**kwargs': such functions are not supported yet",
             function_location(fn), ["give the function named parameters, or register its derivative "
                                     "with @adtrans.derivative(of=...)"])
     values = _bound_values_all(fn, args, kwargs)

@@ -145,16 +145,17 @@ class Desugar:
 
     def run(self) -> Body:
         args = self.source.node.args
-        if args.vararg is not None or args.kwarg is not None:
-            bad = args.vararg or args.kwarg
+        if args.kwarg is not None:
             raise self.source.error(
-                bad, "functions with '*args' or '**kwargs' parameters are not supported yet",
+                args.kwarg, "functions with '**kwargs' parameters are not supported yet",
                 "give the function named parameters, or register its derivative with "
                 "@adtrans.derivative(of=...)")
         function = StructureJumps(self.source, self.namer).run(clone(self.source.node))
         self.function = function
         self.locals = _assigned_names(function)
-        params = [a.id for a in args.posonlyargs + args.args + args.kwonlyargs]
+        # A '*args' parameter is a tuple: differentiated like any other container argument.
+        varargs = [args.vararg] if args.vararg is not None else []
+        params = [a.id for a in args.posonlyargs + args.args + varargs + args.kwonlyargs]
         for p in params:
             self.current[p] = p
         body = Body(params)

@@ -237,9 +237,11 @@ class ReverseTransform:
         if parts:
             parts.append("/")
         parts.extend(a.id for a in args.args)
-        if args.kwonlyargs:
+        if args.vararg is not None:
+            parts.append(f"*{args.vararg.id}")
+        elif args.kwonlyargs:
             parts.append("*")
-            parts.extend(a.id for a in args.kwonlyargs)
+        parts.extend(a.id for a in args.kwonlyargs)
         return ", ".join(parts)
 
     # -- analysis helpers
@@ -1196,7 +1198,10 @@ class ReverseTransform:
         bound = signature.bind(*call.args, **{k.arg: k.value for k in call.keywords})
         bound.apply_defaults()
         names = wrt if wrt is not None else tuple(signature.parameters)
-        return [bound.arguments.get(n) for n in names]
+        # A '*args' parameter's tangent is a tuple: one for each argument it collects.
+        star = next((n for n, p in signature.parameters.items() if p.kind is p.VAR_POSITIONAL), None)
+        return [gast.Tuple(list(bound.arguments.get(n, ())), gast.Load()) if n == star
+                else bound.arguments.get(n) for n in names]
 
     def unpack_cotangents(self, targets, pullback, base):
         """Assign a pullback's cotangent(s) for `targets` and add them to the adjoints."""

@@ -585,3 +585,22 @@ def test_a_vjp_taking_needed_is_told_which_tangents_are_used():
     assert adtrans.gradient(scaled_product, 0.5, 0.7, wrt="b") == pytest.approx(0.5)
     assert ASKED[-1] == ("b",)
     adtrans.check_gradient(lambda a, b: scaled_product(a, b, 2.0) * a, 0.5, 0.7)
+
+
+def test_identical_functions_in_two_files_get_their_own_code(tmp_path):
+    # Code objects compare equal across files when text and line numbers are equal; what their
+    # names mean may differ, so the transform is cached per file too.
+    import importlib.util
+
+    functions = []
+    for name, first_line in (("uses_math", "from math import sin"),
+                             ("uses_own", "sin = lambda x: 3.0 * x")):
+        path = tmp_path / f"{name}.py"
+        path.write_text(first_line + "\n\n\ndef f(x):\n    return sin(x)\n")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        functions.append(module.f)
+    assert functions[0].__code__ == functions[1].__code__
+    assert adtrans.gradient(functions[0], 0.5) == math.cos(0.5)
+    assert adtrans.gradient(functions[1], 0.5) == 3.0

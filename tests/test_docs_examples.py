@@ -66,6 +66,7 @@ def test_the_dump_gradient_example_in_cli_md_is_current(tmp_path, monkeypatch, c
     start = text.index(command) + len(command)
     (tmp_path / "model.py").write_text("import math\n\n\ndef scaled_sine(x, y):\n    return math.sin(x) * y\n")
     monkeypatch.chdir(tmp_path)
+    sys.modules.pop("model", None)      # another test's model.py
     try:
         assert main(["dump", "model.py:scaled_sine", "--gradient", "--floats", "x,y"]) == 0
     finally:

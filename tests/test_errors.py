@@ -180,13 +180,14 @@ def test_unsupported_expression_on_active_value():
     assert info.value.lineno == line_of(comprehension, 1)
 
 
-def star_args(*xs):
-    return xs[0]
+def star_kwargs(x, **options):
+    return x * options.get("scale", 1.0)
 
 
-def test_star_args():
-    with pytest.raises(adtrans.DifferentiationError, match=r"'\*args'"):
-        adtrans.gradient(star_args, 1.0)
+def test_star_kwargs():
+    with pytest.raises(adtrans.DifferentiationError, match=r"'\*\*kwargs'") as info:
+        adtrans.gradient(star_kwargs, 1.0)
+    assert info.value.lineno == line_of(star_kwargs, 0)
 
 
 def test_undefined_name():

@@ -106,6 +106,8 @@ def shaped_like(g, x):
     if isinstance(x, np.generic):
         dtype = x.dtype if x.dtype.kind in "fc" else np.float64
         return np.asarray(g, dtype=dtype).reshape(())[()]
+    if hasattr(type(x), "__dataclass_fields__"):
+        return g        # a dataclass (a layer): its tangent is already of its own kind
     if isinstance(x, (list, tuple)):
         if isinstance(g, np.ndarray) and g.ndim != np.ndim(x):
             g = np.reshape(g, np.shape(x))
