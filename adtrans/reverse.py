@@ -16,10 +16,12 @@ derivatives, transformed callees and run-time dispatch are called.
 
 import collections
 import inspect
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
 import gast
+import numpy as np
 
 from adtrans import registry, structures, tangents
 from adtrans.activity import analyse
@@ -61,6 +63,10 @@ class Generated:
             text = propagate_copies("\n".join(self.gradient_lines), keep=self.keep, generated=())
             self._gradient_text = "\n".join(_without_repeated_comments(text.split("\n"))) + "\n"
         return self._gradient_text
+
+
+# The operators `ReverseTransform.in_place` may compute into a temporary left operand.
+_IN_PLACE_OPERATORS = {gast.Add: "add", gast.Sub: "sub", gast.Mult: "mul", gast.Div: "truediv"}
 
 
 def _name(id_):
@@ -454,9 +460,40 @@ class ReverseTransform:
             into = values.get(id(following), following.value)
             if not any(isinstance(n, gast.Name) and n.id == stmt.target for n in gast.walk(into)):
                 continue
+            if into is following.value and stmt.target not in self.known_floats:
+                into = self.in_place(following, stmt.target)
             values[id(following)] = _replace_name(into, stmt.target, values.get(id(stmt), stmt.value))
             folded.add(id(stmt))
         return values, folded
+
+    def in_place(self, stmt, temporary):
+        """`stmt`'s value, computed in the memory of its operand `temporary` where it can be.
+
+        `temporary` is an operation `nested` writes inside `stmt`: an array
+        nobody else holds, unless that operation returned one held elsewhere.
+        ``np.tanh(t)`` becomes ``in_place(np.tanh, t)`` and ``t + b``
+        ``in_place(operator.add, t, b)`` (NumPy reuses a temporary left operand
+        by itself only when nothing is broadcast); `support.in_place` checks
+        when it runs. Other operations are left as they are.
+        """
+        value = stmt.value
+        op = self.ops[id(stmt)]
+        if op.kind != "rule":
+            return value
+        if (isinstance(value, gast.Call) and isinstance(op.callee, np.ufunc) and op.callee.nin == 1
+                and op.callee.nout == 1 and len(value.args) == 1 and not value.keywords
+                and isinstance(value.args[0], gast.Name) and value.args[0].id == temporary):
+            function = value.func
+        elif (isinstance(value, gast.BinOp) and type(value.op) in _IN_PLACE_OPERATORS
+                and isinstance(value.left, gast.Name) and value.left.id == temporary
+                and temporary not in names_in(value.right)):
+            module = self.helper("operator", operator)
+            function = gast.Attribute(_name(module), _IN_PLACE_OPERATORS[type(value.op)], gast.Load())
+            value = gast.Call(function, [value.left, value.right], [])
+        else:
+            return value
+        helper = self.helper("in_place", support.in_place)
+        return gast.Call(_name(helper), [function] + list(value.args), [])
 
     def nestable(self, stmt):
         """Is `stmt` written ``target = expression`` in the forward (not a copy, nor a call with pullback)?"""
