@@ -54,6 +54,9 @@ class Generated:
     gradient_name: str = ""
     gradient_lines: list = field(default_factory=list, repr=False)
     keep: tuple = ()                 # names copy propagation keeps (the returned gradients)
+    # Does the pullback start with `tangents.take_over`: may a generated caller hand it its
+    # cotangent (`tangents.hand_over`)? Only if that lets it free the cotangent early.
+    takes_over: bool = False
     _gradient_text: str = field(default="", repr=False)
 
     @property
@@ -115,6 +118,8 @@ class ReverseTransform:
         self.saves = {}            # id(block) -> (tape, names): what a block in a loop keeps per pass
         self.loop_plans = {}       # id(loop) -> _LoopPlan
         self.owned = set()         # adjoints that are arrays or lists this pullback made (safe to add into)
+        self.hands_to = set()      # generated pullbacks that take a cotangent over (see `hand_to`)
+        self.never_hand_to = set()  # pullbacks of users' derivatives and run-time dispatch
 
     # -- the whole transform
 
@@ -163,7 +168,11 @@ class ReverseTransform:
         lines.append(f"    return {result_text}, {pullback_name}")
         release = self.release_candidates(d_result, ssa)
         text = propagate_copies("\n".join(lines), keep=self.gradient_names(), generated=(pullback_name,))
-        text = _released(text, f"    def {pullback_name}({d_result}):", d_result, release)
+        take = None
+        if result is not None and result not in self.known_floats:
+            take = self.helper("take_over", tangents.take_over)
+        text = _released(text, f"    def {pullback_name}({d_result}):", d_result, release, take)
+        takes_over = take is not None and f"{d_result} = {take}({d_result})" in text
         text = "\n".join(_without_repeated_comments(text.split("\n"))) + "\n"
         gradient_name = self.namer.fresh(f"{self._base_name()}_value_with_gradient")
         fused = [f"def {gradient_name}({self._parameters()}):"]
@@ -179,8 +188,10 @@ class ReverseTransform:
         fused.extend(_indent(self.forward_dropped(forward, body, result_text)))
         fused.extend(_indent(body[:-1]))
         fused.append(f"    return {result_text}, {body[-1][len('return '):]}")
+        self.drop_unused_helpers((tangents.take_over, tangents.hand_over), [text, "\n".join(fused)])
         return Generated(name, text, self.cells, self.freevars, self.source, self.warnings,
-                         self.replays, gradient_name, fused, self.gradient_names())
+                         self.replays, gradient_name, fused, self.gradient_names(),
+                         takes_over=takes_over)
 
     def _base_name(self):
         return "lambda" if self.source.is_lambda else self.source.node.name.strip("_") or "function"
@@ -336,6 +347,15 @@ class ReverseTransform:
         self.cell_ids[id(obj)] = name
         return name
 
+    def drop_unused_helpers(self, objects, texts):
+        """Forget the cells of `objects` that none of `texts` reads (bound in case they were needed)."""
+        used = set().union(*map(_loads, texts))
+        for obj in objects:
+            name = self.cell_ids.get(id(obj))
+            if name is not None and name in self.cells and name not in used:
+                del self.cells[name]
+                del self.cell_ids[id(obj)]
+
     def adjoint(self, name):
         if name not in self.adjoints:
             self.adjoints[name] = self.namer.fresh(f"d_{name}")
@@ -460,7 +480,7 @@ class ReverseTransform:
             into = values.get(id(following), following.value)
             if not any(isinstance(n, gast.Name) and n.id == stmt.target for n in gast.walk(into)):
                 continue
-            if into is following.value and stmt.target not in self.known_floats:
+            if into is following.value and self.active(stmt.target) and stmt.target not in self.known_floats:
                 into = self.in_place(following, stmt.target)
             values[id(following)] = _replace_name(into, stmt.target, values.get(id(stmt), stmt.value))
             folded.add(id(stmt))
@@ -469,8 +489,9 @@ class ReverseTransform:
     def in_place(self, stmt, temporary):
         """`stmt`'s value, computed in the memory of its operand `temporary` where it can be.
 
-        `temporary` is an operation `nested` writes inside `stmt`: an array
-        nobody else holds, unless that operation returned one held elsewhere.
+        `temporary` is an operation `nested` writes inside `stmt`, carrying a
+        derivative and not known to be a float: an array nobody else holds,
+        unless that operation returned one held elsewhere.
         ``np.tanh(t)`` becomes ``in_place(np.tanh, t)`` and ``t + b``
         ``in_place(operator.add, t, b)`` (NumPy reuses a temporary left operand
         by itself only when nothing is broadcast); `support.in_place` checks
@@ -803,7 +824,8 @@ class ReverseTransform:
         return [f"{n} = {stand_in}({n})" for n in names]
 
     def release_candidates(self, d_result, forward_names):
-        """(which names ``del`` may release in the pullback, helpers that keep their argument).
+        """(which names ``del`` may release in the pullback, helpers that keep their argument,
+        the `hand_over` helper and the pullbacks a cotangent may be handed over to, or None).
 
         Released: cotangents and the values the forward computed; not floats,
         values that carry no derivative (a loop index), items of the caller's
@@ -822,7 +844,9 @@ class ReverseTransform:
             return primal.get(name) not in self.known_floats
 
         keeps = {self.cell_ids[id(tangents.add_item)]} if id(tangents.add_item) in self.cell_ids else set()
-        return worth_releasing, keeps
+        callees = self.hands_to - self.never_hand_to     # a name never stands for both; but if it did
+        hands = (self.helper("hand_over", tangents.hand_over), callees) if callees else None
+        return worth_releasing, keeps, hands
 
     def zero(self, name, like=None):
         zeros = self.helper("zeros_like", tangents.zeros_like)
@@ -1134,13 +1158,28 @@ class ReverseTransform:
         if op.kind == "dynamic":
             nodes = self.argument_nodes(call)
             targets = [nodes[i] for i in self.active_positions(call)]
+            self.never_hand_to.add(self.pullback_of(stmt.target))
         elif op.kind == "vjp":
             targets = self.vjp_targets(op.callee, call)
+            self.never_hand_to.add(self.pullback_of(stmt.target))
         else:
             target_fn = _python_function(op.callee)
             bound = self.bind(target_fn, call)
-            targets = [bound[p] for p in self.active_parameters(target_fn, call)]
+            wrt = self.active_parameters(target_fn, call)
+            targets = [bound[p] for p in wrt]
+            self.hand_to(self.pullback_of(stmt.target), self.derived(op.callee, wrt))
         return self.unpack_cotangents(targets, pullback, stmt.target)
+
+    def hand_to(self, name, derived):
+        """Let the pullback part hand cotangents over to `name` if `derived` takes them over.
+
+        `name` is a generated pullback, or a value-with-pullback function whose
+        pullback is called at once; `derived` is that generated function (a
+        late-bound stand-in while it is being transformed says nothing). Never
+        a user's derivative or a rule: only code that calls `take_over`.
+        """
+        if getattr(derived, "takes_over", False):
+            self.hands_to.add(name)
 
     def checkpoint_adjoints(self, stmt, op, d):
         """A checkpointed callee: the forward kept only its arguments; run its forward again now."""
@@ -1150,6 +1189,7 @@ class ReverseTransform:
         wrt = self.active_parameters(target, call)
         derived = self.derived(op.callee, wrt)
         func = _name(self.helper(f"{_short_name(op.callee)}_value_with_pullback", derived))
+        self.hand_to(func.id, derived)
         again = gast.Subscript(gast.Call(func, list(call.args), list(call.keywords)),
                                gast.Constant(1, None), gast.Load())
         bound = self.bind(target, call)
@@ -1373,10 +1413,11 @@ def _targets(stmt):
     return []
 
 
-def _released(text, header, parameter, release):
+def _released(text, header, parameter, release, take=None):
     """`text` with ``del`` where the pullback's loop values die (`release.release_dead`).
 
-    The pullback's body is the block after the line `header` (its ``def``).
+    The pullback's body is the block after the line `header` (its ``def``);
+    `take` names `tangents.take_over`, if its parameter may come handed over.
     Runs after copy propagation, which leaves names that ``del`` mentions alone.
     """
     lines = text.split("\n")
@@ -1386,8 +1427,8 @@ def _released(text, header, parameter, release):
     while end < len(lines) and (not lines[end].strip() or lines[end].startswith(" " * depth)):
         end += 1
     body = [line[depth:] for line in lines[start:end]]
-    candidates, keeps = release
-    released = release_dead(body, parameter, candidates, keeps)
+    candidates, keeps, hands = release
+    released = release_dead(body, parameter, candidates, keeps, hands, take)
     if released is body:
         return text
     return "\n".join(lines[:start] + [" " * depth + line if line else line for line in released]
