@@ -246,8 +246,9 @@ def _held_by_nobody():
 
 
 # The same of an array nobody holds at all: a temporary, passed straight from the expression
-# that made it (one less than _ONE_LOCAL where the caller's local counts).
-_TEMPORARY = _held_by_nobody()
+# that made it (one less than _ONE_LOCAL where the caller's local counts). Where a CPython
+# could not tell the two apart, `in_place` never reuses anything.
+_TEMPORARY = _held_by_nobody() if _held_by_nobody() < _ONE_LOCAL else 0
 
 
 def in_place(function, x, *operand):
