@@ -228,6 +228,7 @@ def _derive(fn, wrt, mode="reverse", strict=True, floats=frozenset()):
     from adtrans.codegen import instantiate
 
     function = instantiate(code, generated, fn)
+    function.takes_over = generated.takes_over      # see reverse.ReverseTransform.hand_to
     _instances.setdefault(fn, {})[key] = function
     return function
 

@@ -18,6 +18,13 @@ each other (``d_h_2 = d_h_1``) hold one value, released together once all
 are dead.  A value that is last passed to one of `keeps` (``add_item``, which
 stores it in a list) lives on there: deleting the name would free nothing.
 
+A value last passed to a generated pullback (`hands`) would live through that
+call all the same: the caller's local holds it while the callee runs.  There
+the pass writes ``d = hand_over(d)`` before the call (`tangents.hand_over`),
+in straight-line code too, so the callee's ``del`` frees it.  Given `take`,
+the pullback's own parameter starts with ``d = take_over(d)``, making it a
+value this pass releases, when that frees it before the pullback returns.
+
 The pass only reads the code's structure; a pullback with constructs it does
 not model (``while``, ``break``, ``try``, a nested ``def``) is left alone.
 """
@@ -28,12 +35,15 @@ _SIMPLE = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Pass)
 _COMPOUND = (ast.For, ast.If)
 
 
-def release_dead(lines, parameter, candidates, keeps=frozenset()):
+def release_dead(lines, parameter, candidates, keeps=frozenset(), hands=None, take=None):
     """`lines` (a pullback's body, unindented) with ``del`` statements for dead values.
 
     `parameter` is the pullback's parameter; `candidates(name)` says whether a
     local may hold a value worth releasing; `keeps` names helpers that store
-    their last argument.
+    their last argument.  `hands` is ``(hand_over, callees)``: the name of
+    `tangents.hand_over` and of the generated pullbacks that take a cotangent
+    over (called ``callee(d)`` or ``callee(...)[1](d)``).  `take` is the name
+    of `tangents.take_over`, if the parameter may come handed over.
     """
     text = "\n".join("    " + line if line else line for line in lines)
     try:
@@ -45,13 +55,27 @@ def release_dead(lines, parameter, candidates, keeps=frozenset()):
         return lines
     local = {parameter} | _stores(body)
     wanted = {name for name in local if candidates(name)}
+    if take is not None:
+        taking = [f"{parameter} = {take}({parameter})"] + lines
+        out = _with_releases(taking, ast.parse(f"def pullback({parameter}):\n    {taking[0]}\n{text}\n"),
+                        wanted | {parameter}, keeps, hands)
+        if out is not None and out[1]:
+            return out[0]
     if not wanted:
         return lines
-    inserts = {}          # line number (1-based, in `text`) -> [(indent, names)]
-    _Releaser(wanted, keeps, inserts).block(body, set(), None)
-    if not inserts:
-        return lines
-    before, after = {}, {}
+    out = _with_releases(lines, tree, wanted, keeps, hands)
+    return lines if out is None else out[0]
+
+
+def _with_releases(lines, tree, wanted, keeps, hands):
+    """(the lines with ``del``s and hand-overs, whether the parameter is released); None: no change."""
+    parameter = tree.body[0].args.args[0].arg
+    inserts = {}          # (where, line number (1-based, in `text`)) -> [(indent, names)]
+    handed = {}           # line number -> (indent, name)
+    _Releaser(wanted, keeps, hands, inserts, handed).block(tree.body[0].body, set(), None)
+    if not inserts and not handed:
+        return None
+    before, after, just_before = {}, {}, {}
     for (where, number), dels in inserts.items():
         index = number - 2                                  # line 1 is the def
         if where == "before":
@@ -60,12 +84,17 @@ def release_dead(lines, parameter, candidates, keeps=frozenset()):
             before.setdefault(index, []).extend(dels)
         else:
             after.setdefault(index, []).extend(dels)
+    for number, (indent, name) in handed.items():
+        just_before[number - 2] = " " * (indent - 4) + f"{name} = {hands[0]}({name})"
     out = []
     for index, line in enumerate(lines):
         out.extend(_del_lines(before.get(index, ())))
+        if index in just_before:
+            out.append(just_before[index])
         out.append(line)
         out.extend(_del_lines(after.get(index, ())))
-    return out
+    released = any(parameter in names for dels in inserts.values() for _, names in dels)
+    return out, released or any(name == parameter for _, name in handed.values())
 
 
 def _del_lines(dels):
@@ -159,13 +188,45 @@ def _kept_by(stmt, keeps):
     return set()
 
 
+def _passed_to(stmt, callees):
+    """The name `stmt` passes alone to a pullback in `callees`, reading it nowhere else; or None."""
+    if not callees or not isinstance(stmt, (ast.Assign, ast.AugAssign, ast.Expr)):
+        return None
+    found = []
+    for node in ast.walk(stmt):
+        if (isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords
+                and isinstance(node.args[0], ast.Name) and _is_pullback(node.func, callees)):
+            found.append(node.args[0].id)
+    if len(found) != 1:
+        return None
+    reads = [n for n in ast.walk(stmt) if isinstance(n, ast.Name) and n.id == found[0]
+             and isinstance(n.ctx, ast.Load)]
+    if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name) and stmt.target.id == found[0]:
+        return None         # ``d += pullback(d)`` reads the value again
+    return found[0] if len(reads) == 1 else None
+
+
+def _is_pullback(func, callees):
+    """``callee`` or ``callee(...)[1]``, for a `callee` in `callees`."""
+    if isinstance(func, ast.Name):
+        return func.id in callees
+    if isinstance(func, ast.Subscript) and isinstance(func.value, ast.Call):
+        index = func.slice.value if type(func.slice).__name__ == "Index" else func.slice   # 3.8
+        inner = func.value.func
+        return (isinstance(index, ast.Constant) and index.value == 1 and isinstance(inner, ast.Name)
+                and inner.id in callees)
+    return False
+
+
 class _Releaser:
     """Finds where each released name dies and where its ``del`` goes."""
 
-    def __init__(self, wanted, keeps, inserts):
+    def __init__(self, wanted, keeps, hands, inserts, handed):
         self.wanted = wanted
         self.keeps = keeps
+        self.callees = hands[1] if hands else frozenset()
         self.inserts = inserts
+        self.handed = handed
 
     def block(self, statements, live_out, loop):
         """Plan the ``del``s of one block; `loop` is the innermost enclosing ``for`` or None."""
@@ -208,6 +269,15 @@ class _Releaser:
                 aliases[stmt.targets[0].id] = group
             touched = (_uses(stmt) | _defs(stmt)) & self.wanted
             bound |= touched
+            name = _passed_to(stmt, self.callees)
+            if name in self.wanted:
+                group = aliases.get(name, {name})
+                if group <= self.wanted and not (group & after[i]) - _defs(stmt):
+                    # The value's last use: hand it over with the only reference left.
+                    self.add(stmt, "before", sorted(group & bound - {name} - set(pending)))
+                    self.handed[stmt.lineno] = (stmt.col_offset, name)
+                    bound = (bound - group) | (_defs(stmt) & self.wanted)
+                    touched -= group
             if loop is None:
                 continue
             kept = _kept_by(stmt, self.keeps)

@@ -17,10 +17,12 @@ derivatives, transformed callees and run-time dispatch are called.
 import builtins
 import collections
 import inspect
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
 import gast
+import numpy as np
 
 from adtrans import registry, structures, tangents
 from adtrans.activity import analyse
@@ -58,6 +60,9 @@ class Generated:
     # what `gradient` runs; "" when there is none.
     gradient_only_name: str = ""
     float_names: frozenset = frozenset()     # parameters and forward locals known to be floats
+    # Does the pullback start with `tangents.take_over`: may a generated caller hand it its
+    # cotangent (`tangents.hand_over`)? Only if that lets it free the cotangent early.
+    takes_over: bool = False
     _optimised: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -111,6 +116,10 @@ class Generated:
         return getattr(builtins, name, None)
 
 
+# The operators `ReverseTransform.in_place` may compute into a temporary left operand.
+_IN_PLACE_OPERATORS = {gast.Add: "add", gast.Sub: "sub", gast.Mult: "mul", gast.Div: "truediv"}
+
+
 def _name(id_):
     return gast.Name(id_, gast.Load(), None, None)
 
@@ -157,6 +166,8 @@ class ReverseTransform:
         self.saves = {}            # id(block) -> (tape, names): what a block in a loop keeps per pass
         self.loop_plans = {}       # id(loop) -> _LoopPlan
         self.owned = set()         # adjoints that are arrays or lists this pullback made (safe to add into)
+        self.hands_to = set()      # generated pullbacks that take a cotangent over (see `hand_to`)
+        self.never_hand_to = set()  # pullbacks of users' derivatives and run-time dispatch
 
     # -- the whole transform
 
@@ -205,7 +216,11 @@ class ReverseTransform:
         lines.append(f"    return {result_text}, {pullback_name}")
         release = self.release_candidates(d_result, ssa)
         text = propagate_copies("\n".join(lines), keep=self.gradient_names(), generated=(pullback_name,))
-        text = _released(text, f"    def {pullback_name}({d_result}):", d_result, release)
+        take = None
+        if result is not None and result not in self.known_floats:
+            take = self.helper("take_over", tangents.take_over)
+        text = _released(text, f"    def {pullback_name}({d_result}):", d_result, release, take)
+        takes_over = take is not None and f"{d_result} = {take}({d_result})" in text
         text = "\n".join(_without_repeated_comments(text.split("\n"))) + "\n"
         gradient_name = self.namer.fresh(f"{self._base_name()}_value_with_gradient")
         fused = [f"def {gradient_name}({self._parameters()}):"]
@@ -224,9 +239,10 @@ class ReverseTransform:
         gradient_only = ""
         if result is not None and result in self.known_floats:
             gradient_only = self.namer.fresh(f"{self._base_name()}_gradient")
+        self.drop_unused_helpers((tangents.take_over, tangents.hand_over), [text, "\n".join(fused)])
         return Generated(name, text, self.cells, self.freevars, self.source, self.warnings,
                          self.replays, gradient_name, fused, self.gradient_names(),
-                         gradient_only, frozenset(self.known_floats))
+                         gradient_only, frozenset(self.known_floats), takes_over=takes_over)
 
     def _base_name(self):
         return "lambda" if self.source.is_lambda else self.source.node.name.strip("_") or "function"
@@ -384,6 +400,15 @@ class ReverseTransform:
         self.cell_ids[id(obj)] = name
         return name
 
+    def drop_unused_helpers(self, objects, texts):
+        """Forget the cells of `objects` that none of `texts` reads (bound in case they were needed)."""
+        used = set().union(*map(_loads, texts))
+        for obj in objects:
+            name = self.cell_ids.get(id(obj))
+            if name is not None and name in self.cells and name not in used:
+                del self.cells[name]
+                del self.cell_ids[id(obj)]
+
     def adjoint(self, name):
         if name not in self.adjoints:
             self.adjoints[name] = self.namer.fresh(f"d_{name}")
@@ -508,9 +533,41 @@ class ReverseTransform:
             into = values.get(id(following), following.value)
             if not any(isinstance(n, gast.Name) and n.id == stmt.target for n in gast.walk(into)):
                 continue
+            if into is following.value and self.active(stmt.target) and stmt.target not in self.known_floats:
+                into = self.in_place(following, stmt.target)
             values[id(following)] = _replace_name(into, stmt.target, values.get(id(stmt), stmt.value))
             folded.add(id(stmt))
         return values, folded
+
+    def in_place(self, stmt, temporary):
+        """`stmt`'s value, computed in the memory of its operand `temporary` where it can be.
+
+        `temporary` is an operation `nested` writes inside `stmt`, carrying a
+        derivative and not known to be a float: an array nobody else holds,
+        unless that operation returned one held elsewhere.
+        ``np.tanh(t)`` becomes ``in_place(np.tanh, t)`` and ``t + b``
+        ``in_place(operator.add, t, b)`` (NumPy reuses a temporary left operand
+        by itself only when nothing is broadcast); `support.in_place` checks
+        when it runs. Other operations are left as they are.
+        """
+        value = stmt.value
+        op = self.ops[id(stmt)]
+        if op.kind != "rule":
+            return value
+        if (isinstance(value, gast.Call) and isinstance(op.callee, np.ufunc) and op.callee.nin == 1
+                and op.callee.nout == 1 and len(value.args) == 1 and not value.keywords
+                and isinstance(value.args[0], gast.Name) and value.args[0].id == temporary):
+            function = value.func
+        elif (isinstance(value, gast.BinOp) and type(value.op) in _IN_PLACE_OPERATORS
+                and isinstance(value.left, gast.Name) and value.left.id == temporary
+                and temporary not in names_in(value.right)):
+            module = self.helper("operator", operator)
+            function = gast.Attribute(_name(module), _IN_PLACE_OPERATORS[type(value.op)], gast.Load())
+            value = gast.Call(function, [value.left, value.right], [])
+        else:
+            return value
+        helper = self.helper("in_place", support.in_place)
+        return gast.Call(_name(helper), [function] + list(value.args), [])
 
     def nestable(self, stmt):
         """Is `stmt` written ``target = expression`` in the forward (not a copy, nor a call with pullback)?"""
@@ -819,7 +876,8 @@ class ReverseTransform:
         return [f"{n} = {stand_in}({n})" for n in names]
 
     def release_candidates(self, d_result, forward_names):
-        """(which names ``del`` may release in the pullback, helpers that keep their argument).
+        """(which names ``del`` may release in the pullback, helpers that keep their argument,
+        the `hand_over` helper and the pullbacks a cotangent may be handed over to, or None).
 
         Released: cotangents and the values the forward computed; not floats,
         values that carry no derivative (a loop index), items of the caller's
@@ -838,7 +896,9 @@ class ReverseTransform:
             return primal.get(name) not in self.known_floats
 
         keeps = {self.cell_ids[id(tangents.add_item)]} if id(tangents.add_item) in self.cell_ids else set()
-        return worth_releasing, keeps
+        callees = self.hands_to - self.never_hand_to     # a name never stands for both; but if it did
+        hands = (self.helper("hand_over", tangents.hand_over), callees) if callees else None
+        return worth_releasing, keeps, hands
 
     def zero(self, name, like=None):
         return f"{self.adjoint(name)} = {self.zero_text(like or name)}"
@@ -1155,13 +1215,28 @@ class ReverseTransform:
         if op.kind == "dynamic":
             nodes = self.argument_nodes(call)
             targets = [nodes[i] for i in self.active_positions(call)]
+            self.never_hand_to.add(self.pullback_of(stmt.target))
         elif op.kind == "vjp":
             targets = self.vjp_targets(op.callee, call)
+            self.never_hand_to.add(self.pullback_of(stmt.target))
         else:
             target_fn = _python_function(op.callee)
             bound = self.bind(target_fn, call)
-            targets = [bound[p] for p in self.active_parameters(target_fn, call)]
+            wrt = self.active_parameters(target_fn, call)
+            targets = [bound[p] for p in wrt]
+            self.hand_to(self.pullback_of(stmt.target), self.derived(op.callee, wrt))
         return self.unpack_cotangents(targets, pullback, stmt.target)
+
+    def hand_to(self, name, derived):
+        """Let the pullback part hand cotangents over to `name` if `derived` takes them over.
+
+        `name` is a generated pullback, or a value-with-pullback function whose
+        pullback is called at once; `derived` is that generated function (a
+        late-bound stand-in while it is being transformed says nothing). Never
+        a user's derivative or a rule: only code that calls `take_over`.
+        """
+        if getattr(derived, "takes_over", False):
+            self.hands_to.add(name)
 
     def checkpoint_adjoints(self, stmt, op, d):
         """A checkpointed callee: the forward kept only its arguments; run its forward again now."""
@@ -1171,6 +1246,7 @@ class ReverseTransform:
         wrt = self.active_parameters(target, call)
         derived = self.derived(op.callee, wrt)
         func = _name(self.helper(f"{_short_name(op.callee)}_value_with_pullback", derived))
+        self.hand_to(func.id, derived)
         again = gast.Subscript(gast.Call(func, list(call.args), list(call.keywords)),
                                gast.Constant(1, None), gast.Load())
         bound = self.bind(target, call)
@@ -1397,10 +1473,11 @@ def _targets(stmt):
     return []
 
 
-def _released(text, header, parameter, release):
+def _released(text, header, parameter, release, take=None):
     """`text` with ``del`` where the pullback's loop values die (`release.release_dead`).
 
-    The pullback's body is the block after the line `header` (its ``def``).
+    The pullback's body is the block after the line `header` (its ``def``);
+    `take` names `tangents.take_over`, if its parameter may come handed over.
     Runs after copy propagation, which leaves names that ``del`` mentions alone.
     """
     lines = text.split("\n")
@@ -1410,8 +1487,8 @@ def _released(text, header, parameter, release):
     while end < len(lines) and (not lines[end].strip() or lines[end].startswith(" " * depth)):
         end += 1
     body = [line[depth:] for line in lines[start:end]]
-    candidates, keeps = release
-    released = release_dead(body, parameter, candidates, keeps)
+    candidates, keeps, hands = release
+    released = release_dead(body, parameter, candidates, keeps, hands, take)
     if released is body:
         return text
     return "\n".join(lines[:start] + [" " * depth + line if line else line for line in released]

@@ -262,6 +262,49 @@ attribute_cotangent = structures.attribute_cotangent
 field_cotangents = structures.field_cotangents
 
 
+# -- Handing a cotangent over from one generated pullback to another.
+
+class HandedOver:
+    """A cotangent in transit: its caller kept no other reference (see `hand_over`)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+_TAKEN = object()
+
+
+def hand_over(d):
+    """`d` boxed for a generated pullback that takes it over, where the caller reads it no more.
+
+    A caller's local holds its argument while the callee runs, so a
+    cotangent the caller is done with would live through the whole call::
+
+        d_h_1 = hand_over(d_h_1)
+        d_h_2_arguments = segment_value_with_pullback(h_1, Ws_item, bs_item)[1](d_h_1)
+
+    Now the caller holds the box; the callee's `take_over` empties it, and
+    the callee's ``del`` frees the array where it dies. Generated code hands
+    over only to generated pullbacks that take over (`Generated.takes_over`),
+    never to a user's derivative or a rule, and only names no later
+    statement reads (`release.release_dead`).
+    """
+    return HandedOver(d)
+
+
+def take_over(d):
+    """The cotangent a pullback was called with, out of its `hand_over` box if it came in one."""
+    if type(d) is not HandedOver:
+        return d
+    value = d.value
+    if value is _TAKEN:
+        raise RuntimeError("adtrans internal error: a handed-over cotangent was read twice")
+    d.value = _TAKEN
+    return value
+
+
 # -- Replaying a loop's tape in the pullback.
 
 import threading

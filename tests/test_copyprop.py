@@ -504,10 +504,12 @@ def euler_value_with_pullback(x0, v0, c):
     v_3 = v_1
 
     def pullback(d_x_3):
+        d_x_3 = take_over(d_x_3)
         d_x_1 = d_x_3
         # tests/test_copyprop.py:477: for i in range(5):
         d_c = zeros_like(c)
         d_v_1 = zeros_like(v_3)
+        del d_x_3
         for v_1, a, x_1, c_times_v_1 in replay(tape):
             d_v_2 = d_v_1
             d_x_2 = d_x_1
@@ -590,7 +592,7 @@ def sincos(x, y):
 
 SINCOS_PULLBACK = '''\
     def pullback(d_result):
-        # tests/test_copyprop.py:588: return math.sin(math.sin(x)) + math.cos(y)
+        # tests/test_copyprop.py:590: return math.sin(math.sin(x)) + math.cos(y)
         d_y = -d_result * math.sin(y)
         d_sin_x = d_result * math.cos(sin_x)
         d_x = d_sin_x * math.cos(x)

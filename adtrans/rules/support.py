@@ -8,6 +8,7 @@ cotangent, a Python float a float, a list of values a list of cotangents.
 """
 
 import math
+import operator
 import sys
 
 import numpy as np
@@ -240,6 +241,76 @@ def _held_by_one_local():
 # What sys.getrefcount says, in a helper, of an array its caller holds in one local and nobody
 # else holds: measured, because how a call holds its arguments differs between CPython versions.
 _ONE_LOCAL = _held_by_one_local()
+
+
+def _held_by_nobody():
+    return _refcount(np.empty(2))
+
+
+# The same of an array nobody holds at all: a temporary, passed straight from the expression
+# that made it (one less than _ONE_LOCAL where the caller's local counts). Where a CPython
+# could not tell the two apart, `in_place` never reuses anything.
+_TEMPORARY = _held_by_nobody() if _held_by_nobody() < _ONE_LOCAL else 0
+
+
+def in_place(function, x, *operand):
+    """``function(x, *operand)``, written into `x`'s memory when `x` is a temporary.
+
+    `function` is a one-argument ufunc (``np.tanh``) or an arithmetic
+    operator (``operator.add``). The forward writes ``h_2 =
+    in_place(np.tanh, in_place(operator.add, h_1 @ W, b))`` for ``np.tanh(h_1
+    @ W + b)`` (see `ReverseTransform.in_place`): when nothing but this call
+    holds `x` (the large array the expression just made, owning its memory)
+    and the result has `x`'s shape and dtype, the result reuses `x`, as NumPy
+    reuses a temporary for ``-t`` or ``t + u`` of one shape by itself. So the
+    product, the sum and the activation are never alive at once. Anything
+    else (an array someone holds, a view, a float, a broadcast result, a
+    dtype the operation changes, an operand with operators of its own) gets
+    plain ``function(x, *operand)``. The same loop either way: the same numbers.
+    """
+    if (type(x) is np.ndarray and sys.getrefcount(x) <= _TEMPORARY and x.nbytes >= _WORTH_REUSING
+            and x.base is None and x.flags.writeable):
+        if not operand:
+            if _keeps_dtype(function, x.dtype):
+                return function(x, out=x)
+        else:
+            ufunc = _OPERATOR_UFUNCS.get(function)
+            (y,) = operand
+            if (ufunc is not None and type(y) in _PLAIN_OPERANDS and x.dtype.kind in "fc"
+                    and np.result_type(x, y) == x.dtype
+                    and (type(y) is not np.ndarray or _broadcasts_into(y.shape, x.shape))):
+                return ufunc(x, y, out=x)
+    return function(x, *operand)
+
+
+# Below this NumPy does not reuse temporaries either: checking costs more than it saves.
+_WORTH_REUSING = 256 * 1024
+
+# Operators and the ufuncs ndarray's operators call when the other operand has no say.
+_OPERATOR_UFUNCS = {operator.add: np.add, operator.sub: np.subtract, operator.mul: np.multiply,
+                    operator.truediv: np.true_divide}
+_PLAIN_OPERANDS = {np.ndarray, float, int, np.float16, np.float32, np.float64, np.longdouble,
+                   np.complex64, np.complex128, np.clongdouble}
+
+_KEEPS_DTYPE = {}
+
+
+def _keeps_dtype(ufunc, dtype):
+    """Is `ufunc` one of one argument mapping an array of float or complex `dtype` to the same?"""
+    key = (ufunc, dtype)
+    keeps = _KEEPS_DTYPE.get(key)
+    if keeps is None:
+        keeps = _KEEPS_DTYPE[key] = (isinstance(ufunc, np.ufunc) and ufunc.nin == 1 and ufunc.nout == 1
+                                     and dtype.kind in "fc" and dtype.isnative
+                                     and f"{dtype.char}->{dtype.char}" in ufunc.types)
+    return keeps
+
+
+def _broadcasts_into(shape, into):
+    """Does an array of `shape` broadcast against one of shape `into` without growing it?"""
+    if len(shape) > len(into):
+        return False
+    return all(n == 1 or n == m for n, m in zip(reversed(shape), reversed(into)))
 
 
 def sum_cotangent(g, a, axis=None, keepdims=False):
