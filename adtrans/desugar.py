@@ -22,7 +22,7 @@ import gast
 
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for
-from adtrans.rules.support import with_field, with_item
+from adtrans.rules.support import appended, extended, with_field, with_item
 from adtrans.trees import clone
 
 
@@ -156,6 +156,7 @@ class Desugar:
         # A '*args' parameter is a tuple: differentiated like any other container argument.
         varargs = [args.vararg] if args.vararg is not None else []
         params = [a.id for a in args.posonlyargs + args.args + varargs + args.kwonlyargs]
+        self.params = set(params)
         for p in params:
             self.current[p] = p
         body = Body(params)
@@ -238,6 +239,9 @@ class Desugar:
         elif isinstance(stmt, gast.Expr):
             if isinstance(stmt.value, gast.Constant):
                 return  # a docstring or a bare constant
+            if self.grows_local_list(stmt.value):
+                self.grow_list(stmt.value, stmt)
+                return
             self.check_expression(stmt.value)
             self.out.append(Effect(self.renamed(stmt), stmt))
         elif isinstance(stmt, gast.Assert):
@@ -345,7 +349,7 @@ class Desugar:
     def for_loop(self, stmt):
         if stmt.orelse:
             raise self.source.error(stmt.orelse[0], "a loop's 'else' block is not supported")
-        assigned = _stored_in(stmt.body)
+        assigned = _stored_in(stmt.body, self.locals - self.params)
         targets = _stored_in([stmt.target])
         iterable = stmt.iter
         loop = Loop("sequence", [], stmt)
@@ -424,7 +428,7 @@ class Desugar:
     def while_loop(self, stmt):
         if stmt.orelse:
             raise self.source.error(stmt.orelse[0], "a loop's 'else' block is not supported")
-        assigned = _stored_in(stmt.body)
+        assigned = _stored_in(stmt.body, self.locals - self.params)
         headers = self.loop_headers(stmt, assigned)
         loop = Loop("while", [], stmt, headers=list(headers.values()))
         saved, self.out = self.out, []
@@ -516,6 +520,21 @@ class Desugar:
             self.statement(node)
 
     # -- assignment to a subscript: value semantics
+
+    def grows_local_list(self, call):
+        """Is `call` ``xs.append(v)`` or ``xs.extend(vs)`` on a local `xs` (not a parameter: the
+        caller would no longer see its list change)?"""
+        return (_grows(call, self.locals) and call.func.value.id not in self.params
+                and len(call.args) == 1 and not call.keywords
+                and not isinstance(call.args[0], gast.Starred))
+
+    def grow_list(self, call, stmt):
+        """``xs = appended(xs, v)``: the list grows by value, like ``x[i] = v`` (see `set_item`)."""
+        target = call.func.value
+        name, callee = _GROWING[call.func.attr]
+        item = self.atom(call.args[0])
+        grown = gast.Call(_synthetic_callee(name, callee), [self.atom(target), item], [])
+        self.out.append(Assign(self.new_version(target.id), _located(grown, call), target, stmt))
 
     def set_item(self, target, value_atom, stmt):
         if not isinstance(target.value, gast.Name) or target.value.id not in self.locals:
@@ -804,6 +823,7 @@ def _is_method(operation, locals_):
 
 # Calls the desugaring writes itself carry the callee on the node, so no user name can capture them.
 _SET_ITEM = "with_item"
+_GROWING = {"append": ("appended", appended), "extend": ("extended", extended)}
 
 
 def _synthetic_callee(name, callee):
@@ -832,13 +852,26 @@ def _is_break_test(stmt):
             and not stmt.orelse)
 
 
-def _stored_in(statements):
-    """Names assigned in `statements`, in first-assignment order (nested blocks included)."""
+def _grows(call, locals_):
+    """Is `call` ``xs.append(...)`` or ``xs.extend(...)`` on a name in `locals_`?"""
+    return (isinstance(call, gast.Call) and isinstance(call.func, gast.Attribute)
+            and call.func.attr in _GROWING and isinstance(call.func.value, gast.Name)
+            and call.func.value.id in locals_)
+
+
+def _stored_in(statements, locals_=()):
+    """Names assigned in `statements`, in first-assignment order (nested blocks included).
+
+    A local list grown by ``xs.append(v)`` is assigned too (see `Desugar.grow_list`).
+    """
     names = []
     for stmt in statements:
         for node in gast.walk(stmt):
             if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store) and node.id not in names:
                 names.append(node.id)
+            elif (isinstance(node, gast.Expr) and _grows(node.value, locals_)
+                  and node.value.func.value.id not in names):
+                names.append(node.value.func.value.id)
             elif isinstance(node, (gast.Subscript, gast.Attribute)) and isinstance(
                     getattr(node, "ctx", None), gast.Store):
                 root = node.value

@@ -120,6 +120,13 @@ class Generated:
 _IN_PLACE_OPERATORS = {gast.Add: "add", gast.Sub: "sub", gast.Mult: "mul", gast.Div: "truediv"}
 
 
+# Methods that change their object in place (list, dict, set, ndarray).
+_MUTATING = frozenset({
+    "append", "extend", "insert", "pop", "remove", "sort", "reverse", "clear", "update",
+    "setdefault", "popitem", "add", "discard", "fill", "put", "itemset", "resize", "partition",
+    "setflags", "__setitem__", "__iadd__"})
+
+
 def _name(id_):
     return gast.Name(id_, gast.Load(), None, None)
 
@@ -181,11 +188,13 @@ class ReverseTransform:
             ssa.update(_targets(stmt))
         for stmt in _loops(self.statements):
             ssa.update(_loop_names(stmt))
+        self.ssa = ssa
         self.resolver = Resolver(self.source, ssa, self.strict)
         self.ops = {id(s): self.resolver.statement(s) for s in self.flat}
         pairs = [(s, self.ops[id(s)]) for s in self.flat]
         self.activity = analyse(pairs, self.wrt, body.result)
         self.warnings = self.zero_derivative_warnings(pairs)
+        self.check_mutations()
         self.known_floats = self.float_names()
         self.shape_sources = self.shape_sources_of()
         self.fields = {s.target for s in self.flat if isinstance(s, Assign)
@@ -264,6 +273,37 @@ class ReverseTransform:
 
     def active(self, name):
         return self.activity.active(name)
+
+    def check_mutations(self):
+        """A method that changes a container in place, given or holding differentiated values, is an
+        error: the pullback cannot follow it, and its gradient would be silently wrong.
+
+        (``xs.append(v)`` and ``xs.extend(vs)`` on a local list are rewritten by value instead,
+        see `Desugar.grow_list`.)
+        """
+        varied = self.activity.varied
+        for stmt in self.flat:
+            if not isinstance(stmt, Effect) or not isinstance(stmt.stmt, gast.Expr):
+                continue
+            call = stmt.stmt.value
+            if not (isinstance(call, gast.Call) and isinstance(call.func, gast.Attribute)
+                    and call.func.attr in _MUTATING):
+                continue
+            receiver = call.func.value
+            root = receiver
+            while isinstance(root, (gast.Attribute, gast.Subscript)):
+                root = root.value
+            if not isinstance(root, gast.Name) or root.id not in self.ssa:
+                continue
+            arguments = list(call.args) + [k.value for k in call.keywords]
+            if any(isinstance(n, gast.Name) and n.id in varied for a in arguments for n in gast.walk(a)) \
+                    or (isinstance(receiver, gast.Name) and receiver.id in varied):
+                raise self.source.error(
+                    stmt.origin, f"'{unparse(call.func)}(...)' changes a container in place, which "
+                    "differentiated code cannot follow",
+                    "build a new value instead (xs = xs + [v], ys = sorted(ys), a = np.where(...)), "
+                    "or wrap the arguments in 'without_derivative' if no derivative should flow "
+                    "through them (a log of values)")
 
     def zero_derivative_warnings(self, pairs):
         from adtrans.api import without_derivative

@@ -4,7 +4,7 @@ import dataclasses
 import builtins
 import operator
 
-from adtrans.rules.support import with_field, with_item
+from adtrans.rules.support import appended, extended, with_field, with_item
 
 import numpy as np
 import pytest
@@ -24,6 +24,9 @@ POS_COL = rng.uniform(0.5, 2.0, (3, 1))
 CASES = [
     case(with_item, A, (0, slice(1, 3)), np.array([0.5, -1.5])), case(with_item, A, 1, 2.0),
     case(with_item, [1.5, -0.5, 2.0], 1, 0.25),
+    # xs.append(v) / xs.extend(vs) on a local list.
+    case(appended, [1.5, -0.5], 0.25), case(appended, [A, VEC], VEC), case(appended, [], A),
+    case(extended, [1.5, -0.5], [0.25, 2.0]), case(extended, [VEC], (VEC, 0.5)), case(extended, [2.0], []),
     # a + b and friends: same shapes, (3, 1) with (1, 4), array with scalar, Python floats.
     case(operator.add, 1.5, -0.25), case(operator.add, A, A), case(operator.add, COL, ROW),
     case(operator.add, A, 2.0), case(operator.add, 2.0, VEC),

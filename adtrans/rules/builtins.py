@@ -10,7 +10,8 @@ import operator
 
 from adtrans.registry import constant_function, integer_valued, rules_for
 from adtrans.rules.support import (
-    each_cotangent, extremum_args_cotangent, field_cleared, field_cotangent, item_cleared,
+    appended, appended_head, appended_last, each_cotangent, extended, extended_head, extended_tail,
+    extremum_args_cotangent, field_cleared, field_cotangent, item_cleared,
     matmul_cotangent_a, matmul_cotangent_b, shaped_like, sign, sorted_cotangent, unbroadcast, with_field,
     with_item, xlogy)
 
@@ -63,6 +64,11 @@ constant_function(
 
 # ``x[index] = value`` in differentiated code runs as ``x = with_item(x, index, value)``.
 rule(with_item, "x, index, value", x="item_cleared(d_y, index)", value="unbroadcast(d_y[index], value)")
+
+# ``xs.append(v)`` / ``xs.extend(vs)`` on a local list run as ``xs = appended(xs, v)`` /
+# ``xs = extended(xs, vs)``.
+rule(appended, "xs, value", xs="appended_head(d_y)", value="appended_last(d_y, value)")
+rule(extended, "xs, values", xs="extended_head(d_y, values)", values="extended_tail(d_y, values)")
 
 # ``obj.name = value`` in differentiated code runs as ``obj = with_field(obj, "name", value)``.
 rule(with_field, "obj, name, value", obj="field_cleared(d_y, name)", value="field_cotangent(d_y, name, value)")

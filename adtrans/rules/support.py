@@ -28,6 +28,8 @@ def unbroadcast(g, x):
     `x` may also be a shape (a tuple), when the pullback keeps no more of it.
     """
     if type(x) is tuple:
+        if type(g) in (list, tuple):
+            _concatenated()
         return _sum_to_shape(g, x)
     x_shape = getattr(x, "shape", None)
     if x_shape is not None:
@@ -35,7 +37,18 @@ def unbroadcast(g, x):
             return g
     elif type(g) is float and type(x) in (float, int):
         return g
+    if type(g) in (list, tuple):
+        _concatenated()
     return shaped_like(_sum_to_shape(g, _shape(x)), x)
+
+
+def _concatenated():
+    """`g` is a list's cotangent: the ``+`` was a concatenation of lists or tuples."""
+    from adtrans.errors import DifferentiationError
+
+    raise DifferentiationError(
+        "concatenating lists or tuples ('a + b') of differentiated values is not supported", None,
+        ["grow a local list with xs.append(v) or xs.extend(vs), or write the whole list as a literal"])
 
 
 def matmul_shape(a, b):
@@ -1005,6 +1018,51 @@ def item_cleared(g, index):
     else:
         out[index] = _zero_like(out[index])
     return type(g)(out) if isinstance(g, tuple) else out
+
+
+# -- Growing a list (``xs.append(v)``, ``xs.extend(vs)`` in differentiated code): value semantics.
+
+def appended(xs, value):
+    """``xs + [value]``: how differentiated code runs ``xs.append(value)`` on a local list.
+
+    A new list, as ``x[i] = v`` makes a new array (`with_item`): the pullback
+    still sees each earlier list as it was. Anything but a list appends in
+    place, as written.
+    """
+    if type(xs) is list:
+        return xs + [value]
+    xs.append(value)
+    return xs
+
+
+def extended(xs, values):
+    """``xs + list(values)``: how differentiated code runs ``xs.extend(values)`` on a local list."""
+    if type(xs) is list:
+        return xs + list(values)
+    xs.extend(values)
+    return xs
+
+
+def appended_head(g):
+    """The cotangent of `xs` in ``appended(xs, v)``: all of `g` but its last item."""
+    return None if g is None else list(g[:-1])
+
+
+def extended_head(g, values):
+    """The cotangent of `xs` in ``extended(xs, values)``: `g` but its last ``len(values)`` items."""
+    return None if g is None else list(g[:len(g) - len(values)])
+
+
+def appended_last(g, value):
+    """The cotangent of `value` in ``appended(xs, value)``: `g`'s last item."""
+    part = None if g is None else g[-1]
+    return _zero_like(value) if part is None else part
+
+
+def extended_tail(g, values):
+    """The cotangent of `values` in ``extended(xs, values)``: `g`'s last ``len(values)`` items."""
+    tail = [None] * len(values) if g is None else list(g[len(g) - len(values):])
+    return shaped_like([_zero_like(v) if t is None else t for t, v in zip(tail, values)], values)
 
 
 # -- Assignment to an attribute (``obj.name = v`` in differentiated code): value semantics.

@@ -1,0 +1,133 @@
+"""Growing lists in differentiated code, and what changes a container in place.
+
+``xs.append(v)`` and ``xs.extend(vs)`` on a list the function made run as
+``xs = appended(xs, v)`` / ``xs = extended(xs, vs)``: by value, like
+``x[i] = v`` (`with_item`), so the pullback sees each earlier list as it
+was. Other in-place changes given differentiated values (``xs.sort()``,
+``obj.items.append(v)``, appending to a parameter's list) are located errors:
+their gradient would otherwise be silently wrong.
+"""
+
+import inspect
+import math
+import textwrap
+
+import numpy as np
+import pytest
+
+import adtrans
+
+
+def summed(x, ws):
+    out = []
+    for w in ws:
+        out.append(w * x)
+    return sum(out)
+
+
+def rnn(h, W, xs):
+    hs = []
+    for x in xs:
+        h = np.tanh(h @ W + x)
+        hs.append(h)
+    return np.sum(np.stack(hs) ** 2)
+
+
+def extend_then_read(x, y):
+    out = [x]
+    out.extend([x * y, math.sin(y)])
+    out.extend((y,))
+    return out[0] * out[1] + out[2] * out[3] + len(out)
+
+
+def reads_while_growing(x, n):
+    out = [x]
+    for i in range(n):
+        out.append(sum(out) * x)
+    return out[-1]
+
+
+def grows_in_a_branch(x, y):
+    out = []
+    if x > 0:
+        out.append(x * y)
+    else:
+        out.append(y)
+    out.append(x)
+    return out[0] * out[-1]
+
+
+def test_append_in_a_loop():
+    assert adtrans.gradient(summed, 2.0, [1.0, 2.0]) == (3.0, [2.0, 2.0])
+    adtrans.check_gradient(summed, 2.0, [1.0, 2.0])
+
+
+def test_an_rnn_collecting_its_states():
+    rng = np.random.default_rng(0)
+    h, W, xs = rng.normal(size=(2, 3)), rng.normal(size=(3, 3)), rng.normal(size=(4, 2, 3))
+    adtrans.check_gradient(rnn, h, W, xs)
+
+
+@pytest.mark.parametrize("f,args,wrt", [
+    (extend_then_read, (2.0, 3.0), None), (reads_while_growing, (1.5, 3), "x"),
+    (grows_in_a_branch, (1.5, -0.5), None), (grows_in_a_branch, (-1.5, -0.5), None)])
+def test_extend_reading_and_branches(f, args, wrt):
+    adtrans.check_gradient(f, *args, wrt=wrt)
+
+
+def test_the_generated_code_grows_the_list_by_value():
+    text = adtrans.generated_source(rnn)
+    assert "hs_2 = appended(hs_1, h_2)" in text
+    assert "d_hs_1 = appended_head(d_hs_2)" in text
+    assert "hs_1" not in text.split("tape.append(")[1].split(")")[0]     # the tape keeps no list
+
+
+def sorts(x, y):
+    xs = [x, y]
+    xs.sort()
+    return xs[0] * 2.0
+
+
+class Box:
+    def __init__(self):
+        self.items = []
+
+
+def into_attribute(x, box):
+    box.items.append(x * 2.0)
+    return sum(box.items)
+
+
+def into_parameter(x, log):
+    log.append(x)
+    return x * 2.0
+
+
+def logs_a_constant(x, log):
+    log.append(1.0)
+    return x * 2.0
+
+
+@pytest.mark.parametrize("f,args,line,what", [
+    (sorts, (2.0, 1.0), 2, "xs.sort"), (into_attribute, (2.0, Box()), 1, "box.items.append"),
+    (into_parameter, (2.0, []), 1, "log.append")])
+def test_changing_a_container_in_place_is_a_located_error(f, args, line, what):
+    with pytest.raises(adtrans.DifferentiationError, match=f"'{what}\\(...\\)' changes a container") as info:
+        adtrans.gradient(f, *args, wrt=0)
+    assert info.value.lineno == f.__code__.co_firstlineno + line
+
+
+def test_a_parameter_list_still_changes_when_nothing_differentiated_goes_in():
+    log = []
+    assert adtrans.gradient(logs_a_constant, 2.0, log, wrt=0) == 2.0
+    assert log == [1.0]
+
+
+def concatenates(x, y):
+    t = [x, y] + [x]
+    return t[0] * t[2] + t[1]
+
+
+def test_concatenating_lists_is_an_error_not_a_crash():
+    with pytest.raises(adtrans.DifferentiationError, match="concatenating lists or tuples"):
+        adtrans.gradient(concatenates, 2.0, 3.0)
