@@ -928,24 +928,33 @@ def _from_vjp(vjp, signature, registered_wrt, f, args, kwargs, wrt, selective=Fa
             raise DifferentiationError(
                 f"the registered derivative of '{_qualname(f)}' gives no tangent for '{missing[0]}'",
                 function_location(vjp), ["register it with wrt= naming that parameter"])
-    if selective:
-        value, back = vjp(*args, needed=tuple(wanted), **kwargs)
-    else:
-        value, back = vjp(*args, **kwargs)
+    value, back = _call_vjp(vjp, args, kwargs, tuple(wanted) if selective else None)
 
     def pull(d):
-        out = back(d)
-        if len(returned) == 1:
-            out = (out,)
-        elif not isinstance(out, (tuple, list)) or len(out) != len(returned):
-            raise DifferentiationError(
-                f"the pullback of '{_qualname(vjp)}' must return {len(returned)} tangents "
-                f"(one for each of {', '.join(returned)}), but returned {out!r}",
-                function_location(vjp))
-        by_name = dict(zip(returned, out))
+        by_name = _tangents_by_name(vjp, back(d), returned)
         return tuple(_like(by_name[n], values.get(n)) for n in wanted)
 
     return value, pull, single
+
+
+def _call_vjp(vjp, args, kwargs, needed):
+    """``vjp(*args, **kwargs)``, told which tangents are `needed` when it asks (not None)."""
+    if needed is not None:
+        return vjp(*args, needed=needed, **kwargs)
+    return vjp(*args, **kwargs)
+
+
+def _tangents_by_name(vjp, out, returned, star=None):
+    """A user pullback's result `out`, one tangent for each name in `returned`, by name."""
+    if len(returned) == 1:
+        out = (out,)
+    elif not isinstance(out, (tuple, list)) or len(out) != len(returned):
+        tuple_note = f"; a tuple for '*{star}'" if star else ""
+        raise DifferentiationError(
+            f"the pullback of '{_qualname(vjp)}' must return {len(returned)} tangents "
+            f"(one for each of {', '.join(returned)}{tuple_note}), but returned {out!r}",
+            function_location(vjp))
+    return dict(zip(returned, out))
 
 
 def _from_varargs_vjp(vjp, signature, star, f, args, kwargs, wrt, selective):
@@ -963,21 +972,10 @@ def _from_varargs_vjp(vjp, signature, star, f, args, kwargs, wrt, selective):
     slots, single, args, kwargs, values = _argument_slots(
         f, names, star, named, args, kwargs, wrt, bind)
     wanted = tuple(n for n in names if n in slots or (n == star and any(isinstance(s_, int) for s_ in slots)))
-    if selective:
-        value, back = vjp(*args, needed=wanted, **kwargs)
-    else:
-        value, back = vjp(*args, **kwargs)
+    value, back = _call_vjp(vjp, args, kwargs, wanted if selective else None)
 
     def pull(d):
-        out = back(d)
-        if len(names) == 1:
-            out = (out,)
-        elif not isinstance(out, (tuple, list)) or len(out) != len(names):
-            raise DifferentiationError(
-                f"the pullback of '{_qualname(vjp)}' must return {len(names)} tangents "
-                f"(one for each of {', '.join(names)}; a tuple for '*{star}'), but returned {out!r}",
-                function_location(vjp))
-        return _slot_tangents(slots, dict(zip(names, out)), values, star)
+        return _slot_tangents(slots, _tangents_by_name(vjp, back(d), names, star), values, star)
 
     return value, pull, single
 

@@ -58,11 +58,14 @@ class Program:
             return self.rng.choice(scope) if self.rng.random() < 0.8 else self.constant()
         a = self.expr(scope, depth + 1)
         b = self.expr(scope, depth + 1)
-        return self.rng.choice([
+        return self.rng.choice(self.operations(a, b))
+
+    def operations(self, a, b):
+        return [
             f"({a} + {b})", f"({a} - {b})", f"np.tanh({a} * {b})", f"np.sin({a})", f"0.5 * {a}",
             f"np.cos({a}) * {b}", f"arr[{self.rng.randrange(3)}]", f"np.sum(arr * {a})",
             f"({a} if cmp({b}, {self.constant()}) else {b})",
-        ])
+        ]
 
     def block(self, scope, indent, depth, in_loop):
         count = self.rng.randint(1, 3)
@@ -195,18 +198,13 @@ def test_random_program(program_directory, seed, x, y, a):
 class ScalarProgram(Program):
     """A program of two Python floats and `math`: what runs through the fused float code."""
 
-    def expr(self, scope, depth=0):
-        r = self.rng.random()
-        if depth > 2 or r < 0.3:
-            return self.rng.choice(scope) if self.rng.random() < 0.8 else self.constant()
-        a = self.expr(scope, depth + 1)
-        b = self.expr(scope, depth + 1)
-        return self.rng.choice([
+    def operations(self, a, b):
+        return [
             f"({a} + {b})", f"({a} - {b})", f"math.tanh({a} * {b})", f"math.sin({a})",
             f"0.5 * {a}", f"math.cos({a}) * {b}", f"math.sin(math.sin({a}))", f"-{a}",
             f"math.sqrt(1.0 + {a} * {a})", f"math.atan({a}) * {b}",
             f"({a} if cmp({b}, {self.constant()}) else {b})",
-        ])
+        ]
 
     def update(self, scope, pad):
         target = self.rng.choice([v for v in scope if not v.startswith("i")])
