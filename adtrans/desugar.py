@@ -689,6 +689,8 @@ class Desugar:
             return _located(gast.Dict(keys, values), expr)
         if isinstance(expr, gast.IfExp):
             return self.conditional(expr)
+        if isinstance(expr, (gast.ListComp, gast.GeneratorExp, gast.DictComp)):
+            return self.comprehension(expr)
         if isinstance(expr, gast.Compare):
             left = self.atom(expr.left)
             return _located(gast.Compare(left, expr.ops, [self.atom(c) for c in expr.comparators]), expr)
@@ -709,6 +711,53 @@ class Desugar:
                 self.out = saved
         self.out.append(If(test, branches[0], branches[1], self.origin, [name]))
         return gast.Name(name, gast.Load(), None, None)
+
+    def comprehension(self, expr):
+        """``[e for t in xs if c]`` as the loop it means, growing a new list (see `grow_list`).
+
+        A generator expression becomes a list too: what takes it (``sum``,
+        ``np.stack``, ``tuple``) consumes it whole. A dict comprehension
+        assigns items. The loop variables get fresh names, since a
+        comprehension's variables are its own, never the function's; the
+        first ``in`` is read in the enclosing scope, as Python does.
+        """
+        for generator in expr.generators:
+            if generator.is_async:
+                raise self.source.error(expr, "an asynchronous comprehension is not supported")
+        is_dict = isinstance(expr, gast.DictComp)
+        items = self.namer.fresh("entries" if is_dict else "items")
+        renames = {}
+        rename = _ComprehensionRenamer(renames)
+        loops = []
+        for i, generator in enumerate(expr.generators):
+            iterable = clone(generator.iter) if i == 0 else rename.visit(clone(generator.iter))
+            for node in gast.walk(generator.target):
+                if isinstance(node, gast.Name):
+                    renames[node.id] = self.namer.fresh(node.id)
+            target = rename.visit(clone(generator.target))
+            loops.append((target, iterable, [rename.visit(clone(c)) for c in generator.ifs]))
+        if is_dict:
+            slot = gast.Subscript(gast.Name(items, gast.Load(), None, None), rename.visit(clone(expr.key)),
+                                  gast.Store())
+            body = [gast.Assign([slot], rename.visit(clone(expr.value)), None)]
+            empty = gast.Dict([], [])
+        else:
+            grow = gast.Attribute(gast.Name(items, gast.Load(), None, None), "append", gast.Load())
+            body = [gast.Expr(gast.Call(grow, [rename.visit(clone(expr.elt))], []))]
+            empty = gast.List([], gast.Load())
+        for target, iterable, conditions in reversed(loops):
+            for condition in reversed(conditions):
+                body = [gast.If(condition, body, [])]
+            body = [gast.For(target, iterable, body, [], None)]
+        statements = [gast.Assign([gast.Name(items, gast.Store(), None, None)], empty, None)] + body
+        for stmt in statements:
+            for node in gast.walk(stmt):
+                if hasattr(node, "lineno") or isinstance(node, (gast.stmt, gast.expr)):
+                    gast.copy_location(node, expr)
+        self.locals |= {items, *renames.values()}
+        for stmt in statements:
+            self.statement(stmt)
+        return gast.Name(self.current[items], gast.Load(), None, None)
 
     def argument(self, expr):
         if isinstance(expr, (gast.Tuple, gast.List)) and _is_operation(expr, self.locals):
@@ -774,6 +823,18 @@ class _Renamer(gast.NodeTransformer):
         return node
 
     visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
+
+
+class _ComprehensionRenamer(gast.NodeTransformer):
+    """A comprehension's own variables under their fresh names."""
+
+    def __init__(self, renames):
+        self.renames = renames
+
+    def visit_Name(self, node):
+        if node.id in self.renames:
+            node.id = self.renames[node.id]
+        return node
 
 
 def _located(new, old):

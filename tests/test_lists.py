@@ -131,3 +131,68 @@ def concatenates(x, y):
 def test_concatenating_lists_is_an_error_not_a_crash():
     with pytest.raises(adtrans.DifferentiationError, match="concatenating lists or tuples"):
         adtrans.gradient(concatenates, 2.0, 3.0)
+
+
+# -- comprehensions: the loops they mean, growing new lists
+
+def list_comprehension(x, ws):
+    return sum([w * x for w in ws])
+
+
+def generator_expression(x, ws):
+    return sum(w * math.sin(x) for w in ws)
+
+
+def nested_with_conditions(x, ws):
+    return sum(a * b * x for a in ws for b in ws if a > 0 if b != a)
+
+
+def zipped(xs, ws):
+    return sum(x * w for x, w in zip(xs, ws))
+
+
+def stacked(h, Ws):
+    return np.sum(np.stack([np.tanh(h @ W) for W in Ws]))
+
+
+def dict_comprehension(x, ws):
+    d = {name: w * x for name, w in zip(("a", "b"), ws)}
+    return d["a"] + d["b"] * x
+
+
+def shadowing(x, ws):
+    w = 3.0
+    s = sum([w * x for w in ws])
+    return s + w * x          # the comprehension's w is its own: this is 3.0
+
+
+def first_in_reads_the_outer_name(x):
+    x2 = [x, 2.0 * x]
+    return sum(x2 * x2 for x2 in x2)
+
+
+@pytest.mark.parametrize("f,args", [
+    (list_comprehension, (2.0, [1.0, -2.0])), (generator_expression, (0.5, [1.0, 2.0])),
+    (nested_with_conditions, (0.5, [1.0, -2.0, 3.0])), (zipped, ([1.0, 2.0], [3.0, 4.0])),
+    (dict_comprehension, (2.0, [1.0, -2.0])), (shadowing, (2.0, [1.0, 4.0])),
+    (first_in_reads_the_outer_name, (1.5,)),
+])
+def test_comprehensions(f, args):
+    assert adtrans.value_with_gradient(f, *args)[0] == f(*args)
+    adtrans.check_gradient(f, *args)
+
+
+def test_a_comprehension_of_arrays():
+    rng = np.random.default_rng(1)
+    h, Ws = rng.normal(size=(2, 3)), [rng.normal(size=(3, 3)) for _ in range(3)]
+    adtrans.check_gradient(stacked, h, Ws)
+    text = adtrans.generated_source(stacked)
+    assert "items_2 = appended(items_1, tanh_h_matmul_W_1)" in text
+
+
+def test_a_comprehension_of_constants_stays_as_written():
+    def f(x):
+        return x * sum([i * i for i in range(4)])
+
+    assert "[i * i for i in range(4)]" in adtrans.generated_source(f)
+    assert adtrans.gradient(f, 2.0) == 14.0

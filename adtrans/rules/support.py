@@ -1011,6 +1011,11 @@ def item_cleared(g, index):
         out = g.copy()
         out[index] = 0
         return out
+    if isinstance(g, dict):
+        out = dict(g)
+        if index in out:
+            out[index] = _zero_like(out[index])
+        return out
     out = list(g)
     if isinstance(index, slice):
         for i in range(*index.indices(len(out))):
