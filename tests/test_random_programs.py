@@ -65,6 +65,7 @@ class Program:
             f"({a} + {b})", f"({a} - {b})", f"np.tanh({a} * {b})", f"np.sin({a})", f"0.5 * {a}",
             f"np.cos({a}) * {b}", f"arr[{self.rng.randrange(3)}]", f"np.sum(arr * {a})",
             f"({a} if cmp({b}, {self.constant()}) else {b})",
+            f"np.sum(np.stack([arr * w for w in ({a}, {b})]))",
         ]
 
     def block(self, scope, indent, depth, in_loop):
@@ -204,6 +205,7 @@ class ScalarProgram(Program):
             f"0.5 * {a}", f"math.cos({a}) * {b}", f"math.sin(math.sin({a}))", f"-{a}",
             f"math.sqrt(1.0 + {a} * {a})", f"math.atan({a}) * {b}",
             f"({a} if cmp({b}, {self.constant()}) else {b})",
+            f"sum(w * {a} for w in ({b}, {self.constant()}))",
         ]
 
     def update(self, scope, pad):
