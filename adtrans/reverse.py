@@ -1096,6 +1096,10 @@ class ReverseTransform:
         if not self.active(target):
             return []
         self.check_differentiable(stmt, op)
+        if target not in self.defined:
+            # Nothing reading it passed a cotangent (a configuration field given to a rule's
+            # parameter without a derivative, such as with_derivative's hook): its adjoint is zero.
+            return []
         d = _name(self.adjoint(target))
         kind = op.kind
         if kind == "constant":

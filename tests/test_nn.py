@@ -4,6 +4,7 @@ losses, optimizers' update maths, float32 preservation, with_derivative and reco
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -421,3 +422,60 @@ def test_the_handwritten_recomputation_matches_checkpointed():
     d_plain, d_x_plain = layer.applied_for_backpropagation(x)[1](v)
     np.testing.assert_allclose(d_layer.weight, d_plain.weight)
     np.testing.assert_allclose(d_x, d_x_plain)
+
+
+# The compiler problems docs/nn.md used to list, fixed: no workaround needed in user layers.
+
+def _scaled(x, mode):
+    return x * (2.0 if mode == "double" else 1.0)
+
+
+@adtrans.derivative(of=_scaled, wrt=("x",))
+def _scaled_vjp(x, mode):
+    k = 2.0 if mode == "double" else 1.0
+    return x * k, lambda d: d * k
+
+
+@dataclass
+class _Configured(nn.Layer):
+    weight: np.ndarray
+    mode: str = "double"
+    hook: Callable = None
+
+    def __call__(self, x):
+        y = _scaled(x @ self.weight, self.mode)
+        return adtrans.with_derivative(y, self.hook) if self.hook is not None else y
+
+
+@dataclass
+class _Plain(nn.Layer):
+    layers: list
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def _squared_sum(model, x):
+    return np.sum(model(x) ** 2)
+
+
+def test_configuration_fields_reach_rules_and_hooks_without_a_workaround():
+    x = randn(3, 2)
+    for hook in (None, lambda d: d * 1.0):
+        layer = _Configured(randn(2, 2), "double", hook)
+        d_layer, d_x = adtrans.gradient(_squared_sum, layer, x)
+        y = 2.0 * (x @ layer.weight)
+        np.testing.assert_allclose(d_layer.weight, x.T @ (2.0 * 2.0 * y))
+        np.testing.assert_allclose(d_x, (2.0 * 2.0 * y) @ layer.weight.T)
+
+
+def test_a_layer_without_parameters_through_run_time_dispatch():
+    model = _Plain([nn.Dense(4, 3, nn.relu, rng=0, dtype=np.float64), nn.Flatten(),
+                    nn.Dense(3, 2, rng=1, dtype=np.float64)])
+    x = randn(5, 4)
+    d_model, d_x = adtrans.gradient(_squared_sum, model, x)
+    d_seq, d_x_seq = adtrans.gradient(_squared_sum, nn.Sequential(model.layers), x)
+    np.testing.assert_allclose(d_x, d_x_seq)
+    np.testing.assert_allclose(d_model.layers[0].weight, d_seq.layers[0].weight)
