@@ -161,6 +161,8 @@ def _read_list(node, edits):
             found += _stored(node.target)
         return found
     found = [node.id] if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Store) else []
+    if isinstance(node, ast.AugAssign):
+        found += _stored(node.target)     # ``t += v`` reads t
     for child in ast.iter_child_nodes(node):
         found += _read_list(child, edits)
     return found

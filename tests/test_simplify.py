@@ -83,6 +83,16 @@ def test_dead_code_stays_only_if_it_may_raise_or_has_an_effect(line, stays):
     assert (line in simplified(source).text) == stays
 
 
+def test_an_augmented_assignment_reads_its_target():
+    out = simplified("""\
+        def f_gradient(x, y):
+            t = x * y
+            t += 1.0
+            d_x = y
+            return d_x""")
+    assert "t = x * y" in out.text and "t += 1.0" in out.text
+
+
 def test_a_temporary_is_nested_only_into_the_next_line_that_reads_it_once():
     out = simplified("""\
         def f_gradient(x, y):
@@ -124,7 +134,7 @@ def sines(x, y):
 
 SINES_GRADIENT = '''\
 def sines_gradient(x, y):
-    # tests/test_simplify.py:122: return math.sin(math.sin(math.sin(x))) + math.cos(math.cos(math.cos(y)))
+    # tests/test_simplify.py:{line}: return math.sin(math.sin(math.sin(x))) + math.cos(math.cos(math.cos(y)))
     sin_x = math.sin(x)
     sin_sin_x = math.sin(sin_x)
     cos_y = math.cos(y)
@@ -150,7 +160,8 @@ def test_gradient_runs_the_handwritten_chain_rule(at_repository_root):
     # Like the gradient one would write by hand: the result itself is never computed.
     assert adtrans.gradient(sines, 2.0, 3.0) == adtrans.value_with_pullback(sines, 2.0, 3.0)[1](1.0)
     plan = api._plan_for(sines, (2.0, 3.0), {}, None)
-    assert textwrap.dedent(inspect.getsource(plan.gradient_only)) == SINES_GRADIENT
+    line = sines.__code__.co_firstlineno + 1
+    assert textwrap.dedent(inspect.getsource(plan.gradient_only)) == SINES_GRADIENT.format(line=line)
     assert api._by_type[(sines, None, float, float)].gradient is plan.gradient_only
 
 
