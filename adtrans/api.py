@@ -867,7 +867,6 @@ def _argument_slots(fn, names, star, named, args, kwargs, wrt, bind):
             if isinstance(slot, int):
                 args[named + slot] = float(value)
             else:
-                args, kwargs = list(args), dict(kwargs)
                 index = names.index(slot)
                 if index < len(args) and index < named:
                     args[index] = float(value)
