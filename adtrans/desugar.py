@@ -691,6 +691,8 @@ class Desugar:
             return self.conditional(expr)
         if isinstance(expr, (gast.ListComp, gast.GeneratorExp, gast.DictComp)):
             return self.comprehension(expr)
+        if isinstance(expr, gast.BoolOp) and not _is_truth_value(expr):
+            return self.boolean(expr)
         if isinstance(expr, gast.Compare):
             left = self.atom(expr.left)
             return _located(gast.Compare(left, expr.ops, [self.atom(c) for c in expr.comparators]), expr)
@@ -711,6 +713,18 @@ class Desugar:
                 self.out = saved
         self.out.append(If(test, branches[0], branches[1], self.origin, [name]))
         return gast.Name(name, gast.Load(), None, None)
+
+    def boolean(self, expr):
+        """``a or b`` is ``a if a else b`` and ``a and b`` is ``b if a else a`` (Python's meaning):
+        `b` runs only when needed, and the derivative flows through the operand chosen."""
+        first, *rest = expr.values
+        remainder = rest[0] if len(rest) == 1 else _located(gast.BoolOp(expr.op, rest), expr)
+        value = self.atom(first)
+        if isinstance(expr.op, gast.Or):
+            choice = gast.IfExp(value, value, remainder)
+        else:
+            choice = gast.IfExp(value, remainder, value)
+        return self.conditional(_located(choice, expr))
 
     def comprehension(self, expr):
         """``[e for t in xs if c]`` as the loop it means, growing a new list (see `grow_list`).
@@ -823,6 +837,24 @@ class _Renamer(gast.NodeTransformer):
         return node
 
     visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
+
+
+_TRUTH_FUNCTIONS = {"isinstance", "issubclass", "hasattr", "callable", "bool", "all", "any"}
+
+
+def _is_truth_value(expr):
+    """Is `expr` a condition (comparisons, ``not``, ``isinstance``...), whose ``and``/``or`` make
+    True or False and carry no derivative? Such an expression stays as written."""
+    if isinstance(expr, gast.BoolOp):
+        return all(_is_truth_value(v) for v in expr.values)
+    if isinstance(expr, gast.Compare):
+        return True
+    if isinstance(expr, gast.UnaryOp) and isinstance(expr.op, gast.Not):
+        return True
+    if isinstance(expr, gast.Constant):
+        return expr.value is None or isinstance(expr.value, bool)
+    return (isinstance(expr, gast.Call) and isinstance(expr.func, gast.Name)
+            and expr.func.id in _TRUTH_FUNCTIONS)
 
 
 class _ComprehensionRenamer(gast.NodeTransformer):

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 import pytest
 
@@ -343,3 +345,50 @@ def test_first_pass_of_a_layer_loop_asks_no_input_gradient():
     # Both passes agree with differentiating every layer's input too (x a varied value).
     both = adtrans.gradient(lambda layers, x: through_layers(layers, x * 1.0), layers, 0.9, wrt="layers")
     assert [g.w for g in grads] == pytest.approx([g.w for g in both])
+
+
+# -- and / or over values: Python's meaning, short-circuit included
+
+def both(x, y):
+    return (x and y) * 2.0
+
+
+def first_true(x, y, z):
+    return (x or y or z) * x
+
+
+def with_default(x, scale):
+    s = scale or 1.0
+    return math.sin(x) * s
+
+
+def condition_stays(x, y):
+    if x > 0 and y > 0:
+        return x * y
+    return x + y
+
+
+CALLS = []
+
+
+def short_circuit(x, y):
+    return x or CALLS.append(1) or y
+
+
+@pytest.mark.parametrize("f,args,want", [
+    (both, (1.5, 2.0), (0.0, 2.0)), (both, (0.0, 2.0), (2.0, 0.0)),
+    (first_true, (0.0, 0.0, 3.0), (3.0, 0.0, 0.0)), (first_true, (2.0, 0.5, 3.0), (4.0, 0.0, 0.0)),
+    (with_default, (0.5, 0.0), (math.cos(0.5), 0.0)),
+    (with_default, (0.5, 3.0), (3.0 * math.cos(0.5), math.sin(0.5))),
+])
+def test_and_or_choose_an_operand(f, args, want):
+    assert adtrans.gradient(f, *args) == pytest.approx(want)
+    if all(a != 0 for a in args):
+        adtrans.check_gradient(f, *args)
+
+
+def test_and_or_short_circuit_and_conditions_stay_as_written():
+    CALLS.clear()
+    assert adtrans.gradient(short_circuit, 2.0, 3.0) == (1.0, 0.0) and CALLS == []
+    assert adtrans.gradient(short_circuit, 0.0, 3.0) == (0.0, 1.0) and CALLS == [1]
+    assert "condition = x > 0 and y > 0" in adtrans.generated_source(condition_stays)
