@@ -1646,18 +1646,23 @@ def _is_call(node, name):
 
 
 def _without_repeated_comments(lines):
-    """Drop a source-line comment that repeats the last one at the same indentation."""
+    """Drop a source-line comment that repeats the last one at the same indentation, or the one
+    just above the block it is in (a loop and its body on one source line, a comprehension)."""
     last = {}
+    previous = None     # the last comment written: (depth, text)
     out = []
     for line in lines:
         stripped = line.lstrip()
         depth = len(line) - len(stripped)
-        if stripped.startswith("# ") and last.get(depth) == stripped:
+        if stripped.startswith("# ") and (last.get(depth) == stripped or (
+                previous is not None and previous[0] < depth and previous[1] == stripped)):
             continue
         if stripped.startswith("# "):
             last[depth] = stripped
+            previous = (depth, stripped)
         elif stripped.startswith("def "):
             last.clear()
+            previous = None
         out.append(line)
     return out
 
