@@ -365,7 +365,7 @@ def value_with_gradient(f, *args, wrt=None, **kwargs):
     """``(f(*args), gradient)`` for a scalar-valued `f`."""
     if not kwargs:
         try:
-            typed = _by_type.get(_type_key(f, wrt, args))
+            typed = _by_type.get(_type_key(f, wrt, args) if len(args) < 3 else (f, wrt, *map(type, args)))
         except TypeError:   # unhashable: a list wrt, a callable object
             typed = None
         if typed is not None:
@@ -447,9 +447,18 @@ def _entry_point(f, wrt, kind):
         text = _ENTRY_POINT.format(name=name, parameters=", ".join(parameters),
                                    types="".join(f"type({p}), " for p in parameters))
         namespace = {"by_types": by_types, "general": general, "type": type}
-        exec(compile(text, f"<adtrans {kind}_of {_qualname(f)}>", "exec"), namespace)
-        entry = namespace[name]
+        entry = _compiled_entry(text, name, namespace, f"<adtrans {kind}_of {_qualname(f)}>")
     return functools.wraps(fn or f)(entry)
+
+
+def _compiled_entry(text, name, namespace, filename):
+    """The function `name` that `text` defines, reading `namespace`; its text in linecache, so
+    tracebacks and debuggers show it as they show the other generated code."""
+    import linecache
+
+    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+    exec(compile(text, filename, "exec"), namespace)
+    return namespace[name]
 
 
 def _simple_parameters(fn):
@@ -565,6 +574,8 @@ class _Typed:
         self.arrays = arrays                            # positions of the arrays among the arguments
         self.dtypes = tuple(args[i].dtype for i in arrays)
         self.gradient, self.value_with_gradient = plan.fast() if not arrays else (None, None)
+        if arrays and plan.checks_arrays():
+            self.value_with_gradient = _array_entry(plan, args, arrays)
 
     def accepts(self, args):
         """Is the plan right for `args`? An array's kind is its dtype's, not its type's."""
@@ -576,6 +587,47 @@ class _Typed:
 
 
 _by_type = {}       # (f, wrt, *argument types) -> _Typed
+
+_ARRAY_ENTRY = """\
+def {name}({params}):
+    if {dtype_checks}:
+        try:
+            value, grads = fused({params})
+        except NotScalar as error:
+            not_scalar(error)
+        {unpack} = grads
+        if {shape_checks}:
+            return value, grads
+        return shaped(value, grads, ({params},), {{}})
+    return general(({params},), {{}})
+"""
+
+
+def _array_entry(plan, args, arrays):
+    """`plan.value_with_gradient` for these arguments' dtypes, its checks written out: the fused
+    function's result is returned as it is when every gradient has its argument's shape and dtype."""
+    namespace = {"fused": plan.fused_function(), "NotScalar": tangents.NotScalar,
+                 "not_scalar": plan.not_scalar, "shaped": plan._shaped,
+                 "general": plan.value_with_gradient, "ndarray": np.ndarray}
+    # The function's own parameter names where they are free to use, so the text reads as its call.
+    names = _parameter_names(plan.fn)[:len(args)]
+    taken = set(namespace) | {"value", "grads", "error", "entry"}
+    if len(names) < len(args) or any(n in taken or n.startswith(("d_", "dtype_")) for n in names):
+        names = [f"a{i}" for i in range(len(args))]
+    grads = [f"d_{names[i]}" for i in plan.positions]
+    checks = []
+    for i in arrays:
+        namespace[f"dtype_{names[i]}"] = args[i].dtype
+        checks.append(f"{names[i]}.dtype is dtype_{names[i]}")
+    shape_checks = [f"type({g}) is ndarray and {g}.dtype is {names[i]}.dtype and {g}.shape == {names[i]}.shape"
+                    for g, i in zip(grads, plan.positions)]
+    name = f"{plan.fn.__name__}_entry" if plan.fn.__name__.isidentifier() else "entry"
+    if name in names:
+        name = "entry"
+    text = _ARRAY_ENTRY.format(name=name, params=", ".join(names), dtype_checks=" and ".join(checks),
+                               unpack=", ".join(grads),
+                               shape_checks=" and\\\n                ".join(shape_checks))
+    return _compiled_entry(text, name, namespace, f"<adtrans value_with_gradient entry {_qualname(plan.fn)}>")
 
 
 def _kind(value):
@@ -646,6 +698,22 @@ class _Plan:
                 return out if order is None else tuple([out[i] for i in order])
 
         return value, pull, self.single
+
+    def checks_arrays(self):
+        """Can `_array_entry` stand for `value_with_gradient` (arrays in the caller's order, several
+        gradients, a fused function that needs no single-use scope)?"""
+        return (self.positions is not None and self.order is None and len(self.positions) > 1
+                and not (self.single or self.promotes or self.checkpoint or self.floats_only
+                         or self.replays))
+
+    def fused_function(self):
+        if self.fused is None:
+            self.fused = _derive_gradient(self.fn, self.names, self.floats)[0]
+        return self.fused
+
+    def not_scalar(self, error):
+        _scalar_seed(self.fn, error.args[0])     # raises the error that names the function
+        raise error
 
     def fast(self):
         """(gradient, value-with-gradient) functions a call can return from as they are, or None.

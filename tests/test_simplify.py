@@ -9,6 +9,7 @@ generated text is pinned and the edge cases are named.
 """
 
 import inspect
+import linecache
 import math
 import textwrap
 
@@ -239,3 +240,44 @@ def test_gradient_of_in_every_layout():
     v = adtrans.value_with_gradient_of(product)
     assert v(2.0, 3.0) == (2.0 * math.sin(3.0), want) and v(2.0, 3.0) == (2.0 * math.sin(3.0), want)
     assert adtrans.value_with_gradient(product, 2.0, 3.0) == (2.0 * math.sin(3.0), want)
+
+
+# -- the entry value_with_gradient runs for arrays: dtype and shape checks written out
+
+def two_layers(W, b, X):
+    return np.mean(np.tanh(X @ W + b) ** 2)
+
+
+def not_a_scalar(W, b, X):
+    return np.tanh(X @ W + b)
+
+
+def test_array_calls_run_a_checked_entry_and_fall_back_when_a_check_fails():
+    rng = np.random.default_rng(0)
+    W, b, X = (rng.normal(size=s).astype(np.float32) for s in ((3, 2), (2,), (5, 3)))
+    first = adtrans.value_with_gradient(two_layers, W, b, X)
+    typed = api._by_type[(two_layers, None, np.ndarray, np.ndarray, np.ndarray)]
+    entry = typed.value_with_gradient
+    assert entry.__code__.co_name == "two_layers_entry"
+    assert "if W.dtype is dtype_W and b.dtype is dtype_b and X.dtype is dtype_X:" in \
+        "".join(linecache.getlines(entry.__code__.co_filename))
+    again = adtrans.value_with_gradient(two_layers, W, b, X)
+    assert again[0] == first[0] and all(np.array_equal(g, h) for g, h in zip(again[1], first[1]))
+    # float64 arrays: the dtype check fails, the general path answers in their dtype.
+    d64 = adtrans.value_with_gradient(two_layers, *(a.astype(np.float64) for a in (W, b, X)))[1]
+    assert all(g.dtype == np.float64 for g in d64)
+    # float64 X with float32 weights: the gradients come out float64 and are given W's dtype.
+    mixed = adtrans.value_with_gradient(two_layers, W, b, X.astype(np.float64))[1]
+    assert [g.dtype for g in mixed] == [np.float32, np.float32, np.float64]
+    np.testing.assert_allclose(mixed[0], first[1][0], rtol=1e-5)
+    # A batch of another size: the same entry, the right shapes.
+    d_W, d_b, d_X = adtrans.value_with_gradient(two_layers, W, b, X[:2])[1]
+    assert d_X.shape == (2, 3) and d_W.shape == W.shape
+
+
+def test_the_entry_names_the_function_when_its_result_is_not_a_scalar():
+    rng = np.random.default_rng(1)
+    args = [rng.normal(size=s) for s in ((3, 2), (2,), (5, 3))]
+    for _ in range(2):
+        with pytest.raises(adtrans.DifferentiationError, match="gradient needs a scalar result.*not_a_scalar"):
+            adtrans.value_with_gradient(not_a_scalar, *args)
