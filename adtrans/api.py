@@ -365,6 +365,12 @@ def value_with_gradient(f, *args, wrt=None, **kwargs):
     """``(f(*args), gradient)`` for a scalar-valued `f`."""
     if not kwargs:
         try:
+            entry = _array_entries.get((f, wrt))
+        except TypeError:   # unhashable: a list wrt, a callable object
+            entry = None
+        if entry is not None and entry[0] == len(args):
+            return entry[1](*args)      # it checks the arguments' types and dtypes itself
+        try:
             typed = _by_type.get(_type_key(f, wrt, args) if len(args) < 3 else (f, wrt, *map(type, args)))
         except TypeError:   # unhashable: a list wrt, a callable object
             typed = None
@@ -542,7 +548,9 @@ def _plan_for(f, args, kwargs, wrt):
         if (all(type(a) in _TYPE_DECIDES_KIND for i, a in enumerate(args) if i not in arrays)
                 and all(args[i].dtype.kind in "fc" for i in arrays)):
             try:
-                _by_type[_type_key(f, wrt, args)] = _Typed(plan, args, arrays)
+                typed = _by_type[_type_key(f, wrt, args)] = _Typed(plan, args, arrays, f, wrt)
+                if arrays and typed.value_with_gradient is not None:
+                    _array_entries[(f, wrt)] = (len(args), typed.value_with_gradient)
             except TypeError:   # wrt given as a list
                 pass
     return plan
@@ -569,13 +577,13 @@ class _Typed:
 
     __slots__ = ("plan", "arrays", "dtypes", "gradient", "value_with_gradient")
 
-    def __init__(self, plan, args, arrays):
+    def __init__(self, plan, args, arrays, f=None, wrt=None):
         self.plan = plan
         self.arrays = arrays                            # positions of the arrays among the arguments
         self.dtypes = tuple(args[i].dtype for i in arrays)
         self.gradient, self.value_with_gradient = plan.fast() if not arrays else (None, None)
         if arrays and plan.checks_arrays():
-            self.value_with_gradient = _array_entry(plan, args, arrays)
+            self.value_with_gradient = _array_entry(plan, args, arrays, f, wrt)
 
     def accepts(self, args):
         """Is the plan right for `args`? An array's kind is its dtype's, not its type's."""
@@ -587,10 +595,13 @@ class _Typed:
 
 
 _by_type = {}       # (f, wrt, *argument types) -> _Typed
+# (f, wrt) -> (number of arguments, the array entry of the last layout of arrays seen): a call
+# with arrays finds it without building a key of types (see `_array_entry`).
+_array_entries = {}
 
 _ARRAY_ENTRY = """\
 def {name}({params}):
-    if {dtype_checks}:
+    if {type_checks}:
         try:
             value, grads = fused({params})
         except NotScalar as error:
@@ -599,32 +610,38 @@ def {name}({params}):
         if {shape_checks}:
             return value, grads
         return shaped(value, grads, ({params},), {{}})
-    return general(({params},), {{}})
+    return general(({params},))
 """
 
 
-def _array_entry(plan, args, arrays):
-    """`plan.value_with_gradient` for these arguments' dtypes, its checks written out: the fused
-    function's result is returned as it is when every gradient has its argument's shape and dtype."""
+def _array_entry(plan, args, arrays, f, wrt):
+    """`value_with_gradient(f, *args, wrt=wrt)` for arguments of these types and dtypes, its checks
+    written out: the fused function's result is returned as it is when every gradient has its
+    argument's shape and dtype; arguments of other types or dtypes take the general path."""
     namespace = {"fused": plan.fused_function(), "NotScalar": tangents.NotScalar,
-                 "not_scalar": plan.not_scalar, "shaped": plan._shaped,
-                 "general": plan.value_with_gradient, "ndarray": np.ndarray}
+                 "not_scalar": plan.not_scalar, "shaped": plan._shaped, "ndarray": np.ndarray,
+                 "general": lambda args: _value_with_gradient(f, args, {}, wrt)}
     # The function's own parameter names where they are free to use, so the text reads as its call.
     names = _parameter_names(plan.fn)[:len(args)]
     taken = set(namespace) | {"value", "grads", "error", "entry"}
-    if len(names) < len(args) or any(n in taken or n.startswith(("d_", "dtype_")) for n in names):
+    if len(names) < len(args) or any(n in taken or n.startswith(("d_", "dtype_", "type_")) for n in names):
         names = [f"a{i}" for i in range(len(args))]
     grads = [f"d_{names[i]}" for i in plan.positions]
     checks = []
-    for i in arrays:
-        namespace[f"dtype_{names[i]}"] = args[i].dtype
-        checks.append(f"{names[i]}.dtype is dtype_{names[i]}")
+    for i, argument in enumerate(args):
+        if i in arrays:
+            namespace[f"dtype_{names[i]}"] = argument.dtype
+            checks.append(f"type({names[i]}) is ndarray and {names[i]}.dtype is dtype_{names[i]}")
+        else:
+            namespace[f"type_{names[i]}"] = type(argument)
+            checks.append(f"type({names[i]}) is type_{names[i]}")
     shape_checks = [f"type({g}) is ndarray and {g}.dtype is {names[i]}.dtype and {g}.shape == {names[i]}.shape"
                     for g, i in zip(grads, plan.positions)]
     name = f"{plan.fn.__name__}_entry" if plan.fn.__name__.isidentifier() else "entry"
     if name in names:
         name = "entry"
-    text = _ARRAY_ENTRY.format(name=name, params=", ".join(names), dtype_checks=" and ".join(checks),
+    text = _ARRAY_ENTRY.format(name=name, params=", ".join(names),
+                               type_checks=" and\\\n            ".join(checks),
                                unpack=", ".join(grads),
                                shape_checks=" and\\\n                ".join(shape_checks))
     return _compiled_entry(text, name, namespace, f"<adtrans value_with_gradient entry {_qualname(plan.fn)}>")

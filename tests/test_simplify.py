@@ -259,7 +259,7 @@ def test_array_calls_run_a_checked_entry_and_fall_back_when_a_check_fails():
     typed = api._by_type[(two_layers, None, np.ndarray, np.ndarray, np.ndarray)]
     entry = typed.value_with_gradient
     assert entry.__code__.co_name == "two_layers_entry"
-    assert "if W.dtype is dtype_W and b.dtype is dtype_b and X.dtype is dtype_X:" in \
+    assert "type(X) is ndarray and X.dtype is dtype_X:" in \
         "".join(linecache.getlines(entry.__code__.co_filename))
     again = adtrans.value_with_gradient(two_layers, W, b, X)
     assert again[0] == first[0] and all(np.array_equal(g, h) for g, h in zip(again[1], first[1]))
@@ -281,3 +281,23 @@ def test_the_entry_names_the_function_when_its_result_is_not_a_scalar():
     for _ in range(2):
         with pytest.raises(adtrans.DifferentiationError, match="gradient needs a scalar result.*not_a_scalar"):
             adtrans.value_with_gradient(not_a_scalar, *args)
+
+
+def test_the_array_entry_is_found_by_function_and_wrt_and_checks_every_argument():
+    rng = np.random.default_rng(2)
+    W, b, X = (rng.normal(size=s).astype(np.float32) for s in ((3, 2), (2,), (5, 3)))
+    want = adtrans.value_with_gradient(two_layers, W, b, X)
+    count, entry = api._array_entries[(two_layers, None)]
+    assert count == 3 and "type(W) is ndarray and W.dtype is dtype_W" in \
+        "".join(linecache.getlines(entry.__code__.co_filename))
+    # Other layouts alternate with it: each goes the general way, none is confused with another.
+    for _ in range(2):
+        got = adtrans.value_with_gradient(two_layers, W, b, X)
+        assert got[0] == want[0] and all(np.array_equal(g, h) for g, h in zip(got[1], want[1]))
+        d_W, d_b, d_X = adtrans.value_with_gradient(two_layers, W.astype(np.float64), b, X)[1]
+        assert d_W.dtype == np.float64 and d_b.dtype == np.float32
+        d_W, d_b = adtrans.value_with_gradient(two_layers, W, b, X, wrt=["W", "b"])[1]   # a list
+        np.testing.assert_array_equal(d_W, want[1][0])
+        value, (d_W, d_b, d_X) = adtrans.value_with_gradient(two_layers, W, 0.5, X)
+        assert type(d_b) is float and value == two_layers(W, 0.5, X)
+    assert adtrans.value_with_gradient(two_layers, W, b, X[:1])[1][2].shape == (1, 3)
