@@ -726,11 +726,13 @@ class _Plan:
                          or self.replays))
 
     def fused_function(self):
+        """The fused value-and-gradient function, compiled the first time it is needed."""
         if self.fused is None:
             self.fused = _derive_gradient(self.fn, self.names, self.floats)[0]
         return self.fused
 
     def not_scalar(self, error):
+        """`error`, a `tangents.NotScalar` from the fused function, as the error naming `fn`."""
         _scalar_seed(self.fn, error.args[0])     # raises the error that names the function
         raise error
 
@@ -776,9 +778,7 @@ class _Plan:
             with tangents.single_use():
                 grads = pull(seed)
             return value, grads[0] if single else grads
-        fused = self.fused
-        if fused is None:
-            fused = self.fused = _derive_gradient(self.fn, self.names, self.floats)[0]
+        fused = self.fused_function()
         if self.replays:
             with tangents.single_use():
                 value, grads = self._fused(fused, args, kwargs)
@@ -800,9 +800,8 @@ class _Plan:
         """``fused(*args, **kwargs)``; a result that is not a scalar is an error naming `fn`."""
         try:
             return fused(*args, **kwargs) if kwargs else fused(*args)
-        except tangents.NotScalar as e:
-            _scalar_seed(self.fn, e.args[0])     # raises the error that names the function
-            raise
+        except tangents.NotScalar as error:
+            self.not_scalar(error)
 
     def _shaped(self, value, grads, args, kwargs):
         """The fused function's result, tangents given their arguments' types, in the caller's order."""
@@ -897,7 +896,7 @@ def _with_varargs(fn, args, kwargs, wrt):
     names = _parameter_names(fn)
     slots, single, args, kwargs, values = _argument_slots(
         fn, names, star, code.co_argcount, args, kwargs, wrt, _bound_values_all)
-    generated = tuple(n for n in names if n in slots or (n == star and any(isinstance(s_, int) for s_ in slots)))
+    generated = _differentiated(names, slots, star)
     value, back = _derive(fn, generated)(*args, **kwargs)
 
     def pull(d):
@@ -960,6 +959,11 @@ def _argument_slots(fn, names, star, named, args, kwargs, wrt, bind):
                 else:
                     kwargs[slot] = float(value)
     return slots, not isinstance(wrt, (tuple, list)), args, kwargs, bind(fn, args, kwargs)
+
+
+def _differentiated(names, slots, star):
+    """The parameters `slots` ask tangents of, in order: ``*args`` for any argument it collects."""
+    return tuple(n for n in names if n in slots or (n == star and any(isinstance(s, int) for s in slots)))
 
 
 def _slot_tangents(slots, by_name, values, star):
@@ -1057,7 +1061,7 @@ def _from_varargs_vjp(vjp, signature, star, f, args, kwargs, wrt, selective):
 
     slots, single, args, kwargs, values = _argument_slots(
         f, names, star, named, args, kwargs, wrt, bind)
-    wanted = tuple(n for n in names if n in slots or (n == star and any(isinstance(s_, int) for s_ in slots)))
+    wanted = _differentiated(names, slots, star)
     value, back = _call_vjp(vjp, args, kwargs, wanted if selective else None)
 
     def pull(d):

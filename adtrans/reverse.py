@@ -84,7 +84,7 @@ class Generated:
             lines = list(self.gradient_lines)
             if name != self.gradient_name:
                 # The gradient alone: the value is not returned, so what only it needs goes.
-                head, _, grads = lines[-1].partition(", ")
+                grads = lines[-1].partition(", ")[2]
                 lines[0] = lines[0].replace(self.gradient_name, name, 1)
                 lines[-1] = f"    return {grads}"
             text = propagate_copies("\n".join(lines), keep=self.keep, generated=())
