@@ -72,10 +72,9 @@ def simplify_scalar(text, float_names, resolve):
     constants = facts.single_constants()
     edits = {}          # statement -> its value with the constants folded in
     folder = _Folder(facts, constants)
-    negations = _Negations(facts)
 
     def fold(value):
-        return negations.visit(folder.visit(copy.deepcopy(value)))
+        return folder.visit(copy.deepcopy(value))
 
     for node in ast.walk(function):
         if (isinstance(node, (ast.Assign, ast.AugAssign, ast.Return)) and node.value is not None
@@ -373,7 +372,7 @@ def _is_int(node):
 
 
 class _Folder(ast.NodeTransformer):
-    """Substitutes the constants, and folds multiplications by one."""
+    """Substitutes the constants, and folds multiplications by one and double negations."""
 
     def __init__(self, facts, constants):
         self.facts = facts
@@ -389,12 +388,10 @@ class _Folder(ast.NodeTransformer):
 
     def visit_UnaryOp(self, node):
         self.generic_visit(node)
-        if isinstance(node.op, ast.USub):
-            inner = node.operand
-            if isinstance(inner, ast.Constant) and type(inner.value) is float and inner.value == 1.0:
-                return ast.UnaryOp(ast.USub(), inner)       # stays -1.0 (folded by a product)
-            if isinstance(inner, ast.UnaryOp) and isinstance(inner.op, ast.USub) and self.facts.is_float(inner.operand):
-                return inner.operand
+        inner = node.operand
+        if (isinstance(node.op, ast.USub) and isinstance(inner, ast.UnaryOp)
+                and isinstance(inner.op, ast.USub) and self.facts.is_float(inner.operand)):
+            return inner.operand
         return node
 
     def visit_BinOp(self, node):
@@ -406,21 +403,11 @@ class _Folder(ast.NodeTransformer):
                     return other if sign > 0 else ast.UnaryOp(ast.USub(), other)
         if isinstance(node.op, ast.Div) and _unit(node.right) == 1 and self.facts.is_float(node.left):
             return node.left
-        return node
-
-
-class _Negations(ast.NodeTransformer):
-    """``a + -b`` is ``a - b`` and ``a - -b`` is ``a + b`` for floats (exact)."""
-
-    def __init__(self, facts):
-        self.facts = facts
-
-    def visit_BinOp(self, node):
-        self.generic_visit(node)
         right = node.right
         if (isinstance(node.op, (ast.Add, ast.Sub)) and isinstance(right, ast.UnaryOp)
                 and isinstance(right.op, ast.USub) and self.facts.is_float(node.left)
                 and self.facts.is_float(right.operand)):
+            # ``a + -b`` is ``a - b`` and ``a - -b`` is ``a + b``.
             op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
             return ast.BinOp(node.left, op, right.operand)
         return node
