@@ -766,7 +766,8 @@ class Desugar:
         statements = [gast.Assign([gast.Name(items, gast.Store(), None, None)], empty, None)] + body
         for stmt in statements:
             for node in gast.walk(stmt):
-                if hasattr(node, "lineno") or isinstance(node, (gast.stmt, gast.expr)):
+                # The nodes written here take the comprehension's place; the user's keep theirs.
+                if isinstance(node, (gast.stmt, gast.expr)) and getattr(node, "lineno", None) is None:
                     gast.copy_location(node, expr)
         self.locals |= {items, *renames.values()}
         for stmt in statements:

@@ -196,3 +196,15 @@ def test_a_comprehension_of_constants_stays_as_written():
 
     assert "[i * i for i in range(4)]" in adtrans.generated_source(f)
     assert adtrans.gradient(f, 2.0) == 14.0
+
+
+def int_inside(x, ws):
+    return sum([w * float(int(x * w)) for w in ws])
+
+
+def test_an_error_inside_a_comprehension_points_at_its_own_column():
+    with pytest.raises(adtrans.DifferentiationError, match="expression is not differentiable") as info:
+        adtrans.gradient(int_inside, 1.5, [1.0, 2.0])
+    line = inspect.getsource(int_inside).splitlines()[1]
+    assert info.value.lineno == int_inside.__code__.co_firstlineno + 1
+    assert info.value.col == line.index("int(") + 1
