@@ -208,6 +208,17 @@ def module_rules(module_name):
     return [r for r in registry.all_rules() if r.namespace.get("__name__") == module_name]
 
 
+# -- Data of the tanh chains the memory tests differentiate -------------------------------
+
+def tanh_chain_data(layers, rows, dtype):
+    """(x, Ws, bs) of a chain of `layers` tanh layers of width 5 on `rows` rows, from seed 0."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows, 5)).astype(dtype)
+    Ws = [(rng.standard_normal((5, 5)) * 0.5).astype(dtype) for _ in range(layers)]
+    bs = [rng.standard_normal(5).astype(dtype) for _ in range(layers)]
+    return x, Ws, bs
+
+
 # -- The tables of docs/rules.md ------------------------------------------------------------
 
 _DOC_SECTIONS = [("adtrans.rules.builtins", "Operators and built-in functions (`adtrans/rules/builtins.py`)"),

@@ -19,6 +19,7 @@ import pytest
 
 import adtrans
 from adtrans import api, tangents
+from gradcheck import tanh_chain_data
 
 
 def segment(h, Ws, bs):
@@ -45,11 +46,7 @@ def chain_plain(x, Ws, bs):
 
 
 def data(layers=6, dtype=np.float32):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((8, 5)).astype(dtype)
-    Ws = [(rng.standard_normal((5, 5)) * 0.5).astype(dtype) for _ in range(layers)]
-    bs = [rng.standard_normal(5).astype(dtype) for _ in range(layers)]
-    return x, Ws, bs
+    return tanh_chain_data(layers, 8, dtype)
 
 
 def code_lines(text):

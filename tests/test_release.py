@@ -14,6 +14,7 @@ import numpy as np
 
 import adtrans
 from adtrans.release import release_dead
+from gradcheck import tanh_chain_data
 
 
 def tanh_chain(h, Ws, bs):
@@ -23,11 +24,7 @@ def tanh_chain(h, Ws, bs):
 
 
 def data(layers=3, dtype=np.float64):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((4, 5)).astype(dtype)
-    Ws = [(rng.standard_normal((5, 5)) * 0.5).astype(dtype) for _ in range(layers)]
-    bs = [rng.standard_normal(5).astype(dtype) for _ in range(layers)]
-    return x, Ws, bs
+    return tanh_chain_data(layers, 4, dtype)
 
 
 def body_of(text, header):
