@@ -208,3 +208,13 @@ def test_an_error_inside_a_comprehension_points_at_its_own_column():
     line = inspect.getsource(int_inside).splitlines()[1]
     assert info.value.lineno == int_inside.__code__.co_firstlineno + 1
     assert info.value.col == line.index("int(") + 1
+
+
+async def async_comprehension(x, ws):
+    return sum([w * x async for w in ws])
+
+
+def test_an_asynchronous_comprehension_is_a_located_error():
+    with pytest.raises(adtrans.DifferentiationError, match="an asynchronous comprehension is not supported") as info:
+        adtrans.generated_source(async_comprehension)
+    assert info.value.lineno == async_comprehension.__code__.co_firstlineno + 1
