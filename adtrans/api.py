@@ -822,8 +822,8 @@ def _make_plan(f, args, kwargs, wrt):
     if isinstance(f, types.MethodType):
         return None
     fn = _python_function(f)
-    if fn is not None and fn.__code__.co_flags & inspect.CO_VARARGS:
-        return None     # see `_with_varargs`
+    if fn is not None and fn.__code__.co_flags & _COLLECTS:
+        return None     # see `_with_collected`
     if isinstance(f, DifferentiableFunction) and f.vjp is not None:
         return None
     if registry.lookup_user_vjp(f) is not None:
@@ -873,50 +873,58 @@ def _value_with_pullback_slow(f, args, kwargs, wrt):
     if rule is not None:
         return _from_rule(rule, args, kwargs, wrt)
     fn = _python_function(f)
-    if fn is not None and fn.__code__.co_flags & inspect.CO_VARARGS:
-        return _with_varargs(fn, args, kwargs, wrt)
+    if fn is not None and fn.__code__.co_flags & _COLLECTS:
+        return _with_collected(fn, args, kwargs, wrt)
     raise DifferentiationError(
         f"cannot differentiate {f!r}: it is not a Python function and has no registered derivative",
         None, ["register one with @adtrans.derivative(of=...)"])
 
 
-def _with_varargs(fn, args, kwargs, wrt):
-    """`_value_with_pullback` of a function with a ``*args`` parameter.
+_COLLECTS = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
+
+
+def _with_collected(fn, args, kwargs, wrt):
+    """`_value_with_pullback` of a function with a ``*args`` or a ``**kwargs`` parameter.
 
     Each argument the ``*args`` tuple collects is an argument of its own, as
     in JAX's ``argnums``: ``gradient(f, x, a, b)`` of ``def f(x, *layers)``
     is ``(d_x, d_a, d_b)``, and positions in `wrt` count them; the name of
     the ``*args`` parameter itself stands for the whole tuple (one tangent,
-    a tuple). The generated code differentiates with respect to the tuple.
+    a tuple). So for ``**options``: each keyword it collects is an argument
+    named by its keyword (``wrt="scale"``), and ``wrt="options"`` asks for
+    the whole dict. The generated code differentiates with respect to the
+    tuple and the dict.
     """
     code = fn.__code__
-    if code.co_flags & inspect.CO_VARKEYWORDS:
-        _resolve_wrt(fn, args, kwargs, wrt)     # raises: '**kwargs' is not supported
-    star = code.co_varnames[code.co_argcount + code.co_kwonlyargcount]
     names = _parameter_names(fn)
+    star = names[code.co_argcount] if code.co_flags & inspect.CO_VARARGS else None
+    collected = code.co_varnames[len(names)] if code.co_flags & inspect.CO_VARKEYWORDS else None
     slots, single, args, kwargs, values = _argument_slots(
-        fn, names, star, code.co_argcount, args, kwargs, wrt, _bound_values_all)
-    generated = _differentiated(names, slots, star)
+        fn, names, star, code.co_argcount, args, kwargs, wrt, _bound_values_all, collected)
+    generated = _differentiated(names + [collected] if collected else names, slots, star, collected)
     value, back = _derive(fn, generated)(*args, **kwargs)
 
     def pull(d):
         out = back(d)
         return _slot_tangents(slots, dict(zip(generated, (out,) if len(generated) == 1 else out)),
-                              values, star)
+                              values, star, collected)
 
     return value, pull, single
 
 
-def _argument_slots(fn, names, star, named, args, kwargs, wrt, bind):
-    """What `wrt` asks for of a function with a ``*args`` parameter `star` after `named` positional ones.
+def _argument_slots(fn, names, star, named, args, kwargs, wrt, bind, collected=None):
+    """What `wrt` asks for of a function with a ``*args`` parameter `star` after `named` positional
+    ones, and a ``**kwargs`` parameter `collected`.
 
     Returns (slots, single, args, kwargs, values): a slot is a parameter
-    name or, for an argument ``*args`` collects, its index in the tuple
-    (ints named in `wrt` promoted to floats in args/kwargs; `values` by
-    parameter, from `bind(fn, args, kwargs)`).
+    name or, for an argument ``*args`` collects, its index in the tuple, or
+    for a keyword ``**kwargs`` collects, ``("**", keyword)`` (ints named in
+    `wrt` promoted to floats in args/kwargs; `values` by parameter, from
+    `bind(fn, args, kwargs)`).
     """
     values = bind(fn, args, kwargs)
     args, kwargs = list(args), dict(kwargs)
+    extra = [k for k in kwargs if k not in names] if collected else []
 
     def slot_of_position(i):
         if not -len(args) <= i < len(args):
@@ -930,7 +938,9 @@ def _argument_slots(fn, names, star, named, args, kwargs, wrt, bind):
         slots = [names[i] for i in range(min(named, len(args)))]
         slots += list(range(len(args) - named))
         slots += [n for n in names if n in kwargs]
-        slots = [s_ for s_ in slots if tangents.is_differentiable(_slot_value(s_, values, star))]
+        slots += [("**", k) for k in extra]
+        slots = [s_ for s_ in slots
+                 if tangents.is_differentiable(_slot_value(s_, values, star, collected))]
         if not slots:
             raise DifferentiationError(
                 f"'{_qualname(fn)}' has no differentiable arguments (floats or float arrays)",
@@ -940,18 +950,22 @@ def _argument_slots(fn, names, star, named, args, kwargs, wrt, bind):
     for w in _as_tuple(wrt):
         if isinstance(w, int) and not isinstance(w, bool):
             slots.append(slot_of_position(w))
+        elif w in extra:
+            slots.append(("**", w))
         else:
-            slots.extend(_names_from((w,), names, fn))
+            slots.extend(_names_from((w,), names + [collected] if collected else names, fn))
     for slot in slots:
-        value = _slot_value(slot, values, star)
+        value = _slot_value(slot, values, star, collected)
         if isinstance(value, bool) or not _can_differentiate(value):
             raise DifferentiationError(
-                f"cannot differentiate with respect to argument {_slot_name(slot, star)}: "
+                f"cannot differentiate with respect to argument {_slot_name(slot, star, collected)}: "
                 f"{_describe_value(value)} is not differentiable", function_location(fn),
                 ["pass a float or a float array (for example x.astype(np.float64))"])
         if isinstance(value, int):
             if isinstance(slot, int):
                 args[named + slot] = float(value)
+            elif isinstance(slot, tuple):
+                kwargs[slot[1]] = float(value)
             else:
                 index = names.index(slot)
                 if index < len(args) and index < named:
@@ -961,28 +975,41 @@ def _argument_slots(fn, names, star, named, args, kwargs, wrt, bind):
     return slots, not isinstance(wrt, (tuple, list)), args, kwargs, bind(fn, args, kwargs)
 
 
-def _differentiated(names, slots, star):
-    """The parameters `slots` ask tangents of, in order: ``*args`` for any argument it collects."""
-    return tuple(n for n in names if n in slots or (n == star and any(isinstance(s, int) for s in slots)))
+def _differentiated(names, slots, star, collected=None):
+    """The parameters `slots` ask tangents of, in order: ``*args`` for any argument it collects,
+    ``**kwargs`` for any keyword."""
+    return tuple(n for n in names if n in slots
+                 or (n == star and any(isinstance(s, int) for s in slots))
+                 or (n == collected and any(isinstance(s, tuple) for s in slots)))
 
 
-def _slot_tangents(slots, by_name, values, star):
+def _slot_tangents(slots, by_name, values, star, collected=None):
     out = []
     for slot in slots:
-        if isinstance(slot, int):
-            whole = by_name[star]
-            out.append(_like(None if whole is None else whole[slot], values[star][slot]))
+        if isinstance(slot, (int, tuple)):
+            whole = by_name[star if isinstance(slot, int) else collected]
+            key = slot if isinstance(slot, int) else slot[1]
+            out.append(_like(None if whole is None else whole[key],
+                             _slot_value(slot, values, star, collected)))
         else:
             out.append(_like(by_name[slot], values[slot]))
     return tuple(out)
 
 
-def _slot_value(slot, values, star):
-    return values[star][slot] if isinstance(slot, int) else values[slot]
+def _slot_value(slot, values, star, collected=None):
+    if isinstance(slot, int):
+        return values[star][slot]
+    if isinstance(slot, tuple):
+        return values[collected][slot[1]]
+    return values[slot]
 
 
-def _slot_name(slot, star):
-    return f"{slot} of '*{star}'" if isinstance(slot, int) else f"'{slot}'"
+def _slot_name(slot, star, collected=None):
+    if isinstance(slot, int):
+        return f"{slot} of '*{star}'"
+    if isinstance(slot, tuple):
+        return f"'{slot[1]}' of '**{collected}'"
+    return f"'{slot}'"
 
 
 def _like(tangent, value):
@@ -1049,7 +1076,7 @@ def _tangents_by_name(vjp, out, returned, star=None):
 
 def _from_varargs_vjp(vjp, signature, star, f, args, kwargs, wrt, selective):
     """`_from_vjp` for a VJP with a ``*args`` parameter: its pullback gives one tangent per
-    parameter, a tuple for ``*args``; the caller gets one per argument (see `_with_varargs`)."""
+    parameter, a tuple for ``*args``; the caller gets one per argument (see `_with_collected`)."""
     names = list(signature.parameters)
     named = sum(1 for p in signature.parameters.values()
                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
@@ -1089,6 +1116,61 @@ def _from_rule(rule, args, kwargs, wrt):
     return value, pull, single
 
 
+def spread_call_with_pullback(f, positions, layout, *pieces):
+    """`call_with_pullback` of ``f(x, *xs, k=v, **options)``, whose arguments the compiler sees as
+    written: `layout` gives each piece's kind ('' positional, '*', '**', or its keyword) and
+    `positions` the pieces (or -1, the object) to differentiate. The tangent of ``*xs`` is a
+    tuple (a list for a list), of ``**options`` a dict, one entry for each value it spread.
+    """
+    args, kwargs, spread = [], {}, []    # spread[i]: where piece i went
+    for kind, piece in zip(layout, pieces):
+        if kind == "":
+            spread.append(len(args))
+            args.append(piece)
+        elif kind == "*":
+            start = len(args)
+            args.extend(piece)
+            spread.append(range(start, len(args)))
+        else:
+            items = dict(piece) if kind == "**" else {kind: piece}
+            twice = next((k for k in items if k in kwargs), None)
+            if twice is not None:
+                raise TypeError(f"{getattr(f, '__name__', f)!r} got multiple values for keyword argument "
+                                f"{twice!r}")
+            kwargs.update(items)
+            spread.append(list(items) if kind == "**" else kind)
+    keys = list(kwargs)
+    expanded = []                       # the positions `call_with_pullback` counts
+    for p in positions:
+        where = -1 if p == -1 else spread[p]
+        if isinstance(where, int):
+            expanded.append(where)
+        elif isinstance(where, str):
+            expanded.append(len(args) + keys.index(where))
+        elif isinstance(where, range):
+            expanded.extend(where)
+        else:
+            expanded.extend(len(args) + keys.index(k) for k in where)
+    value, pull = call_with_pullback(f, tuple(expanded), *args, **kwargs)
+
+    def pullback(d):
+        out = pull(d)
+        found = dict(zip(expanded, (out,) if len(expanded) == 1 else out))
+        tangents_ = []
+        for p in positions:
+            where = -1 if p == -1 else spread[p]
+            if isinstance(where, (int, str)):
+                tangents_.append(found[where if isinstance(where, int) else len(args) + keys.index(where)])
+            elif isinstance(where, range):
+                sequence = [found[i] for i in where]
+                tangents_.append(sequence if isinstance(pieces[p], list) else tuple(sequence))
+            else:
+                tangents_.append({k: found[len(args) + keys.index(k)] for k in where})
+        return tangents_[0] if len(positions) == 1 else tuple(tangents_)
+
+    return value, pullback
+
+
 def call_with_pullback(f, positions, *args, **kwargs):
     """Run-time dispatch for generated code: `f` is only known now.
 
@@ -1110,6 +1192,10 @@ def call_with_pullback(f, positions, *args, **kwargs):
         target, call_args, offset = f, args, 0
         if -1 in positions:
             owner = getattr(f, "__self__", None)
+            method = getattr(type(owner), getattr(f, "__name__", ""), None)
+            if method is not None and registry.lookup_rule(method) is not None:
+                # 'x.reshape(*shape)', 'options.get(key, 1.0)': a rule of the unbound method.
+                return call_with_pullback(method, tuple(p + 1 for p in positions), owner, *args, **kwargs)
             if owner is not None and not isinstance(owner, types.ModuleType):
                 raise DifferentiationError(
                     f"cannot differentiate {f!r} with respect to the object it was taken from",
@@ -1117,8 +1203,9 @@ def call_with_pullback(f, positions, *args, **kwargs):
             # A function held by the object (a field such as `activation`): no derivative reaches it.
             return _with_constant_object(f, positions, args, kwargs)
     entry = registry.lookup_user_vjp(target)
-    signature = entry.signature if entry is not None else registry.concrete_signature(
-        getattr(target, "function", None) or target)
+    rule = registry.lookup_rule(target) if entry is None else None
+    signature = entry.signature if entry is not None else rule.signature if rule is not None else \
+        registry.concrete_signature(getattr(target, "function", None) or target)
     # Arguments the compiler saw as active may hold nothing differentiable at run time
     # (a layer without parameters): they get no tangent (None, a zero).
     # A position of None: the compiler knows that argument carries no derivative on this pass.
@@ -1129,7 +1216,7 @@ def call_with_pullback(f, positions, *args, **kwargs):
         value = f(*args, **kwargs)
         return value, (lambda d: None) if len(positions) == 1 else (lambda d: (None,) * len(positions))
     if signature is None or any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values()):
-        # By position (`_with_varargs` counts the arguments a '*args' parameter collects).
+        # By position (`_with_collected` counts the arguments a '*args' parameter collects).
         wrt = tuple(positions[i] + offset if positions[i] < count else keys[positions[i] - count]
                     for i in kept)
     else:

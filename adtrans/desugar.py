@@ -145,17 +145,14 @@ class Desugar:
 
     def run(self) -> Body:
         args = self.source.node.args
-        if args.kwarg is not None:
-            raise self.source.error(
-                args.kwarg, "functions with '**kwargs' parameters are not supported yet",
-                "give the function named parameters, or register its derivative with "
-                "@adtrans.derivative(of=...)")
         function = StructureJumps(self.source, self.namer).run(clone(self.source.node))
         self.function = function
         self.locals = _assigned_names(function)
-        # A '*args' parameter is a tuple: differentiated like any other container argument.
+        # A '*args' parameter is a tuple, a '**kwargs' one a dict: differentiated like any other
+        # container argument.
         varargs = [args.vararg] if args.vararg is not None else []
-        params = [a.id for a in args.posonlyargs + args.args + varargs + args.kwonlyargs]
+        kwargs = [args.kwarg] if args.kwarg is not None else []
+        params = [a.id for a in args.posonlyargs + args.args + varargs + args.kwonlyargs + kwargs]
         self.params = set(params)
         for p in params:
             self.current[p] = p
@@ -672,8 +669,11 @@ class Desugar:
                 func = _located(gast.Attribute(self.atom(func.value), func.attr, gast.Load()), func)
             else:
                 func = self.atom(func, "function")
-            args = [self.argument(a) for a in expr.args]
-            keywords = [gast.keyword(k.arg, self.argument(k.value)) for k in expr.keywords]
+            # 'f(*xs, **options)': the unpacked value is an atom, the call spreads it at run time.
+            args = [_located(gast.Starred(self.atom(a.value), gast.Load()), a) if isinstance(a, gast.Starred)
+                    else self.argument(a) for a in expr.args]
+            keywords = [gast.keyword(k.arg, self.argument(k.value) if k.arg is not None else self.atom(k.value))
+                        for k in expr.keywords]
             return _located(gast.Call(func, args, keywords), expr)
         if isinstance(expr, gast.Attribute):
             return _located(gast.Attribute(self.atom(expr.value), expr.attr, gast.Load()), expr)
@@ -794,15 +794,14 @@ class Desugar:
         return tree
 
     def check_expression(self, expr):
-        for node in gast.walk(expr):
+        nodes = list(gast.walk(expr))
+        spread = {id(a) for node in nodes if isinstance(node, gast.Call) for a in node.args}
+        for node in nodes:
             if isinstance(node, (gast.Yield, gast.YieldFrom, gast.Await, gast.NamedExpr)):
                 raise self.source.error(node, f"{construct_name(node)} is not supported")
-            if isinstance(node, gast.Starred):
-                raise self.source.error(node, "starred arguments ('f(*args)') are not supported yet",
-                                        "pass the arguments one by one")
-            if isinstance(node, gast.keyword) and node.arg is None:
-                raise self.source.error(node.value, "'**kwargs' arguments are not supported yet",
-                                        "pass keyword arguments by name")
+            if isinstance(node, gast.Starred) and id(node) not in spread:
+                raise self.source.error(node, "unpacking with '*' in a tuple or list display is not "
+                                              "supported yet", "write the elements one by one")
 
 
 class _Renamer(gast.NodeTransformer):

@@ -136,7 +136,7 @@ class Resolver:
             # A method of a local value: NumPy's methods are rules, the rest run-time dispatch.
             method = getattr(np.ndarray, func.attr, None)
             rule = registry.lookup_rule(method) if method is not None else None
-            if rule is not None:
+            if rule is not None and not is_spread(call):
                 return self.rule_call(method, [func.value] + list(call.args), call.keywords, inputs, call)
             # The object is an input too: a method is differentiated with respect to `self`.
             return Operation("dynamic", inputs, arg_inputs + [func.value.id],
@@ -157,6 +157,12 @@ class Resolver:
     def resolved_call(self, target, call, inputs, arg_inputs, name):
         from adtrans.api import DifferentiableFunction  # the API module builds on this one
 
+        if is_spread(call) and (registry.lookup_user_vjp(target) is not None
+                                or isinstance(target, (DifferentiableFunction, types.FunctionType))
+                                or registry.lookup_rule(target) is not None
+                                or isinstance(target, type) and tangents.is_structure_type(target)):
+            # 'f(*xs, **options)': which parameters the values fill is known only at run time.
+            return Operation("dynamic", inputs, arg_inputs, callee=target, description=name)
         entry = registry.lookup_user_vjp(target)
         if entry is not None:
             return Operation("vjp", inputs, self.vjp_inputs(entry, call, arg_inputs), callee=target,
@@ -238,6 +244,12 @@ class Resolver:
                 raise self.source.error(
                     expr, f"'{_dotted(expr.value)}' has no attribute '{expr.attr}'") from None
         return _NOT_RESOLVED
+
+
+def is_spread(call):
+    """Does `call` unpack a sequence or a mapping into its arguments (``f(*xs)``, ``f(**options)``)?"""
+    return (any(isinstance(a, gast.Starred) for a in call.args)
+            or any(k.arg is None for k in call.keywords))
 
 
 def _is_literal(value):

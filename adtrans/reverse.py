@@ -32,7 +32,7 @@ from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
 from adtrans.naming import Namer, names_in
 from adtrans.release import release_dead
 from adtrans.simplify import Scalar, simplify_scalar
-from adtrans.resolve import Resolver
+from adtrans.resolve import Resolver, is_spread
 from adtrans.rules import support
 from adtrans.rules.support import matmul_shape, unbroadcast
 from adtrans.trees import clone
@@ -267,6 +267,8 @@ class ReverseTransform:
         elif args.kwonlyargs:
             parts.append("*")
         parts.extend(a.id for a in args.kwonlyargs)
+        if args.kwarg is not None:
+            parts.append(f"**{args.kwarg.id}")
         return ", ".join(parts)
 
     # -- analysis helpers
@@ -725,6 +727,8 @@ class ReverseTransform:
         """The forward call of a callee that returns (value, pullback)."""
         self.replays = True
         call = stmt.value
+        if op.kind == "dynamic" and is_spread(call):
+            return self.spread_call_with_pullback(call)
         if op.kind == "dynamic":
             positions = self.active_positions(call)
             wrt = gast.Tuple([gast.Constant(i, None) for i in positions], gast.Load())
@@ -767,6 +771,18 @@ class ReverseTransform:
         func = _name(self.helper(f"{_short_name(op.callee)}_value_with_pullback", derived))
         return gast.Call(func, list(call.args), list(call.keywords))
 
+    def spread_call_with_pullback(self, call):
+        """``f(x, *xs, k=v, **options)``: the arguments as written, each with its kind ('' positional,
+        '*', '**' or its keyword), for `api.spread_call_with_pullback` to spread at run time."""
+        kinds = ["*" if isinstance(a, gast.Starred) else "" for a in call.args]
+        kinds += [k.arg if k.arg is not None else "**" for k in call.keywords]
+        nodes = self.argument_nodes(call)
+        pieces = [nodes[i] for i in range(len(kinds))]
+        positions = gast.Tuple([gast.Constant(i, None) for i in self.active_positions(call)], gast.Load())
+        layout = gast.Tuple([gast.Constant(k, None) for k in kinds], gast.Load())
+        dispatch = self.helper("spread_call_with_pullback", _spread_dispatch())
+        return gast.Call(_name(dispatch), [call.func, positions, layout] + pieces, [])
+
     def active_positions(self, call):
         """Active arguments as positions (positional then keyword); -1 is a method's object."""
         nodes = list(call.args) + [k.value for k in call.keywords]
@@ -783,8 +799,10 @@ class ReverseTransform:
                 and func.value.id in self.resolver.locals)
 
     def argument_nodes(self, call):
-        """The nodes `active_positions` counts, with the method's object first when it is active."""
-        nodes = dict(enumerate(list(call.args) + [k.value for k in call.keywords]))
+        """The nodes `active_positions` counts, with the method's object first when it is active
+        (for ``*xs`` the sequence itself)."""
+        nodes = dict(enumerate([a.value if isinstance(a, gast.Starred) else a for a in call.args]
+                               + [k.value for k in call.keywords]))
         if self.is_method_call(call):
             nodes[-1] = call.func.value
         elif self.is_object_call(call):
@@ -1443,6 +1461,11 @@ def _broadcast_params(rule, case):
 def _dispatch():
     from adtrans.api import call_with_pullback
     return call_with_pullback
+
+
+def _spread_dispatch():
+    from adtrans.api import spread_call_with_pullback
+    return spread_call_with_pullback
 
 
 def _user_vjp_of(callee):

@@ -180,16 +180,6 @@ def test_unsupported_expression_on_active_value():
     assert info.value.lineno == line_of(set_comprehension, 1)
 
 
-def star_kwargs(x, **options):
-    return x * options.get("scale", 1.0)
-
-
-def test_star_kwargs():
-    with pytest.raises(adtrans.DifferentiationError, match=r"'\*\*kwargs'") as info:
-        adtrans.gradient(star_kwargs, 1.0)
-    assert info.value.lineno == line_of(star_kwargs, 0)
-
-
 def test_undefined_name():
     def f(x):
         return never_defined_anywhere(x)  # noqa: F821

@@ -27,6 +27,9 @@ CASES = [
     # xs.append(v) / xs.extend(vs) on a local list.
     case(appended, [1.5, -0.5], 0.25), case(appended, [A, VEC], VEC), case(appended, [], A),
     case(extended, [1.5, -0.5], [0.25, 2.0]), case(extended, [VEC], (VEC, 0.5)), case(extended, [2.0], []),
+    # options.get(key, default): from the mapping, or the default.
+    case(dict.get, {"a": 1.5, "b": A}, "b", VEC), case(dict.get, {"a": 1.5, "b": A}, "c", VEC),
+    case(dict.get, {"a": 1.5}, "a"),
     # a + b and friends: same shapes, (3, 1) with (1, 4), array with scalar, Python floats.
     case(operator.add, 1.5, -0.25), case(operator.add, A, A), case(operator.add, COL, ROW),
     case(operator.add, A, 2.0), case(operator.add, 2.0, VEC),

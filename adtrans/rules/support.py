@@ -1025,6 +1025,18 @@ def item_cleared(g, index):
     return type(g)(out) if isinstance(g, tuple) else out
 
 
+def got_cotangent(g, mapping, key):
+    """The cotangent of `mapping` from ``mapping.get(key, default)``'s cotangent `g`: at `key`, if
+    the value came from there."""
+    from adtrans.tangents import subscript_cotangent, zeros_like
+    return subscript_cotangent(g, mapping, key) if key in mapping else zeros_like(mapping)
+
+
+def default_cotangent(g, mapping, key, default):
+    """The cotangent of ``mapping.get(key, default)``'s `default`: `g` if the value was the default."""
+    return g if key not in mapping else _zero_like(default)
+
+
 # -- Growing a list (``xs.append(v)``, ``xs.extend(vs)`` in differentiated code): value semantics.
 
 def appended(xs, value):
