@@ -22,7 +22,7 @@ import gast
 
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for
-from adtrans.rules.support import appended, extended, with_field, with_item
+from adtrans.rules.support import appended, extended, merged, with_field, with_item
 from adtrans.trees import clone
 
 
@@ -211,6 +211,13 @@ class Desugar:
         elif isinstance(stmt, gast.Assign):
             value = stmt.value
             first, *others = stmt.targets
+            if others and not isinstance(first, gast.Name):
+                # 'u[0] = u[-1] = 0.0': the value once, then each target from left to right.
+                self.check_expression(value)
+                value = self.atom(value)
+                for target in stmt.targets:
+                    self.assign(target, value, stmt)
+                return
             name = self.assign(first, value, stmt)
             for target in others:
                 self.assign(target, gast.Name(name, gast.Load(), None, None), stmt)
@@ -355,7 +362,10 @@ class Desugar:
             loop.header = _located(gast.Call(self.renamed(iterable.func),
                                              [self.atom(a) for a in iterable.args], []), iterable)
         elif _is_call_to(iterable, "zip") or _is_call_to(iterable, "enumerate"):
-            args = [self.atom(a) for a in iterable.args]
+            # enumerate(zip(xs, ys)): the zip stays in the header, its sequences atoms.
+            args = [_located(gast.Call(self.renamed(a.func), [self.atom(b) for b in a.args], []), a)
+                    if i == 0 and _is_call_to(iterable, "enumerate") and _is_call_to(a, "zip")
+                    and not a.keywords else self.atom(a) for i, a in enumerate(iterable.args)]
             keywords = [gast.keyword(k.arg, self.atom(k.value)) for k in iterable.keywords]
             loop.header = _located(gast.Call(self.renamed(iterable.func), args, keywords), iterable)
         else:
@@ -394,16 +404,22 @@ class Desugar:
                 self.out.append(Assign(loop.index, gast.BinOp(gast.Name(counter, gast.Load(), None, None),
                                                               gast.Sub(), clone(start)),
                                        target, self.origin, copy=True))
-            element = self.bind_element(target.elts[1], sequence, loop.index)
+            if _is_call_to(sequence, "zip"):
+                element = self.bind_elements(target.elts[1], sequence.args, loop.index)
+            else:
+                element = self.bind_element(target.elts[1], sequence, loop.index)
             return gast.Tuple([gast.Name(counter, gast.Store(), None, None), element], gast.Store())
         loop.index = self.namer.fresh("index")
         if _is_call_to(iterable, "zip"):
-            sequences = loop.header.args
-            if not (isinstance(target, (gast.Tuple, gast.List)) and len(target.elts) == len(sequences)):
-                raise self.source.error(target, "unpack 'zip' into one name for each sequence")
-            elements = [self.bind_element(t, seq, loop.index) for t, seq in zip(target.elts, sequences)]
-            return gast.Tuple(elements, gast.Store())
+            return self.bind_elements(target, loop.header.args, loop.index)
         return self.bind_element(target, loop.header, loop.index)
+
+    def bind_elements(self, target, sequences, index):
+        """The target of a ``zip`` of `sequences`: one element of each, bound by the loop header."""
+        if not (isinstance(target, (gast.Tuple, gast.List)) and len(target.elts) == len(sequences)):
+            raise self.source.error(target, "unpack 'zip' into one name for each sequence")
+        elements = [self.bind_element(t, seq, index) for t, seq in zip(target.elts, sequences)]
+        return gast.Tuple(elements, gast.Store())
 
     def bind_element(self, target, sequence, index):
         """``x = sequence[index]``, bound by the loop header; a tuple target is unpacked after."""
@@ -662,6 +678,13 @@ class Desugar:
                 return _located(gast.UnaryOp(expr.op, self.atom(expr.operand)), expr)
             return self.renamed(expr)
         if isinstance(expr, gast.Call):
+            if _is_call_to(expr, "dict") and expr.keywords and len(expr.args) <= 1 \
+                    and not any(isinstance(a, gast.Starred) for a in expr.args):
+                # dict(m, a=x, **n) is {**m, "a": x, **n}.
+                display = gast.Dict([None] * len(expr.args) + [None if k.arg is None else gast.Constant(k.arg, None)
+                                                               for k in expr.keywords],
+                                    list(expr.args) + [k.value for k in expr.keywords])
+                return self.merged_dict(_located(display, expr))
             func = expr.func
             if _is_static(func, self.locals):
                 func = self.renamed(func)
@@ -684,7 +707,9 @@ class Desugar:
             elts = [self.atom(e) for e in expr.elts]
             return _located(type(expr)(elts, gast.Load()), expr)
         if isinstance(expr, gast.Dict):
-            keys = [self.atom(k) if k is not None else None for k in expr.keys]
+            if any(k is None for k in expr.keys):
+                return self.merged_dict(expr)
+            keys = [self.atom(k) for k in expr.keys]
             values = [self.atom(v) for v in expr.values]
             return _located(gast.Dict(keys, values), expr)
         if isinstance(expr, gast.IfExp):
@@ -773,6 +798,22 @@ class Desugar:
         for stmt in statements:
             self.statement(stmt)
         return gast.Name(self.current[items], gast.Load(), None, None)
+
+    def merged_dict(self, expr):
+        """``{**params, "w": w}``: ``merged(params, {"w": w})``, the items of each part in turn."""
+        parts, keys, values = [], [], []
+        for key, value in zip(expr.keys, expr.values):
+            if key is not None:
+                keys.append(self.atom(key))
+                values.append(self.atom(value))
+                continue
+            if keys:
+                parts.append(self.hoist(_located(gast.Dict(keys, values), expr), expr, "items"))
+                keys, values = [], []
+            parts.append(self.atom(value, "items" if isinstance(value, gast.Dict) else None))
+        if keys:
+            parts.append(self.hoist(_located(gast.Dict(keys, values), expr), expr, "items"))
+        return _located(gast.Call(_synthetic_callee("merged", merged), parts, []), expr)
 
     def argument(self, expr):
         if isinstance(expr, (gast.Tuple, gast.List)) and _is_operation(expr, self.locals):

@@ -4,7 +4,7 @@ import dataclasses
 import builtins
 import operator
 
-from adtrans.rules.support import appended, extended, with_field, with_item
+from adtrans.rules.support import appended, extended, merged, with_field, with_item
 
 import numpy as np
 import pytest
@@ -30,6 +30,8 @@ CASES = [
     # options.get(key, default): from the mapping, or the default.
     case(dict.get, {"a": 1.5, "b": A}, "b", VEC), case(dict.get, {"a": 1.5, "b": A}, "c", VEC),
     case(dict.get, {"a": 1.5}, "a"),
+    # {**a, **b} and dict(a): later items win.
+    case(merged, {"a": 1.5, "b": A}, {"b": A, "c": VEC}), case(merged, {"a": 1.5}), case(dict, {"a": 1.5, "b": A}),
     # a + b and friends: same shapes, (3, 1) with (1, 4), array with scalar, Python floats.
     case(operator.add, 1.5, -0.25), case(operator.add, A, A), case(operator.add, COL, ROW),
     case(operator.add, A, 2.0), case(operator.add, 2.0, VEC),

@@ -1037,6 +1037,27 @@ def default_cotangent(g, mapping, key, default):
     return g if key not in mapping else _zero_like(default)
 
 
+def merged(*mappings):
+    """``{**a, "k": v, **b}`` in differentiated code: one dict of the items of `mappings` in turn."""
+    out = {}
+    for mapping in mappings:
+        out.update(mapping)
+    return out
+
+
+def merged_cotangents(g, mappings):
+    """The cotangent of each of `mappings` in ``merged(*mappings)``: the items it gave the result
+    (a key a later mapping also has gets zero)."""
+    last = {}
+    for i, mapping in enumerate(mappings):
+        for key in mapping:
+            last[key] = i
+    from adtrans.tangents import zeros_like
+    return tuple({key: g[key] if last[key] == i and g.get(key) is not None else zeros_like(value)
+                  for key, value in mapping.items()}
+                 for i, mapping in enumerate(mappings))
+
+
 # -- Growing a list (``xs.append(v)``, ``xs.extend(vs)`` in differentiated code): value semantics.
 
 def appended(xs, value):
