@@ -130,7 +130,7 @@ def subscript_cotangent(d, value, index):
     """The cotangent of `value` given the cotangent `d` of ``value[index]``."""
     if isinstance(value, np.ndarray):
         out = np.zeros_like(value) if value.dtype.kind in "fc" else np.zeros(value.shape)
-        if _is_basic_index(index):
+        if is_basic_index(index):
             out[index] += d
         else:
             np.add.at(out, index, d)
@@ -187,7 +187,7 @@ def owned_copy(d):
 def add_item(d, index, part):
     """Add `part` into ``d[index]``: in place for an array or list the pullback owns."""
     if isinstance(d, np.ndarray):
-        if _is_basic_index(index):
+        if is_basic_index(index):
             d[index] += part
         else:
             np.add.at(d, index, part)
@@ -205,9 +205,9 @@ def add_item(d, index, part):
     return subscript_cotangent(part, d, index)
 
 
-def _is_basic_index(index):
+def is_basic_index(index):
     if isinstance(index, tuple):
-        return all(_is_basic_index(i) for i in index)
+        return all(is_basic_index(i) for i in index)
     return index is None or index is Ellipsis or isinstance(index, (int, np.integer, slice))
 
 

@@ -24,6 +24,9 @@ POS_COL = rng.uniform(0.5, 2.0, (3, 1))
 CASES = [
     case(with_item, A, (0, slice(1, 3)), np.array([0.5, -1.5])), case(with_item, A, 1, 2.0),
     case(with_item, [1.5, -0.5, 2.0], 1, 0.25),
+    # A repeated index: the last write wins, an earlier one gets no cotangent.
+    case(with_item, A, (np.array([0, 2, 0]), 1), np.array([0.5, -1.5, 2.0])),
+    case(with_item, A, np.array([1, 1]), VEC), case(with_item, VEC, np.array([True, False, True, True]), 2.0),
     # xs.append(v) / xs.extend(vs) on a local list.
     case(appended, [1.5, -0.5], 0.25), case(appended, [A, VEC], VEC), case(appended, [], A),
     case(extended, [1.5, -0.5], [0.25, 2.0]), case(extended, [VEC], (VEC, 0.5)), case(extended, [2.0], []),

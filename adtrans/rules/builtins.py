@@ -10,7 +10,7 @@ import operator
 
 from adtrans.registry import constant_function, integer_valued, rules_for
 from adtrans.rules.support import (
-    appended, appended_head, appended_last, default_cotangent, each_cotangent, extended, extended_head,
+    appended, appended_head, appended_last, assigned_cotangent, default_cotangent, each_cotangent, extended, extended_head,
     extended_tail, extremum_args_cotangent, field_cleared, field_cotangent, got_cotangent, item_cleared, merged,
     merged_cotangents,
     matmul_cotangent_a, matmul_cotangent_b, shaped_like, sign, sorted_cotangent, unbroadcast, with_field,
@@ -70,7 +70,7 @@ constant_function(
 
 
 # ``x[index] = value`` in differentiated code runs as ``x = with_item(x, index, value)``.
-rule(with_item, "x, index, value", x="item_cleared(d_y, index)", value="unbroadcast(d_y[index], value)")
+rule(with_item, "x, index, value", x="item_cleared(d_y, index)", value="assigned_cotangent(d_y, index, value)")
 
 # ``xs.append(v)`` / ``xs.extend(vs)`` on a local list run as ``xs = appended(xs, v)`` /
 # ``xs = extended(xs, vs)``.

@@ -13,6 +13,8 @@ import sys
 
 import numpy as np
 
+from adtrans import tangents
+
 LN2 = math.log(2.0)
 LN10 = math.log(10.0)
 TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
@@ -1005,6 +1007,28 @@ def with_item(x, index, value):
     return out
 
 
+def assigned_cotangent(g, index, value):
+    """The cotangent of `value` in ``x[index] = value``: the part of `g` it wrote.
+
+    An integer-array index may name a place twice (``x[[0, 0]] = v``); NumPy
+    keeps the last write there, so an earlier one gets zero.
+    """
+    part = g[index]
+    if type(g) is np.ndarray and not tangents.is_basic_index(index) and not _is_mask(index):
+        shape = np.shape(part)
+        order = np.arange(math.prod(shape)).reshape(shape)
+        writer = np.full(g.shape, -1)
+        writer[index] = order
+        hidden = writer[index] != order
+        if hidden.any():
+            part = np.where(hidden, np.zeros((), part.dtype), part)
+    return unbroadcast(part, value)
+
+
+def _is_mask(index):
+    return type(index) is np.ndarray and index.dtype == bool
+
+
 def item_cleared(g, index):
     """The cotangent `g` with ``[index]`` set to zero: what flows to the array an assignment overwrote."""
     if isinstance(g, np.ndarray):
@@ -1028,8 +1052,7 @@ def item_cleared(g, index):
 def got_cotangent(g, mapping, key):
     """The cotangent of `mapping` from ``mapping.get(key, default)``'s cotangent `g`: at `key`, if
     the value came from there."""
-    from adtrans.tangents import subscript_cotangent, zeros_like
-    return subscript_cotangent(g, mapping, key) if key in mapping else zeros_like(mapping)
+    return tangents.subscript_cotangent(g, mapping, key) if key in mapping else tangents.zeros_like(mapping)
 
 
 def default_cotangent(g, mapping, key, default):
@@ -1052,8 +1075,7 @@ def merged_cotangents(g, mappings):
     for i, mapping in enumerate(mappings):
         for key in mapping:
             last[key] = i
-    from adtrans.tangents import zeros_like
-    return tuple({key: g[key] if last[key] == i and g.get(key) is not None else zeros_like(value)
+    return tuple({key: g[key] if last[key] == i and g.get(key) is not None else tangents.zeros_like(value)
                   for key, value in mapping.items()}
                  for i, mapping in enumerate(mappings))
 
@@ -1127,7 +1149,5 @@ def field_cleared(g, name):
 
 def field_cotangent(g, name, value):
     """The cotangent of the value assigned to field `name`, read from the object's cotangent `g`."""
-    from adtrans import tangents
-
     part = getattr(g, name, None) if g is not None else None
     return tangents.like(part, value)
