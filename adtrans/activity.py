@@ -12,7 +12,9 @@ is assigned once, but for loop headers), iterated to a fixed point.
 from dataclasses import dataclass
 from typing import Set
 
-from adtrans.desugar import Assign, Return, Unpack
+import gast
+
+from adtrans.desugar import Assign, Effect, Return, Unpack
 
 # Kinds whose result never carries a derivative, whatever flows in.
 _BLOCKING = {"constant"}
@@ -32,6 +34,8 @@ def _targets(stmt):
         return [stmt.target]
     if isinstance(stmt, Unpack):
         return [t for t in stmt.targets if t is not None]
+    if isinstance(stmt, Effect) and isinstance(stmt.stmt, gast.FunctionDef):
+        return [stmt.stmt.name]      # a nested def: a value made of what it reads
     return []
 
 

@@ -199,6 +199,8 @@ def with_derivative(x, hook):
 
 
 registry.constant_function(without_derivative, reason="'without_derivative' stops derivatives")
+# They make a function from functions (a closure given to them is called later, differentiated then).
+registry.constant_function(differentiable_function, reason="its result is a function")
 _support_rule = registry.rules_for({"call_hook": tangents.call_hook})
 _support_rule(with_derivative, "x, hook", x="call_hook(hook, d_y)")
 
@@ -211,18 +213,20 @@ _instances = weakref.WeakKeyDictionary()   # function -> {(wrt, mode): generated
 _in_progress = set()
 
 
-def _derive(fn, wrt, mode="reverse", strict=True, floats=frozenset()):
+def _derive(fn, wrt, mode="reverse", strict=True, floats=frozenset(), lifted=()):
     """The value-with-pullback function of Python function `fn` for parameters `wrt`.
 
     `floats` names parameters known to hold Python floats in this call: the
     code generated for them needs no unbroadcasting (a scalar loop runs as
     plain float arithmetic). `generated_source` shows the general version.
+    `lifted` names free variables the generated function takes as
+    keyword-only parameters instead (see `_closure_call_with_pullback`).
     """
     per_function = _instances.get(fn)
-    key = (wrt, mode, floats)
+    key = (wrt, mode, floats, lifted)
     if per_function is not None and key in per_function:
         return per_function[key]
-    generated, code = _generated(fn, wrt, mode, strict, floats)
+    generated, code = _generated(fn, wrt, mode, strict, floats, lifted)
     if generated is None:
         return None
     from adtrans.codegen import instantiate
@@ -257,12 +261,12 @@ def _derive_gradient(fn, wrt, floats, only=False):
     return found
 
 
-def _generated(fn, wrt, mode="reverse", strict=True, floats=frozenset()):
+def _generated(fn, wrt, mode="reverse", strict=True, floats=frozenset(), lifted=()):
     if mode != "reverse":
         raise DifferentiationError(f"mode {mode!r} is not supported yet (only 'reverse')",
                                    function_location(fn),
                                    ["forward mode is planned; use mode='reverse'"])
-    key = (_code_key(fn), wrt, mode, floats)
+    key = (_code_key(fn), wrt, mode, floats) + ((lifted,) if lifted else ())
     cached = _cache.get(key)
     if cached is not None:
         return cached
@@ -276,7 +280,8 @@ def _generated(fn, wrt, mode="reverse", strict=True, floats=frozenset()):
         source = _sources[_code_key(fn)] = parse_function(fn)
     _in_progress.add(key)
     try:
-        generated = ReverseTransform(source, wrt, _derive_callee, strict=strict, floats=floats).run()
+        generated = ReverseTransform(source, wrt, _derive_callee, strict=strict, floats=floats,
+                                     lifted=lifted).run()
     except Unresolved:
         return None, None   # decoration time: a name defined later; try again when differentiated
     finally:
@@ -1190,6 +1195,9 @@ def call_with_pullback(f, positions, *args, **kwargs):
         offset = 1      # position -1, the object, is the function's first parameter
     else:
         target, call_args, offset = f, args, 0
+        if (type(f) is types.FunctionType and f.__closure__ and not f.__code__.co_flags & _COLLECTS
+                and registry.lookup_user_vjp(f) is None):
+            return _closure_call_with_pullback(f, positions, args, kwargs)
         if -1 in positions:
             owner = getattr(f, "__self__", None)
             method = getattr(type(owner), getattr(f, "__name__", ""), None)
@@ -1244,6 +1252,90 @@ def _construct_with_pullback(cls, positions, args, kwargs):
     names = tuple(params[p] if p < len(args) else keys[p - len(args)] for p in positions)
     value = cls(*args, **kwargs)
     return value, lambda d: tangents.field_cotangents(d, cls, names)
+
+
+def _captured(f, path=()):
+    """The free variables of Python function `f` a derivative can flow through: its closure cells
+    holding differentiable values, or closures holding them (a nested def calling another)."""
+    if type(f) is not types.FunctionType or not f.__closure__:
+        return ()
+    path = path + (f,)
+    found = []
+    for name, cell in zip(f.__code__.co_freevars, f.__closure__):
+        try:
+            value = cell.cell_contents
+        except ValueError:      # not assigned yet
+            continue
+        if type(value) is types.FunctionType:
+            if any(value is g for g in path):
+                if _captured_values(f):
+                    raise DifferentiationError(
+                        f"'{f.__name__}' calls itself and reads differentiated values of the function "
+                        "that defines it: such recursive closures are not supported yet", function_location(f),
+                        ["define it at module level and pass those values as arguments"])
+                continue
+            if _captured(value, path):
+                found.append(name)
+        elif tangents.is_differentiable(value) and not isinstance(value, bool):
+            found.append(name)
+    return tuple(found)
+
+
+def _captured_values(f):
+    return any(tangents.is_differentiable(c.cell_contents) for c in f.__closure__ if _filled(c))
+
+
+def _filled(cell):
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def _closure_call_with_pullback(f, positions, args, kwargs):
+    """`call_with_pullback` of a nested ``def`` or ``lambda`` (a function with closure cells).
+
+    Its generated code takes its free variables as keyword-only parameters,
+    given their values now: a closure made in a loop reads a variable the loop
+    then changes, and its pullback, run later, must see what its forward saw.
+    Differentiated with respect to itself (position -1), the free variables
+    holding differentiable values (`_captured`) are differentiated too, and
+    its tangent is a dict of theirs by name (`tangents.captured_cotangent`
+    reads it where the closure was made).
+    """
+    code = f.__code__
+    cells = {name: cell for name, cell in zip(code.co_freevars, f.__closure__) if _filled(cell)}
+    lifted = tuple(cells)
+    captured = _captured(f) if -1 in positions else ()
+    names = _parameter_names(f)
+    keys = list(kwargs)
+    chosen = {}
+    for i, p in enumerate(positions):
+        if p is None or p == -1:
+            continue
+        name = names[p] if p < len(args) else keys[p - len(args)]
+        value = args[p] if p < len(args) else kwargs[name]
+        if _can_differentiate(value) and not isinstance(value, bool):
+            chosen[name] = i
+    wrt = tuple(n for n in names if n in chosen) + captured
+    values = {n: cell.cell_contents for n, cell in cells.items()}
+    if not wrt:
+        value = f(*args, **kwargs)
+        return value, (lambda d: None) if len(positions) == 1 else (lambda d: (None,) * len(positions))
+    value, back = _derive(f, wrt, lifted=lifted)(*args, **kwargs, **values)
+
+    def pullback(d):
+        out = back(d)
+        found = dict(zip(wrt, (out,) if len(wrt) == 1 else out))
+        tangents_ = [None] * len(positions)
+        for name, i in chosen.items():
+            tangents_[i] = found[name]
+        if -1 in positions:
+            tangents_[positions.index(-1)] = {n: found[n] for n in captured}
+        return tangents_[0] if len(positions) == 1 else tuple(tangents_)
+
+    return value, pullback
 
 
 def _with_constant_object(f, positions, args, kwargs):
@@ -1403,6 +1495,8 @@ def _resolve_wrt(fn, args, kwargs, wrt):
 def _can_differentiate(value):
     if isinstance(value, int):
         return True    # promoted to float when named in wrt
+    if type(value) is types.FunctionType:
+        return bool(_captured(value))   # a closure over differentiated values, passed on
     return tangents.is_differentiable(value)
 
 

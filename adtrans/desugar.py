@@ -135,10 +135,11 @@ def construct_name(node):
 class Desugar:
     """Turns a `FunctionSource` into a `Body` (see the module docstring)."""
 
-    def __init__(self, source, namer: Namer):
+    def __init__(self, source, namer: Namer, lifted=()):
         self.source = source
         self.namer = namer
-        self.locals = _assigned_names(source.node)
+        self.lifted = list(lifted)   # free variables taken as keyword-only parameters (a closure's)
+        self.locals = _assigned_names(source.node) | set(lifted)
         self.current = {}       # user variable -> its current SSA name
         self.out: list = []
         self.origin = None
@@ -147,12 +148,13 @@ class Desugar:
         args = self.source.node.args
         function = StructureJumps(self.source, self.namer).run(clone(self.source.node))
         self.function = function
-        self.locals = _assigned_names(function)
+        self.locals = _assigned_names(function) | set(self.lifted)
         # A '*args' parameter is a tuple, a '**kwargs' one a dict: differentiated like any other
         # container argument.
         varargs = [args.vararg] if args.vararg is not None else []
         kwargs = [args.kwarg] if args.kwarg is not None else []
         params = [a.id for a in args.posonlyargs + args.args + varargs + args.kwonlyargs + kwargs]
+        params += self.lifted
         self.params = set(params)
         for p in params:
             self.current[p] = p
@@ -678,6 +680,9 @@ class Desugar:
                 return _located(gast.UnaryOp(expr.op, self.atom(expr.operand)), expr)
             return self.renamed(expr)
         if isinstance(expr, gast.Call):
+            if (_is_call_to(expr, "map") and "map" not in self.locals and len(expr.args) >= 2
+                    and not expr.keywords and not any(isinstance(a, gast.Starred) for a in expr.args)):
+                return self.mapped(expr)
             if _is_call_to(expr, "dict") and expr.keywords and len(expr.args) <= 1 \
                     and not any(isinstance(a, gast.Starred) for a in expr.args):
                 # dict(m, a=x, **n) is {**m, "a": x, **n}.
@@ -798,6 +803,30 @@ class Desugar:
         for stmt in statements:
             self.statement(stmt)
         return gast.Name(self.current[items], gast.Load(), None, None)
+
+    def mapped(self, expr):
+        """``map(f, xs, ys)`` as ``[f(x, y) for x, y in zip(xs, ys)]``: a list, which what takes it
+        (``sum``, ``list``, a loop) consumes whole, as a generator expression (see `comprehension`)."""
+        function = expr.args[0]
+        if not _is_static(function, self.locals):   # math.sin stays as written; a lambda is made once
+            name = self.namer.fresh("function")
+            self.locals.add(name)
+            self.statement(_located(gast.Assign([gast.Name(name, gast.Store(), None, None)], function, None),
+                                    expr))
+            function = gast.Name(name, gast.Load(), None, None)
+        sequences = expr.args[1:]
+        elements = [self.namer.fresh("element") for _ in sequences]
+        call = gast.Call(clone(function), [gast.Name(e, gast.Load(), None, None) for e in elements], [])
+        if len(sequences) == 1:
+            target, iterable = gast.Name(elements[0], gast.Store(), None, None), sequences[0]
+        else:
+            target = gast.Tuple([gast.Name(e, gast.Store(), None, None) for e in elements], gast.Store())
+            iterable = gast.Call(gast.Name("zip", gast.Load(), None, None), list(sequences), [])
+        listed = gast.ListComp(call, [gast.comprehension(target, iterable, [], 0)])
+        for node in gast.walk(listed):
+            if isinstance(node, (gast.stmt, gast.expr)) and getattr(node, "lineno", None) is None:
+                gast.copy_location(node, expr)
+        return self.comprehension(listed)
 
     def merged_dict(self, expr):
         """``{**params, "w": w}``: ``merged(params, {"w": w})``, the items of each part in turn."""

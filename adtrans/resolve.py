@@ -66,6 +66,34 @@ class Operation:
     description: str = ""                   # how errors name the operation
 
 
+def captured_names(function, locals_):
+    """The enclosing function's locals a nested ``def`` or ``lambda`` reads: its closure.
+
+    A derivative flows through them into the function value, whose tangent
+    is a dict of theirs by name (see `api.call_with_pullback`).
+    """
+    args = function.args
+    own = {a.id for a in args.posonlyargs + args.args + args.kwonlyargs}
+    own |= {a.id for a in (args.vararg, args.kwarg) if a is not None}
+    body = function.body if isinstance(function.body, list) else [function.body]
+    reads = []
+    for stmt in body:
+        for node in gast.walk(stmt):
+            if isinstance(node, gast.Name):
+                if isinstance(node.ctx, gast.Load):
+                    reads.append(node.id)
+                else:
+                    own.add(node.id)
+            elif isinstance(node, (gast.FunctionDef, gast.Lambda)):
+                inner = node.args
+                own |= {a.id for a in inner.posonlyargs + inner.args + inner.kwonlyargs}
+    found = []
+    for name in reads:
+        if name in locals_ and name not in own and name not in found:
+            found.append(name)
+    return found
+
+
 def local_names(node, locals_):
     """The locals an expression reads."""
     return [n.id for n in gast.walk(node)
@@ -91,8 +119,17 @@ class Resolver:
             names = local_names(stmt.value, self.locals)
             return Operation("copy", names, names)
         if isinstance(stmt, Effect):
+            if isinstance(stmt.stmt, gast.FunctionDef):
+                return self.closure(stmt.stmt)
             return Operation("constant", local_names(stmt.stmt, self.locals), [])
         raise TypeError(stmt)
+
+    def closure(self, function):
+        """A nested ``def`` or a ``lambda``: a value made of the locals it reads (see `captured_names`)."""
+        captured = captured_names(function, self.locals)
+        if not captured:
+            return Operation("constant", [], [])
+        return Operation("closure", captured, captured, description="closure")
 
     def assign(self, stmt):
         value = stmt.value
@@ -124,7 +161,7 @@ class Resolver:
         if isinstance(value, gast.UnaryOp) and isinstance(value.op, gast.Not):
             return Operation("constant", inputs, [])
         if isinstance(value, gast.Lambda):
-            return Operation("constant", inputs, [])
+            return self.closure(value)
         return Operation("opaque", inputs, inputs, description=_describe(value))
 
     def call(self, call, inputs):

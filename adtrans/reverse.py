@@ -151,7 +151,7 @@ def _assign(target, value):
 class ReverseTransform:
     """One function, one `wrt`: builds the `Generated` value-with-pullback."""
 
-    def __init__(self, source, wrt, derived, strict=True, floats=frozenset()):
+    def __init__(self, source, wrt, derived, strict=True, floats=frozenset(), lifted=()):
         """`derived(fn, wrt)` returns the value-with-pullback function of a callee.
 
         `floats` names parameters known to hold Python floats.
@@ -167,7 +167,10 @@ class ReverseTransform:
         self.replays = False      # see Generated.replays
         self.cell_ids: Dict[int, str] = {}
         code = self.fn.__code__
-        self.freevars = list(code.co_freevars)
+        # A closure called from generated code (see api._closure_call_with_pullback) takes its free
+        # variables as keyword-only parameters.
+        self.lifted = list(lifted)
+        self.freevars = [name for name in code.co_freevars if name not in self.lifted]
         self.user_globals = self.fn.__globals__
         self.adjoints: Dict[Any, str] = {}
         self.saves = {}            # id(block) -> (tape, names): what a block in a loop keeps per pass
@@ -179,7 +182,7 @@ class ReverseTransform:
     # -- the whole transform
 
     def run(self) -> Generated:
-        body = Desugar(self.source, self.namer).run()
+        body = Desugar(self.source, self.namer, self.lifted).run()
         self.body = body
         self.statements = body.statements
         self.flat = list(flatten(self.statements))
@@ -199,6 +202,8 @@ class ReverseTransform:
         self.shape_sources = self.shape_sources_of()
         self.fields = {s.target for s in self.flat if isinstance(s, Assign)
                        and self.ops[id(s)].kind in ("attribute", "subscript")}
+        # Nested defs and lambdas reading locals: values whose tangent is a dict of theirs.
+        self.closures = {t for s in self.flat if self.ops[id(s)].kind == "closure" for t in _targets(s)}
         self.numeric = self.numeric_names()
         self.first_pass = self.first_pass_flags()
 
@@ -264,9 +269,10 @@ class ReverseTransform:
         parts.extend(a.id for a in args.args)
         if args.vararg is not None:
             parts.append(f"*{args.vararg.id}")
-        elif args.kwonlyargs:
+        elif args.kwonlyargs or self.lifted:
             parts.append("*")
         parts.extend(a.id for a in args.kwonlyargs)
+        parts.extend(self.lifted)
         if args.kwarg is not None:
             parts.append(f"**{args.kwarg.id}")
         return ", ".join(parts)
@@ -434,7 +440,7 @@ class ReverseTransform:
         if id(obj) in self.cell_ids:
             return self.cell_ids[id(obj)]
         if (preferred in self.namer.taken and preferred not in self.resolver.locals
-                and preferred not in self.freevars and self.user_globals.get(preferred) is obj):
+                and preferred not in self.fn.__code__.co_freevars and self.user_globals.get(preferred) is obj):
             self.cell_ids[id(obj)] = preferred
             return preferred
         name = self.namer.fresh(preferred)
@@ -1096,6 +1102,16 @@ class ReverseTransform:
 
     def adjoint_statements(self, stmt, op):
         """The statements that pull the cotangent of `stmt`'s result back to its operands."""
+        if isinstance(stmt, Effect) and op.kind == "closure":
+            name = stmt.stmt.name
+            if not self.active(name) or name not in self.defined:
+                return []
+            if name in op.diff_inputs:
+                raise self.source.error(
+                    stmt.origin, f"'{stmt.origin.name}' calls itself and reads differentiated values of "
+                                 "the function that defines it: such recursive closures are not supported yet",
+                    "define it at module level and pass those values as arguments")
+            return self.closure_adjoints(op, _name(self.adjoint(name)))
         if isinstance(stmt, (Return, Effect)):
             return []
         if isinstance(stmt, Unpack):
@@ -1147,7 +1163,15 @@ class ReverseTransform:
             return self.accumulate([(base.id, _call(helper, d, base, gast.Constant(stmt.value.attr, None)))])
         if kind == "construct":
             return self.construct_adjoints(stmt, op, d)
+        if kind == "closure":
+            return self.closure_adjoints(op, d)
         raise AssertionError(f"unexpected active operation {kind}")
+
+    def closure_adjoints(self, op, d):
+        """A nested ``def`` or ``lambda``: its cotangent holds one for each local it reads, by name."""
+        helper = _name(self.helper("captured_cotangent", tangents.captured_cotangent))
+        return self.accumulate([(name, _call(helper, d, gast.Constant(name, None), _name(name)))
+                                for name in op.diff_inputs])
 
     def check_differentiable(self, stmt, op):
         if op.kind == "integer":
@@ -1240,6 +1264,8 @@ class ReverseTransform:
             template = rule.template(case, param)
             if template is None and isinstance(node, gast.Name) and node.id in self.fields:
                 continue    # a field of an active object used as configuration (a mode, a hook)
+            if template is None and isinstance(node, gast.Name) and node.id in self.closures:
+                continue    # a function the rule only calls to choose (a sort key): no derivative
             if template is None:
                 raise self.source.error(
                     stmt.node, f"{rule.name} is not differentiable with respect to its argument '{param}'",

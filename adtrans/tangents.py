@@ -155,6 +155,13 @@ def subscript_cotangent(d, value, index):
          "value in 'without_derivative' if no derivative should flow through it"])
 
 
+def captured_cotangent(d, name, value):
+    """The cotangent of the local `name` (holding `value`) that a closure read, from the closure's
+    cotangent `d`: a dict by the names of its free variables (see `api.call_with_pullback`)."""
+    part = d.get(name) if d is not None else None
+    return zeros_like(value) if part is None else part
+
+
 def lazy_zeros(value):
     """A zero cotangent whose containers hold None (a zero not yet made) for each element.
 

@@ -340,7 +340,7 @@ def test_first_pass_of_a_layer_loop_asks_no_input_gradient():
     layers = [Scale(0.7), Scale(1.3), Scale(-0.4)]
     grads = adtrans.gradient(through_layers, layers, 0.9, wrt="layers")
     adtrans.check_gradient(through_layers, layers, 0.9, wrt="layers")
-    asked = {wrt for wrt, _, _ in api._instances[Scale.__call__]}
+    asked = {key[0] for key in api._instances[Scale.__call__]}     # (wrt, mode, floats, lifted)
     assert asked == {("self",), ("self", "x")}      # the first pass; the others
     # Both passes agree with differentiating every layer's input too (x a varied value).
     both = adtrans.gradient(lambda layers, x: through_layers(layers, x * 1.0), layers, 0.9, wrt="layers")
