@@ -971,6 +971,8 @@ class ReverseTransform:
         """A zero cotangent for local `name`: ``0.0`` for a float, else ``zeros_like(name)``."""
         if name in self.known_floats:
             return "0.0"
+        if name in self.closures:
+            return "{}"     # a closure's tangent: a dict by the names it reads, here none yet
         return f"{self.helper('zeros_like', tangents.zeros_like)}({name})"
 
     def reverse_if(self, stmt, loop):
