@@ -15,7 +15,13 @@ _OPERATOR_WORDS = {
     gast.Pow: "pow", gast.MatMult: "matmul", gast.FloorDiv: "floordiv", gast.Mod: "mod",
     gast.USub: "neg", gast.UAdd: "pos",
 }
-_MAX_DERIVED = 24
+_COMPARISON_WORDS = {gast.Lt: "lt", gast.LtE: "le", gast.Gt: "gt", gast.GtE: "ge", gast.Eq: "eq",
+                     gast.NotEq: "ne"}
+# Numbers in names: digits after a name (``x_pow_2``), a word first (``one_minus_y``, which no
+# identifier could begin with a digit), `half`; numbers with neither (0.01) are left out.
+_NUMBER_WORDS = {0: "zero", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven",
+                 8: "eight", 9: "nine", 10: "ten", 0.5: "half"}
+_MAX_DERIVED = 28
 
 
 class Namer:
@@ -55,18 +61,25 @@ def names_in(tree):
     return found
 
 
-def _short(node):
+def _short(node, first=True):
     if isinstance(node, gast.Name):
         return node.id
-    if isinstance(node, gast.Constant) and isinstance(node.value, (int, float)) and not isinstance(
-            node.value, bool):
-        return str(node.value).replace(".", "_").replace("-", "neg")
+    if _is_number(node):
+        value = node.value
+        if not first and value == int(value) and abs(value) < 1000:
+            return str(int(value)).replace("-", "neg")
+        return _NUMBER_WORDS.get(value)
     return None
 
 
-def _fractional(node):
-    """A float constant such as 0.01: it reads badly in a name (``t0_01``)."""
-    return isinstance(node, gast.Constant) and isinstance(node.value, float) and not node.value.is_integer()
+def _is_number(node):
+    return (isinstance(node, gast.Constant) and isinstance(node.value, (int, float))
+            and not isinstance(node.value, bool))
+
+
+def _fractional(node, first=True):
+    """A number a name cannot spell (0.01, 3.7): it reads badly (``t0_01``), so it is left out."""
+    return _is_number(node) and _short(node, first) is None
 
 
 def operator_word(op):
@@ -89,11 +102,10 @@ def name_for(expr, method=False):
         return _fit(f"{fname}_{first}", fname) if first and not first[0].isdigit() else fname
     if isinstance(expr, gast.BinOp):
         word = operator_word(expr.op)
-        left, right = _short(expr.left), _short(expr.right)
-        if left and right and not _fractional(expr.left) and not _fractional(expr.right):
+        left, right = _short(expr.left), _short(expr.right, first=False)
+        if left and right:
             return _fit(f"{left}_{word}_{right}", word)
-        named = left if left and not _fractional(expr.left) else right if right and not _fractional(
-            expr.right) else None
+        named = left or _short(expr.right)
         return _fit(f"{word}_{named}", word) if named else word
     if isinstance(expr, gast.UnaryOp):
         operand = _short(expr.operand)
@@ -106,6 +118,10 @@ def name_for(expr, method=False):
         base = _short(expr.value) or "item"
         index = _short(expr.slice)
         return _fit(f"{base}_{index}", f"{base}_item") if index else f"{base}_item"
+    if isinstance(expr, gast.Compare) and len(expr.ops) == 1 and type(expr.ops[0]) in _COMPARISON_WORDS:
+        left, right = _short(expr.left), _short(expr.comparators[0])
+        word = _COMPARISON_WORDS[type(expr.ops[0])]
+        return _fit(f"{left}_{word}_{right}", "condition") if left and right else "condition"
     if isinstance(expr, gast.Tuple):
         return "tuple"
     if isinstance(expr, gast.List):

@@ -140,6 +140,9 @@ def _call(func, *args):
 
 
 def _add(a, b):
+    """``a + b``; ``a - c`` for ``a + -c`` (the same number: negation is exact)."""
+    if isinstance(b, gast.UnaryOp) and isinstance(b.op, gast.USub):
+        return gast.BinOp(a, gast.Sub(), b.operand)
     return gast.BinOp(a, gast.Add(), b)
 
 
@@ -1296,7 +1299,7 @@ class ReverseTransform:
         binding = op.binding
         expr = clone(template)
         transformer = _Substitute(self, rule, binding, target, d)
-        expr = transformer.visit(expr)
+        expr = _FoldConstants().visit(transformer.visit(expr))
         return _Unbroadcast(self, binding, broadcasting).visit(expr)
 
     def call_adjoints(self, stmt, op, d):
@@ -1429,6 +1432,25 @@ class _Substitute(gast.NodeTransformer):
         if node.id in self.rule.namespace:
             return _name(self.transform.helper(node.id, self.rule.namespace[node.id]))
         raise AssertionError(f"rule {self.rule.name}: unknown name {node.id!r} in a template")
+
+
+class _FoldConstants(gast.NodeTransformer):
+    """``x ** (3 - 1)`` is ``x ** 2``: arithmetic on numbers a template was given, done once here
+    (Python would do the same operation on the same numbers when the pullback runs)."""
+
+    _OPERATORS = {gast.Add: operator.add, gast.Sub: operator.sub, gast.Mult: operator.mul}
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        fn = self._OPERATORS.get(type(node.op))
+        if fn is not None and _is_number(node.left) and _is_number(node.right):
+            return gast.Constant(fn(node.left.value, node.right.value), None)
+        return node
+
+
+def _is_number(node):
+    return (isinstance(node, gast.Constant) and isinstance(node.value, (int, float))
+            and not isinstance(node.value, bool))
 
 
 class _Unbroadcast(gast.NodeTransformer):

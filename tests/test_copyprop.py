@@ -533,7 +533,7 @@ def euler_value_with_pullback(x0, v0, c):
             d_c += unbroadcast(d_c_times_v_1 * v_1, c)
             d_v_1 = d_v_1 + unbroadcast(d_c_times_v_1 * c, v_1)
             del d_c_times_v_1, v_1
-            d_x_1 = d_x_1 + -d_neg_x_1
+            d_x_1 = d_x_1 - d_neg_x_1
             del d_neg_x_1
         # tests/test_copyprop.py:475: x, v = x0, v0
         d_v0 = d_v_1
@@ -559,7 +559,7 @@ EULER_FLOATS_PULLBACK = '''\
             d_c_times_v_1 = -d_a
             d_c = d_c + d_c_times_v_1 * v_1
             d_v_1 = d_v_1 + d_c_times_v_1 * c
-            d_x_1 = d_x_1 + -d_a
+            d_x_1 = d_x_1 - d_a
         # tests/test_copyprop.py:475: x, v = x0, v0
         d_v0 = d_v_1
         d_x0 = d_x_1
