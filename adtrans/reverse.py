@@ -140,10 +140,23 @@ def _call(func, *args):
 
 
 def _add(a, b):
-    """``a + b``; ``a - c`` for ``a + -c`` (the same number: negation is exact)."""
-    if isinstance(b, gast.UnaryOp) and isinstance(b.op, gast.USub):
-        return gast.BinOp(a, gast.Sub(), b.operand)
+    """``a + b``; ``a - c * e`` for ``a + -c * e`` (the same number: negation is exact, and
+    products and quotients round alike whatever the sign)."""
+    positive = _negation_removed(b)
+    if positive is not None:
+        return gast.BinOp(a, gast.Sub(), positive)
     return gast.BinOp(a, gast.Add(), b)
+
+
+def _negation_removed(e):
+    """`e` without the ``-`` its leftmost factor starts with (``-c * e / f`` -> ``c * e / f``), or None."""
+    if isinstance(e, gast.UnaryOp) and isinstance(e.op, gast.USub):
+        return e.operand
+    if isinstance(e, gast.BinOp) and isinstance(e.op, (gast.Mult, gast.Div)):
+        left = _negation_removed(e.left)
+        if left is not None:
+            return gast.BinOp(left, e.op, e.right)
+    return None
 
 
 def _assign(target, value):
@@ -897,13 +910,37 @@ class ReverseTransform:
         reads = _loads("\n".join(pullback)) | _loads(result_text)
         # Not parameters (the caller holds them), floats, or what loop headers bind (indices,
         # elements of sequences the caller holds).
-        kept = set(self.body.params) | self.known_floats
+        kept = set(self.body.params) | self.known_floats | self.plain_numbers()
         for loop in _loops(self.statements):
             kept.update(_loop_names(loop))
         # Copies alias a value another name holds (and copy propagation may remove them).
         kept.update(s.target for s in self.flat if isinstance(s, Assign) and isinstance(s.value, gast.Name))
         names = sorted(n for n in written if n not in reads and n not in kept)
         return [" = ".join(names + ["None"])] if names else []
+
+    def plain_numbers(self):
+        """Locals that hold Python numbers or bools whatever the arguments: constants, conditions,
+        counters (``it = it + 1``). Releasing one frees nothing."""
+        found = set(self.known_floats)
+        changed = True
+        while changed:
+            changed = False
+            for stmt in self.flat:
+                if not isinstance(stmt, Assign) or stmt.target in found:
+                    continue
+                value = stmt.value
+                if isinstance(value, gast.Constant):
+                    plain = value.value is None or isinstance(value.value, (bool, int, float))
+                elif isinstance(value, (gast.Compare, gast.BoolOp, gast.BinOp, gast.UnaryOp, gast.Name)):
+                    # Of plain numbers only (a comparison of arrays is an array).
+                    plain = all(n.id in found for n in gast.walk(value)
+                                if isinstance(n, gast.Name) and n.id in self.ssa)
+                else:
+                    plain = False
+                if plain:
+                    found.add(stmt.target)
+                    changed = True
+        return found
 
     def shape_stand_ins(self, pullback, d_result, result):
         """``h = shape_only(h)`` for each forward value the pullback reads only for its shape.

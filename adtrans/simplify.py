@@ -404,13 +404,26 @@ class _Folder(ast.NodeTransformer):
         if isinstance(node.op, ast.Div) and _unit(node.right) == 1 and self.facts.is_float(node.left):
             return node.left
         right = node.right
-        if (isinstance(node.op, (ast.Add, ast.Sub)) and isinstance(right, ast.UnaryOp)
-                and isinstance(right.op, ast.USub) and self.facts.is_float(node.left)
-                and self.facts.is_float(right.operand)):
-            # ``a + -b`` is ``a - b`` and ``a - -b`` is ``a + b``.
-            op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
-            return ast.BinOp(node.left, op, right.operand)
+        if (isinstance(node.op, (ast.Add, ast.Sub)) and self.facts.is_float(node.left)
+                and self.facts.is_float(right)):
+            # ``a + -b * c`` is ``a - b * c`` and ``a - -b`` is ``a + b``: negation is exact, and a
+            # product or quotient rounds alike whatever its sign.
+            positive = _negation_removed(right)
+            if positive is not None:
+                op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
+                return ast.BinOp(node.left, op, positive)
         return node
+
+
+def _negation_removed(node):
+    """`node` without the ``-`` its leftmost factor starts with (``-b * c / d`` -> ``b * c / d``), or None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return node.operand
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div)):
+        left = _negation_removed(node.left)
+        if left is not None:
+            return ast.BinOp(left, node.op, node.right)
+    return None
 
 
 def _unit(node):
