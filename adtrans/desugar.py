@@ -680,6 +680,11 @@ class Desugar:
                 return _located(gast.UnaryOp(expr.op, self.atom(expr.operand)), expr)
             return self.renamed(expr)
         if isinstance(expr, gast.Call):
+            if (_is_call_to(expr, "reversed") and "reversed" not in self.locals and len(expr.args) == 1
+                    and not expr.keywords and not isinstance(expr.args[0], gast.Starred)):
+                # reversed(xs) is xs[::-1]: the same items, a subscript the pullback follows.
+                backwards = gast.Slice(None, None, gast.UnaryOp(gast.USub(), gast.Constant(1, None)))
+                return self.operation(_located(gast.Subscript(expr.args[0], backwards, gast.Load()), expr))
             if (_is_call_to(expr, "map") and "map" not in self.locals and len(expr.args) >= 2
                     and not expr.keywords and not any(isinstance(a, gast.Starred) for a in expr.args)):
                 return self.mapped(expr)

@@ -116,6 +116,10 @@ def name_for(expr, method=False):
         return _fit(f"{base}_{expr.attr}", expr.attr) if base else expr.attr
     if isinstance(expr, gast.Subscript):
         base = _short(expr.value) or "item"
+        backwards = expr.slice
+        if (isinstance(backwards, gast.Slice) and backwards.lower is None and backwards.upper is None
+                and isinstance(backwards.step, gast.UnaryOp) and _short(backwards.step.operand) == "one"):
+            return _fit(f"{base}_reversed", "reversed_items")
         index = _short(expr.slice)
         return _fit(f"{base}_{index}", f"{base}_item") if index else f"{base}_item"
     if isinstance(expr, gast.Compare) and len(expr.ops) == 1 and type(expr.ops[0]) in _COMPARISON_WORDS:
