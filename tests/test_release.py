@@ -159,7 +159,7 @@ def doubled_exp_sum(x):
 def test_a_value_read_only_for_its_shape_is_kept_as_a_stand_in():
     source = adtrans.generated_source(doubled_exp_sum)
     assert "y_times_2 = shape_only(y_times_2)" in source
-    x = np.linspace(-1.0, 1.0, 1000)
+    x = np.linspace(-1.0, 1.0, 10000)      # 80 KB: worth a stand-in (see the test below)
     from adtrans import api
 
     adtrans.value_with_pullback(doubled_exp_sum, x)
@@ -174,12 +174,15 @@ def test_a_value_read_only_for_its_shape_is_kept_as_a_stand_in():
 def test_shape_only_keeps_shape_and_dtype_and_nothing_else():
     from adtrans.rules.support import shape_only, sum_cotangent, unbroadcast
 
-    a = np.ones((300, 4), dtype=np.float32)
+    a = np.ones((3000, 8), dtype=np.float32)
     stand_in = shape_only(a)
     assert stand_in.shape == a.shape and stand_in.dtype == a.dtype and stand_in.strides == (0, 0)
     assert sum_cotangent(np.float32(2.0), stand_in).dtype == np.float32
-    np.testing.assert_array_equal(unbroadcast(np.ones((300, 4)), stand_in), np.ones((300, 4)))
+    np.testing.assert_array_equal(unbroadcast(np.ones((3000, 8)), stand_in), np.ones((3000, 8)))
     assert shape_only(2.5) == 2.5 and shape_only(np.ones(1)).strides == (8,)
+    # A small array is kept as it is: making the stand-in costs more than its memory is worth.
+    small = np.ones((300, 4), dtype=np.float32)
+    assert shape_only(small) is small
 
 
 def summed_over(W, xs):

@@ -41,7 +41,11 @@ def unbroadcast(g, x):
         return g
     if type(g) in (list, tuple):
         _concatenated()
-    return shaped_like(_sum_to_shape(g, _shape(x)), x)
+    summed = _sum_to_shape(g, _shape(x))
+    if (type(summed) is np.ndarray and type(x) is np.ndarray and summed.shape == x_shape
+            and summed.dtype == x.dtype and summed.flags.writeable):
+        return summed
+    return shaped_like(summed, x)
 
 
 def _concatenated():
@@ -73,9 +77,13 @@ def shape_only(x):
     One zero broadcast to `x`'s shape (no memory of its own), so the forward
     can let go of `x`; anything but an array of several elements is kept.
     """
-    if type(x) is np.ndarray and x.size > 1:
+    if type(x) is np.ndarray and x.nbytes >= _WORTH_FREEING:
         return np.broadcast_to(np.zeros((), dtype=x.dtype), x.shape)
     return x
+
+
+# Below this, a value is kept as it is: its memory is nothing next to the stand-in's cost (~5 us).
+_WORTH_FREEING = 64 * 1024
 
 
 # The helpers that read an argument only for its shape and dtype: positions of those arguments.
@@ -95,10 +103,13 @@ def _sum_to_shape(g, shape):
     extra = len(g_shape) - len(shape)
     if extra < 0:
         return np.broadcast_to(g, shape)
-    axes = tuple(range(extra)) + tuple(
-        i + extra for i, n in enumerate(shape) if n == 1 and g_shape[i + extra] != 1)
+    axes = list(range(extra))
+    for i, n in enumerate(shape):
+        if n == 1 and g_shape[i + extra] != 1:
+            axes.append(i + extra)
     if axes:
-        g = g.sum(axis=axes) if type(g) is np.ndarray else np.sum(g, axis=axes)
+        axes = tuple(axes)
+        g = np.add.reduce(g, axis=axes) if type(g) is np.ndarray else np.sum(g, axis=axes)
     if _shape(g) != shape:
         g = np.reshape(g, shape)
     return g
@@ -180,6 +191,10 @@ def _keep_reduced_dims(g, axis, keepdims, ndim):
 
 def _broadcast_copy(g, x):
     """`g` broadcast to `x`'s shape, as a fresh writable array of `x`'s dtype."""
+    if type(x) is np.ndarray and x.dtype.kind in "fc":
+        out = np.empty(x.shape, dtype=x.dtype)
+        out[...] = g
+        return out
     out = np.empty(np.shape(x), dtype=_cotangent_dtype(g, x))
     out[...] = g
     return shaped_like(out, x)
@@ -212,6 +227,8 @@ def _any(mask):
 
 def reduced_count(a, axis):
     """How many elements each result of a reduction over `axis` combines."""
+    if axis is None:
+        return a.size if type(a) is np.ndarray else np.size(a)
     shape = np.shape(a)
     return math.prod(shape[i] for i in _axes(axis, len(shape)))
 
