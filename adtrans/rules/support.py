@@ -442,10 +442,17 @@ def xlogy(x, y):
 
 # -- Products ------------------------------------------------------------------
 
+def _as_cotangent_of(product, x):
+    """A matrix product that is already `x`'s cotangent when it has `x`'s dtype, else made so."""
+    if type(product) is np.ndarray and product.dtype == x.dtype and product.shape == x.shape:
+        return product
+    return unbroadcast(product, x)
+
+
 def matmul_cotangent_a(g, a, b):
     """The cotangent of `a` in ``a @ b`` (1-D operands and batch broadcasting included)."""
     if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2 and b.ndim == 2:
-        return unbroadcast(g @ b.T, a)
+        return _as_cotangent_of(g @ b.T, a)
     a_ndim, b_ndim = np.ndim(a), np.ndim(b)
     if a_ndim == 1 and b_ndim == 1:
         return shaped_like(g * np.asarray(b), a)
@@ -459,7 +466,7 @@ def matmul_cotangent_a(g, a, b):
 def matmul_cotangent_b(g, a, b):
     """The cotangent of `b` in ``a @ b`` (1-D operands and batch broadcasting included)."""
     if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2 and b.ndim == 2:
-        return unbroadcast(a.T @ g, b)
+        return _as_cotangent_of(a.T @ g, b)
     a_ndim, b_ndim = np.ndim(a), np.ndim(b)
     if a_ndim == 1 and b_ndim == 1:
         return shaped_like(g * np.asarray(a), b)
