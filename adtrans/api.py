@@ -1105,18 +1105,26 @@ def _from_varargs_vjp(vjp, signature, star, f, args, kwargs, wrt, selective):
 def _from_rule(rule, args, kwargs, wrt):
     bound = rule.signature.bind(*args, **kwargs)
     names = list(bound.arguments)
+    star = next((p.name for p in rule.params if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
     if wrt is None:
         wanted = [n for n in names if n in rule.differentiable_params
                   and tangents.is_differentiable(bound.arguments[n])]
+        slots = wanted
         single = len(wanted) == 1
     else:
-        wanted = _names_from(wrt, [p.name for p in rule.params], rule.fn)
+        params = [p.name for p in rule.params]
+        named = params.index(star) if star is not None else len(params)
+        # Positions past the named parameters are arguments '*args' collects (math.hypot(*xs)).
+        slots = [w - named if star is not None and isinstance(w, int) and not isinstance(w, bool)
+                 and w >= named else _names_from((w,), params, rule.fn)[0] for w in _as_tuple(wrt)]
+        wanted = list(dict.fromkeys(star if isinstance(s_, int) else s_ for s_ in slots))
         single = not isinstance(wrt, (tuple, list))
     value, back = registry.vjp_from_rule(rule, args, kwargs, wanted)
 
     def pull(d):
         out = back(d)
-        return tuple(_like(out[n], bound.arguments[n]) for n in wanted)
+        return tuple(_like(None if out[star] is None else out[star][s_], bound.arguments[star][s_])
+                     if isinstance(s_, int) else _like(out[s_], bound.arguments[s_]) for s_ in slots)
 
     return value, pull, single
 

@@ -66,6 +66,9 @@ class Program:
             f"np.cos({a}) * {b}", f"arr[{self.rng.randrange(3)}]", f"np.sum(arr * {a})",
             f"({a} if cmp({b}, {self.constant()}) else {b})",
             f"np.sum(np.stack([arr * w for w in ({a}, {b})]))",
+            # Closures over the function's values, map, reversed, a spread call.
+            f"(lambda t: t * {a})({b})", f"sum(map(lambda t: np.sin(t) * {a}, ({b}, {self.constant()})))",
+            f"sum(reversed(({a}, {b})))", f"np.multiply(*({a}, {b}))",
         ]
 
     def block(self, scope, indent, depth, in_loop):
@@ -206,6 +209,8 @@ class ScalarProgram(Program):
             f"math.sqrt(1.0 + {a} * {a})", f"math.atan({a}) * {b}",
             f"({a} if cmp({b}, {self.constant()}) else {b})",
             f"sum(w * {a} for w in ({b}, {self.constant()}))",
+            f"(lambda t: t * {a})({b})", f"sum(map(lambda t: math.sin(t) * {a}, ({b}, {self.constant()})))",
+            f"math.atan2(*({a}, 1.5 + {b} * {b}))",
         ]
 
     def update(self, scope, pad):
