@@ -1517,3 +1517,46 @@ def test_adam_and_sgd_on_a_custom_dataclass_model():
             model = optimizer.update(model, along=grad)
         assert isinstance(model, Logistic) and isinstance(model.b, float)
         assert logistic_nll(model, X, y) < 0.6 * first
+
+
+# -- 35. Functional updates of a dataclass model inside differentiated code (dataclasses.replace) --------
+
+@dataclass
+class LinearModel:
+    w: np.ndarray
+    b: float
+
+    def loss(self, X, y):
+        return np.mean((X @ self.w + self.b - y) ** 2)
+
+
+def adapted_validation_loss(model, X_train, y_train, X_val, y_val, lr=0.1, steps=2):
+    for _ in range(steps):
+        residual = X_train @ model.w + model.b - y_train
+        grad_w = 2 * X_train.T @ residual / len(y_train)
+        grad_b = 2 * np.mean(residual)
+        model = dataclasses.replace(model, w=model.w - lr * grad_w, b=model.b - lr * grad_b)
+    return model.loss(X_val, y_val)
+
+
+def test_dataclasses_replace_in_an_inner_loop():
+    assert_gradient(adapted_validation_loss, LinearModel(randn(3), 0.2), randn(6, 3), randn(6),
+                    randn(4, 3), randn(4), wrt=(0,))
+
+
+def test_minimal_dataclasses_replace():
+    # dataclasses.replace is differentiated from the standard library's source and refused at
+    # ".../dataclasses.py:1472:9: error: 'raise' statement is not supported" (dataclasses.astuple
+    # likewise at dataclasses.py:1348): never located at the user's line. d/da (a * x * b) = 15.
+    def f(p, x):
+        q = dataclasses.replace(p, a=p.a * x)
+        return q.a * q.b
+
+    g_p, g_x = adtrans.gradient(f, _Pair(2.0, 3.0), 5.0)
+    assert g_p.a == pytest.approx(15.0) and g_p.b == pytest.approx(10.0) and g_x == pytest.approx(6.0)
+
+
+@dataclass
+class _Pair:
+    a: float
+    b: float
