@@ -1203,7 +1203,8 @@ def call_with_pullback(f, positions, *args, **kwargs):
         offset = 1      # position -1, the object, is the function's first parameter
     else:
         target, call_args, offset = f, args, 0
-        if (type(f) is types.FunctionType and f.__closure__ and not f.__code__.co_flags & _COLLECTS
+        if (type(f) is types.FunctionType and not f.__code__.co_flags & _COLLECTS
+                and (f.__closure__ or (-1 in positions and _can_differentiate(f)))
                 and registry.lookup_user_vjp(f) is None):
             return _closure_call_with_pullback(f, positions, args, kwargs)
         if -1 in positions:
@@ -1289,6 +1290,15 @@ def _captured(f, path=()):
     return tuple(found)
 
 
+def _differentiable_defaults(f, names, args, kwargs):
+    """The parameters of `f` this call leaves at defaults holding differentiable values."""
+    defaults = dict(zip(names[f.__code__.co_argcount - len(f.__defaults__ or ()):], f.__defaults__ or ()))
+    defaults.update(f.__kwdefaults__ or {})
+    passed = set(names[:len(args)]) | set(kwargs)
+    return tuple(n for n, value in defaults.items()
+                 if n not in passed and not isinstance(value, bool) and tangents.is_differentiable(value))
+
+
 def _captured_values(f):
     return any(tangents.is_differentiable(c.cell_contents) for c in f.__closure__ if _filled(c))
 
@@ -1313,7 +1323,7 @@ def _closure_call_with_pullback(f, positions, args, kwargs):
     reads it where the closure was made).
     """
     code = f.__code__
-    cells = {name: cell for name, cell in zip(code.co_freevars, f.__closure__) if _filled(cell)}
+    cells = {name: cell for name, cell in zip(code.co_freevars, f.__closure__ or ()) if _filled(cell)}
     lifted = tuple(cells)
     captured = _captured(f) if -1 in positions else ()
     names = _parameter_names(f)
@@ -1326,7 +1336,8 @@ def _closure_call_with_pullback(f, positions, args, kwargs):
         value = args[p] if p < len(args) else kwargs[name]
         if _can_differentiate(value) and not isinstance(value, bool):
             chosen[name] = i
-    wrt = tuple(n for n in names if n in chosen) + captured
+    defaulted = _differentiable_defaults(f, names, args, kwargs) if -1 in positions else ()
+    wrt = tuple(n for n in names if n in chosen or n in defaulted) + captured
     values = {n: cell.cell_contents for n, cell in cells.items()}
     if not wrt:
         value = f(*args, **kwargs)
@@ -1340,7 +1351,9 @@ def _closure_call_with_pullback(f, positions, args, kwargs):
         for name, i in chosen.items():
             tangents_[i] = found[name]
         if -1 in positions:
-            tangents_[positions.index(-1)] = {n: found[n] for n in captured}
+            closure = {n: found[n] for n in captured}
+            closure.update((f"{n}=", found[n]) for n in defaulted)      # `lambda v, s=s: ...`
+            tangents_[positions.index(-1)] = closure
         return tangents_[0] if len(positions) == 1 else tuple(tangents_)
 
     return value, pullback
@@ -1504,7 +1517,10 @@ def _can_differentiate(value):
     if isinstance(value, int):
         return True    # promoted to float when named in wrt
     if type(value) is types.FunctionType:
-        return bool(_captured(value))   # a closure over differentiated values, passed on
+        # A closure over differentiated values (or holding them as defaults), passed on.
+        return bool(_captured(value)) or any(
+            not isinstance(d, bool) and tangents.is_differentiable(d)
+            for d in (value.__defaults__ or ()) + tuple((value.__kwdefaults__ or {}).values()))
     return tangents.is_differentiable(value)
 
 

@@ -22,7 +22,7 @@ import gast
 
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for
-from adtrans.rules.support import appended, extended, merged, with_field, with_item
+from adtrans.rules.support import appended, extended, merged, rebound, with_field, with_item
 from adtrans.trees import clone
 
 
@@ -141,11 +141,19 @@ class Desugar:
         self.lifted = list(lifted)   # free variables taken as keyword-only parameters (a closure's)
         self.locals = _assigned_names(source.node) | set(lifted)
         self.current = {}       # user variable -> its current SSA name
+        self.closure_reads = {}  # a closure's SSA name -> {user variable: the version it reads}
         self.out: list = []
         self.origin = None
 
     def run(self) -> Body:
         args = self.source.node.args
+        for node in gast.walk(self.source.node):
+            if isinstance(node, gast.NamedExpr):
+                # Anywhere (an `if` test too): its target would be a name the desugaring never sees.
+                raise self.source.error(node, f"{construct_name(node)} is not supported",
+                                        "assign the value on a line of its own")
+            if isinstance(node, (gast.FunctionDef, gast.Lambda)) and node is not self.source.node:
+                self.check_nested(node)
         function = StructureJumps(self.source, self.namer).run(clone(self.source.node))
         self.function = function
         self.locals = _assigned_names(function) | set(self.lifted)
@@ -280,11 +288,31 @@ class Desugar:
         if inner.args.kwarg:
             own.add(inner.args.kwarg.id)
         own |= _assigned_names(inner)
-        renamer = _Renamer(self.current, self.locals)
+        renamer = _Renamer(self.current, self.locals, self.check_closure_read)
         renamer.shadowed = own
         inner.body = [renamer.visit(s) for s in inner.body]
+        reads = _free_reads(stmt, own)
         inner.name = self.new_version(stmt.name)
+        self.closure_reads[inner.name] = {u: self.current[u] for u in reads if u in self.current}
         self.out.append(Effect(inner, stmt))
+
+    def check_nested(self, function):
+        """What a nested ``def`` or ``lambda`` may not do, located in the user's file: its own
+        transform reads the copy in the generated code."""
+        for node in gast.walk(function):
+            if isinstance(node, (gast.Nonlocal, gast.Global)):
+                raise self.source.error(node, f"{construct_name(node)} in a nested function is not supported",
+                                        "return the new value from the nested function instead")
+            if isinstance(node, (gast.Yield, gast.YieldFrom, gast.Await)):
+                raise self.source.error(node, f"{construct_name(node)} is not supported",
+                                        "build a list (a comprehension) instead of a generator")
+        args = function.args
+        for default in args.defaults + [d for d in args.kw_defaults if d is not None]:
+            if not isinstance(default, gast.Name) and any(
+                    isinstance(n, gast.Name) and n.id in self.locals for n in gast.walk(default)):
+                raise self.source.error(
+                    default, "a default value of a nested function computed from locals is not supported",
+                    "compute it on a line of its own and give the default that name (s=s)")
 
     # -- control flow
 
@@ -585,6 +613,11 @@ class Desugar:
                 operation = self.operation(value)
                 name = self.new_version(target.id)
                 self.out.append(Assign(name, operation, value, stmt))
+                if isinstance(value, gast.Lambda):
+                    args = value.args
+                    own = {a.id for a in args.posonlyargs + args.args + args.kwonlyargs}
+                    self.closure_reads[name] = {u: self.current[u] for u in _free_reads(value, own)
+                                                if u in self.current and u != target.id}
             else:
                 atom = self.renamed(value)
                 name = self.new_version(target.id)
@@ -865,8 +898,32 @@ class Desugar:
     def renamed(self, tree):
         """A copy of `tree` reading the current SSA version of each local."""
         tree = clone(tree)
-        _Renamer(self.current, self.locals).visit(tree)
+        _Renamer(self.current, self.locals, self.check_closure_read).visit(tree)
         return tree
+
+    def check_closure_read(self, node, name):
+        """A closure is read (called, passed on) as `name`; returns the name to read instead.
+
+        Python's closure reads a variable's value when it is called; the one made
+        here reads the version it was made with. When the function has assigned
+        such a variable since, the read gets ``rebound(g, ("k",), k_2)``: the same
+        code with the current values.
+        """
+        reads = self.closure_reads.get(name)
+        if not reads:
+            return name
+        stale = [(version, self.current[user]) for user, version in reads.items()
+                 if self.current.get(user) not in (None, version)]
+        if not stale:
+            return name
+        names = gast.Tuple([gast.Constant(old, None) for old, _ in stale], gast.Load())
+        call = gast.Call(_synthetic_callee("rebound", rebound),
+                         [gast.Name(name, gast.Load(), None, None), names]
+                         + [gast.Name(new, gast.Load(), None, None) for _, new in stale], [])
+        fresh = self.hoist(_located(call, node), node, node.id)
+        self.closure_reads[fresh.id] = {user: self.current[user] if self.current.get(user) not in (None, version)
+                                        else version for user, version in reads.items()}
+        return fresh.id
 
     def check_expression(self, expr):
         nodes = list(gast.walk(expr))
@@ -882,14 +939,16 @@ class Desugar:
 class _Renamer(gast.NodeTransformer):
     """Rewrites loads of locals to their SSA names, leaving names bound inside lambdas alone."""
 
-    def __init__(self, current, locals_):
+    def __init__(self, current, locals_, check=None):
         self.current = current
         self.locals = locals_
         self.shadowed = set()
+        self.check = check      # check(node, ssa_name) for each local read
 
     def visit_Name(self, node):
         if isinstance(node.ctx, gast.Load) and node.id not in self.shadowed and node.id in self.current:
-            node.id = self.current[node.id]
+            name = self.current[node.id]
+            node.id = self.check(node, name) if self.check is not None else name
         return node
 
     def visit_Lambda(self, node):
@@ -946,6 +1005,13 @@ class _ComprehensionRenamer(gast.NodeTransformer):
 
 def _located(new, old):
     return gast.copy_location(new, old)
+
+
+def _free_reads(function, own):
+    """The names a nested ``def`` or ``lambda`` reads but does not bind itself."""
+    body = function.body if isinstance(function.body, list) else [function.body]
+    return {n.id for stmt in body for n in gast.walk(stmt)
+            if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load) and n.id not in own}
 
 
 def _assigned_names(function):

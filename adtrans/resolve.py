@@ -125,11 +125,24 @@ class Resolver:
         raise TypeError(stmt)
 
     def closure(self, function):
-        """A nested ``def`` or a ``lambda``: a value made of the locals it reads (see `captured_names`)."""
-        captured = captured_names(function, self.locals)
-        if not captured:
+        """A nested ``def`` or a ``lambda``: a value made of the locals it reads (see `captured_names`)
+        and of those its defaults hold (``lambda v, s=s: ...``).
+
+        `binding` maps the key of each in the closure's tangent to the local: a free variable's
+        name, or ``"s="`` for parameter `s`'s default.
+        """
+        binding = {name: name for name in captured_names(function, self.locals)}
+        args = function.args
+        positional = args.posonlyargs + args.args
+        pairs = list(zip(positional[len(positional) - len(args.defaults):], args.defaults))
+        pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+        for param, default in pairs:
+            if isinstance(default, gast.Name) and default.id in self.locals:
+                binding[f"{param.id}="] = default.id
+        if not binding:
             return Operation("constant", [], [])
-        return Operation("closure", captured, captured, description="closure")
+        inputs = list(dict.fromkeys(binding.values()))
+        return Operation("closure", inputs, inputs, binding=binding, description="closure")
 
     def assign(self, stmt):
         value = stmt.value

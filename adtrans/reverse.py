@@ -1212,8 +1212,8 @@ class ReverseTransform:
     def closure_adjoints(self, op, d):
         """A nested ``def`` or ``lambda``: its cotangent holds one for each local it reads, by name."""
         helper = _name(self.helper("captured_cotangent", tangents.captured_cotangent))
-        return self.accumulate([(name, _call(helper, d, gast.Constant(name, None), _name(name)))
-                                for name in op.diff_inputs])
+        return self.accumulate([(name, _call(helper, d, gast.Constant(key, None), _name(name)))
+                                for key, name in op.binding.items()])
 
     def check_differentiable(self, stmt, op):
         if op.kind == "integer":

@@ -4,12 +4,13 @@ import dataclasses
 import builtins
 import operator
 
-from adtrans.rules.support import appended, extended, merged, with_field, with_item
+from adtrans.rules.support import appended, extended, merged, rebound, with_field, with_item
 
 import numpy as np
 import pytest
 from gradcheck import case, check_rule_vjp, module_rules, run_case, template_problems, untested
 
+import adtrans
 from adtrans import registry
 from adtrans.registry import rules_for
 
@@ -79,7 +80,30 @@ class _Point:
 
 
 # Rules of structured values, checked by their own tests below rather than by check_rule_vjp.
-STRUCTURED = [case(with_field, _Point(1.0, 2.0), "x", 0.5)]
+def _closure_over(k, m):
+    return lambda v: v * k + m
+
+
+STRUCTURED = [case(with_field, _Point(1.0, 2.0), "x", 0.5), case(rebound, _closure_over(1.0, 2.0), ("k",), 3.0)]
+
+
+def test_rebound_gives_a_closure_new_values_and_splits_its_cotangent():
+    rule = registry.lookup_rule(rebound)
+    g = _closure_over(1.5, 2.0)
+    made, pullback = registry.vjp_from_rule(rule, (g, ("k",), 4.0), {})
+    assert made(3.0) == 3.0 * 4.0 + 2.0 and g(3.0) == 3.0 * 1.5 + 2.0     # g itself is unchanged
+    out = pullback({"k": 0.25, "m": 0.5})      # the closure's cotangent, by free variable
+    assert out["values"] == (0.25,) and out["function"] == {"m": 0.5}
+    # Through differentiation: d/dk of rebound(g, ("k",), k)(3.0) is 3.0, against finite differences.
+    eps = 1e-6
+    numeric = (rebound(g, ("k",), 4.0 + eps)(3.0) - rebound(g, ("k",), 4.0 - eps)(3.0)) / (2 * eps)
+    assert numeric == pytest.approx(3.0)
+
+    def f(k):
+        h = _closure_over(1.5, 2.0)
+        return rebound(h, ("k",), k)(3.0)
+
+    assert adtrans.gradient(f, 4.0) == pytest.approx(numeric)
 
 
 def test_every_builtin_rule_and_case_is_tested():

@@ -12,7 +12,7 @@ from adtrans.registry import constant_function, integer_valued, rules_for
 from adtrans.rules.support import (
     appended, appended_head, appended_last, assigned_cotangent, default_cotangent, each_cotangent, extended, extended_head,
     extended_tail, extremum_args_cotangent, field_cleared, field_cotangent, got_cotangent, item_cleared, merged,
-    merged_cotangents,
+    merged_cotangents, rebound, closure_rest, closure_parts,
     matmul_cotangent_a, matmul_cotangent_b, shaped_like, sign, sorted_cotangent, unbroadcast, with_field,
     with_item, xlogy)
 
@@ -49,6 +49,9 @@ rule(builtins.sorted, "iterable, *, key=None, reverse=False",
      iterable="sorted_cotangent(d_y, iterable, key, reverse)")
 rule(builtins.list, "iterable=()", iterable="shaped_like(d_y, iterable)")
 rule(builtins.tuple, "iterable=()", iterable="shaped_like(d_y, iterable)")
+# A closure read after a variable it reads was assigned again runs as rebound(g, names, *values).
+rule(rebound, "function, names, *values", function="closure_rest(d_y, names)",
+     values="closure_parts(d_y, names, values)")
 # {**params, "w": w} in differentiated code runs as merged(params, {"w": w}); dict(params) copies.
 rule(merged, "*mappings", mappings="merged_cotangents(d_y, mappings)")
 rule(builtins.dict, "mapping", mapping="merged_cotangents(d_y, (mapping,))[0]")

@@ -10,6 +10,7 @@ cotangent, a Python float a float, a list of values a list of cotangents.
 import math
 import operator
 import sys
+import types
 
 import numpy as np
 
@@ -1082,6 +1083,30 @@ def got_cotangent(g, mapping, key):
 def default_cotangent(g, mapping, key, default):
     """The cotangent of ``mapping.get(key, default)``'s `default`: `g` if the value was the default."""
     return g if key not in mapping else _zero_like(default)
+
+
+def rebound(function, names, *values):
+    """`function` (a closure) reading `values` for its free variables `names`: how differentiated
+    code gives a closure the values its variables have when it is read, as Python does, after the
+    function assigned them again (see `Desugar.check_closure_read`)."""
+    free = function.__code__.co_freevars
+    cells = list(function.__closure__)
+    for name, value in zip(names, values):
+        cells[free.index(name)] = types.CellType(value)
+    made = types.FunctionType(function.__code__, function.__globals__, function.__name__,
+                              function.__defaults__, tuple(cells))
+    made.__kwdefaults__ = function.__kwdefaults__
+    return made
+
+
+def closure_rest(g, names):
+    """The cotangent of the closure `rebound` started from: what is not for `names`."""
+    return None if g is None else {key: part for key, part in g.items() if key not in names}
+
+
+def closure_parts(g, names, values):
+    """The cotangents of the values `rebound` gave the closure for `names`."""
+    return tuple(tangents.captured_cotangent(g, name, value) for name, value in zip(names, values))
 
 
 def merged(*mappings):
