@@ -39,6 +39,7 @@ import linecache
 import numbers
 import re
 import sys
+import types
 import typing
 
 import numpy as np
@@ -348,6 +349,11 @@ def attribute_cotangent(d, obj, name):
         getter = attribute.func
     if getter is not None:
         return _property_cotangent(d, obj, name, getter)
+    from adtrans.api import DifferentiableFunction
+
+    if isinstance(attribute, (types.FunctionType, DifferentiableFunction)):
+        # A method read as a value (``rhs = self.rhs``): called, its tangent is `obj`'s own.
+        return d if d is not None else _no_derivative(obj)
     if is_dataclass_instance(obj) or is_namedtuple(obj):
         if name in getattr(obj, "__dict__", {}):
             raise _error(f"attribute '.{name}' of {type(obj).__qualname__} is not a field: adtrans cannot "
