@@ -22,7 +22,7 @@ import gast
 
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for
-from adtrans.rules.support import appended, extended, merged, rebound, with_field, with_item
+from adtrans.rules.support import appended, extended, merged, rebound, super_function, with_field, with_item
 from adtrans.trees import clone
 
 
@@ -713,6 +713,9 @@ class Desugar:
                 return _located(gast.UnaryOp(expr.op, self.atom(expr.operand)), expr)
             return self.renamed(expr)
         if isinstance(expr, gast.Call):
+            if (isinstance(expr.func, gast.Attribute) and _is_call_to(expr.func.value, "super")
+                    and not expr.func.value.args and "super" not in self.locals):
+                return self.super_call(expr)
             if (_is_call_to(expr, "reversed") and "reversed" not in self.locals and len(expr.args) == 1
                     and not expr.keywords and not isinstance(expr.args[0], gast.Starred)):
                 # reversed(xs) is xs[::-1]: the same items, a subscript the pullback follows.
@@ -841,6 +844,24 @@ class Desugar:
         for stmt in statements:
             self.statement(stmt)
         return gast.Name(self.current[items], gast.Load(), None, None)
+
+    def super_call(self, expr):
+        """``super().m(x)`` in a method as ``super_function(__class__, self, "m")(self, x)``: the method
+        found is called with the object as an argument, so the derivative reaches it."""
+        args = self.source.node.args
+        first = (args.posonlyargs + args.args)[:1]
+        if not first or "__class__" not in self.source.fn.__code__.co_freevars:
+            raise self.source.error(expr.func.value, "'super()' outside a method is not supported",
+                                    "call the base class's method: Base.method(self, ...)")
+        self_name = first[0].id
+        found = gast.Call(_synthetic_callee("super_function", super_function),
+                          [gast.Name("__class__", gast.Load(), None, None),
+                           self.renamed(gast.Name(self_name, gast.Load(), None, None)),
+                           gast.Constant(expr.func.attr, None)], [])
+        function = self.hoist(_located(found, expr), expr, f"super_{expr.func.attr.strip('_')}")
+        call = gast.Call(function, [gast.Name(self_name, gast.Load(), None, None)] + list(expr.args),
+                         list(expr.keywords))
+        return self.operation(_located(call, expr))
 
     def mapped(self, expr):
         """``map(f, xs, ys)`` as ``[f(x, y) for x, y in zip(xs, ys)]``: a list, which what takes it

@@ -12,7 +12,7 @@ from adtrans.registry import constant_function, integer_valued, rules_for
 from adtrans.rules.support import (
     appended, appended_head, appended_last, assigned_cotangent, default_cotangent, each_cotangent, extended, extended_head,
     extended_tail, extremum_args_cotangent, field_cleared, field_cotangent, got_cotangent, item_cleared, merged,
-    merged_cotangents, rebound, closure_rest, closure_parts,
+    merged_cotangents, rebound, closure_rest, closure_parts, super_function,
     matmul_cotangent_a, matmul_cotangent_b, shaped_like, sign, sorted_cotangent, unbroadcast, with_field,
     with_item, xlogy)
 
@@ -65,6 +65,7 @@ constant_function(
     operator.not_, operator.truth, operator.is_, operator.is_not, operator.contains,
     operator.and_, operator.or_, operator.xor, operator.invert, operator.lshift, operator.rshift,
     operator.index, reason="its result is piecewise constant or not a number")
+constant_function(super_function, reason="its result is a function (see Desugar.super_call)")
 constant_function(
     builtins.len, builtins.print, builtins.isinstance, builtins.issubclass, builtins.range, builtins.type,
     builtins.id, builtins.hash, builtins.repr, builtins.str, builtins.format, builtins.bool,

@@ -1085,6 +1085,12 @@ def default_cotangent(g, mapping, key, default):
     return g if key not in mapping else _zero_like(default)
 
 
+def super_function(cls, obj, name):
+    """What ``super().name`` finds for `obj` in a method of `cls`, as a plain function: differentiated
+    code calls it with `obj` as its first argument, so the derivative reaches `obj`."""
+    return getattr(super(cls, type(obj)), name)
+
+
 def rebound(function, names, *values):
     """`function` (a closure) reading `values` for its free variables `names`: how differentiated
     code gives a closure the values its variables have when it is read, as Python does, after the
