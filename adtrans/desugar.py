@@ -22,7 +22,9 @@ import gast
 
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for
-from adtrans.rules.support import appended, extended, merged, rebound, super_function, with_field, with_item
+from adtrans.rules.support import (
+    appended, extended, listed_items, listed_keys, listed_values, merged, rebound, super_function, with_field,
+    with_item)
 from adtrans.trees import clone
 
 
@@ -716,6 +718,12 @@ class Desugar:
             if (isinstance(expr.func, gast.Attribute) and _is_call_to(expr.func.value, "super")
                     and not expr.func.value.args and "super" not in self.locals):
                 return self.super_call(expr)
+            viewed = _DICT_VIEWS.get(getattr(expr.func, "attr", None))
+            if (viewed is not None and isinstance(expr.func.value, gast.Name) and expr.func.value.id in self.locals
+                    and not expr.args and not expr.keywords):
+                # d.items(), d.values(), d.keys() of a local: lists, which loops and the pullback index.
+                call = gast.Call(_synthetic_callee(viewed.__name__, viewed), [expr.func.value], [])
+                return self.operation(_located(call, expr))
             if (_is_call_to(expr, "reversed") and "reversed" not in self.locals and len(expr.args) == 1
                     and not expr.keywords and not isinstance(expr.args[0], gast.Starred)):
                 # reversed(xs) is xs[::-1]: the same items, a subscript the pullback follows.
@@ -1039,8 +1047,9 @@ def _assigned_names(function):
     """The function's locals: its parameters and every name it assigns."""
     found = set()
     args = function.args
-    for a in args.posonlyargs + args.args + args.kwonlyargs:
-        found.add(a.id)
+    for a in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
+        if a is not None:
+            found.add(a.id)
     for node in gast.walk(function):
         if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
             found.add(node.id)
@@ -1075,6 +1084,8 @@ def _is_method(operation, locals_):
     return (isinstance(operation, gast.Call) and isinstance(operation.func, gast.Attribute)
             and not _is_static(operation.func, locals_))
 
+
+_DICT_VIEWS = {"items": listed_items, "values": listed_values, "keys": listed_keys}
 
 # Calls the desugaring writes itself carry the callee on the node, so no user name can capture them.
 _SET_ITEM = "with_item"

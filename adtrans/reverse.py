@@ -34,7 +34,7 @@ from adtrans.release import release_dead
 from adtrans.simplify import Scalar, simplify_scalar
 from adtrans.resolve import Resolver, is_spread
 from adtrans.rules import support
-from adtrans.rules.support import matmul_shape, unbroadcast
+from adtrans.rules.support import matmul_shape, unbroadcast, with_item
 from adtrans.trees import clone
 
 
@@ -1308,6 +1308,8 @@ class ReverseTransform:
                 continue    # a field of an active object used as configuration (a mode, a hook)
             if template is None and isinstance(node, gast.Name) and node.id in self.closures:
                 continue    # a function the rule only calls to choose (a sort key): no derivative
+            if template is None and rule.fn is with_item and param == "index":
+                continue    # a key or an index: it came with differentiated values (d.items()), it has none
             if template is None:
                 raise self.source.error(
                     stmt.node, f"{rule.name} is not differentiable with respect to its argument '{param}'",

@@ -4,7 +4,8 @@ import dataclasses
 import builtins
 import operator
 
-from adtrans.rules.support import appended, extended, merged, rebound, with_field, with_item
+from adtrans.rules.support import (
+    appended, extended, listed_items, listed_values, merged, rebound, with_field, with_item)
 
 import numpy as np
 import pytest
@@ -34,6 +35,8 @@ CASES = [
     # options.get(key, default): from the mapping, or the default.
     case(dict.get, {"a": 1.5, "b": A}, "b", VEC), case(dict.get, {"a": 1.5, "b": A}, "c", VEC),
     case(dict.get, {"a": 1.5}, "a"),
+    # d.items() and d.values() in differentiated code run as lists.
+    case(listed_items, {"a": 1.5, "b": A}), case(listed_values, {"a": 1.5, "b": A}),
     # {**a, **b} and dict(a): later items win.
     case(merged, {"a": 1.5, "b": A}, {"b": A, "c": VEC}), case(merged, {"a": 1.5}), case(dict, {"a": 1.5, "b": A}),
     # a + b and friends: same shapes, (3, 1) with (1, 4), array with scalar, Python floats.

@@ -12,7 +12,8 @@ from adtrans.registry import constant_function, integer_valued, rules_for
 from adtrans.rules.support import (
     appended, appended_head, appended_last, assigned_cotangent, default_cotangent, each_cotangent, extended, extended_head,
     extended_tail, extremum_args_cotangent, field_cleared, field_cotangent, got_cotangent, item_cleared, merged,
-    merged_cotangents, rebound, closure_rest, closure_parts, super_function,
+    merged_cotangents, rebound, closure_rest, closure_parts, super_function, listed_items, listed_values,
+    listed_keys, items_cotangent, values_cotangent,
     matmul_cotangent_a, matmul_cotangent_b, shaped_like, sign, sorted_cotangent, unbroadcast, with_field,
     with_item, xlogy)
 
@@ -49,6 +50,9 @@ rule(builtins.sorted, "iterable, *, key=None, reverse=False",
      iterable="sorted_cotangent(d_y, iterable, key, reverse)")
 rule(builtins.list, "iterable=()", iterable="shaped_like(d_y, iterable)")
 rule(builtins.tuple, "iterable=()", iterable="shaped_like(d_y, iterable)")
+# for k, v in d.items(), sum(d.values()): d.items() and d.values() run as lists.
+rule(listed_items, "mapping", mapping="items_cotangent(d_y, mapping)")
+rule(listed_values, "mapping", mapping="values_cotangent(d_y, mapping)")
 # A closure read after a variable it reads was assigned again runs as rebound(g, names, *values).
 rule(rebound, "function, names, *values", function="closure_rest(d_y, names)",
      values="closure_parts(d_y, names, values)")
@@ -66,6 +70,7 @@ constant_function(
     operator.and_, operator.or_, operator.xor, operator.invert, operator.lshift, operator.rshift,
     operator.index, reason="its result is piecewise constant or not a number")
 constant_function(super_function, reason="its result is a function (see Desugar.super_call)")
+constant_function(listed_keys, reason="a dict's keys are not differentiable")
 constant_function(
     builtins.len, builtins.print, builtins.isinstance, builtins.issubclass, builtins.range, builtins.type,
     builtins.id, builtins.hash, builtins.repr, builtins.str, builtins.format, builtins.bool,

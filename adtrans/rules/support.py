@@ -1115,6 +1115,42 @@ def closure_parts(g, names, values):
     return tuple(tangents.captured_cotangent(g, name, value) for name, value in zip(names, values))
 
 
+def listed_items(mapping):
+    """``d.items()`` in differentiated code: the pairs as a list, which the pullback can index."""
+    _check_dict(mapping, "items")
+    return list(mapping.items())
+
+
+def listed_values(mapping):
+    """``d.values()`` in differentiated code: the values as a list."""
+    _check_dict(mapping, "values")
+    return list(mapping.values())
+
+
+def listed_keys(mapping):
+    """``d.keys()`` in differentiated code: the keys as a list (no derivative)."""
+    _check_dict(mapping, "keys")
+    return list(mapping)
+
+
+def _check_dict(mapping, method):
+    if not isinstance(mapping, dict):
+        raise TypeError(f"adtrans differentiates '.{method}()' of a dict, not of a "
+                        f"{type(mapping).__qualname__}")
+
+
+def items_cotangent(g, mapping):
+    """The cotangent of `mapping` from that of ``list(mapping.items())``: each pair's value part."""
+    return {key: tangents.zeros_like(value) if g is None or g[i] is None or g[i][1] is None else g[i][1]
+            for i, (key, value) in enumerate(mapping.items())}
+
+
+def values_cotangent(g, mapping):
+    """The cotangent of `mapping` from that of ``list(mapping.values())``."""
+    return {key: tangents.zeros_like(value) if g is None or g[i] is None else g[i]
+            for i, (key, value) in enumerate(mapping.items())}
+
+
 def merged(*mappings):
     """``{**a, "k": v, **b}`` in differentiated code: one dict of the items of `mappings` in turn."""
     out = {}
