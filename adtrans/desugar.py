@@ -15,6 +15,7 @@ Guarantees to the next phases:
   their location (``DifferentiationError``).
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -718,6 +719,9 @@ class Desugar:
             if (isinstance(expr.func, gast.Attribute) and _is_call_to(expr.func.value, "super")
                     and not expr.func.value.args and "super" not in self.locals):
                 return self.super_call(expr)
+            replaced = self.replaced_object(expr)
+            if replaced is not None:
+                return self.operation(_located(replaced, expr))
             viewed = _DICT_VIEWS.get(getattr(expr.func, "attr", None))
             if (viewed is not None and isinstance(expr.func.value, gast.Name) and expr.func.value.id in self.locals
                     and not expr.args and not expr.keywords):
@@ -852,6 +856,34 @@ class Desugar:
         for stmt in statements:
             self.statement(stmt)
         return gast.Name(self.current[items], gast.Load(), None, None)
+
+    def replaced_object(self, expr):
+        """``p._replace(a=v)`` of a local NamedTuple, ``dataclasses.replace(p, a=v)``: a copy with
+        fields set, as ``with_field(p, "a", v)`` (how ``p.a = v`` runs), one field at a time; or None."""
+        func = expr.func
+        if (isinstance(func, gast.Attribute) and func.attr == "_replace" and isinstance(func.value, gast.Name)
+                and func.value.id in self.locals and not expr.args):
+            base = func.value
+        elif (len(expr.args) == 1 and not isinstance(expr.args[0], gast.Starred)
+              and self.global_value(func) is dataclasses.replace):
+            base = expr.args[0]
+        else:
+            return None
+        if any(k.arg is None for k in expr.keywords):
+            return None
+        for keyword in expr.keywords:
+            base = gast.Call(_synthetic_callee("with_field", with_field),
+                             [base, gast.Constant(keyword.arg, None), keyword.value], [])
+        return base
+
+    def global_value(self, expr):
+        """The object a global name or a module attribute names (``dataclasses.replace``), or None."""
+        if isinstance(expr, gast.Name) and expr.id not in self.locals:
+            return self.source.fn.__globals__.get(expr.id)
+        if isinstance(expr, gast.Attribute):
+            base = self.global_value(expr.value)
+            return getattr(base, expr.attr, None) if base is not None else None
+        return None
 
     def super_call(self, expr):
         """``super().m(x)`` in a method as ``super_function(__class__, self, "m")(self, x)``: the method

@@ -1222,6 +1222,8 @@ def with_field(obj, name, value):
     """A shallow copy of `obj` with `name` set to `value`: how differentiated code runs ``obj.name = v``."""
     import copy
 
+    if isinstance(obj, tuple) and hasattr(obj, "_replace"):
+        return obj._replace(**{name: value})       # a NamedTuple
     out = copy.copy(obj)
     object.__setattr__(out, name, value)
     return out
@@ -1233,6 +1235,8 @@ def field_cleared(g, name):
 
     if g is None or not hasattr(g, name):
         return g
+    if isinstance(g, tuple) and hasattr(g, "_replace"):
+        return g._replace(**{name: tangents.zeros_like(getattr(g, name))})
     out = copy.copy(g)
     object.__setattr__(out, name, None)
     return out
