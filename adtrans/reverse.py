@@ -29,6 +29,7 @@ from adtrans.activity import analyse
 from adtrans.codegen import unparse
 from adtrans.copyprop import propagate_copies
 from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
+from adtrans.errors import DifferentiationError
 from adtrans.naming import Namer, names_in
 from adtrans.release import release_dead
 from adtrans.simplify import Scalar, simplify_scalar
@@ -789,7 +790,7 @@ class ReverseTransform:
         # transform
         target = _python_function(op.callee)
         wrt = self.active_parameters(target, call)
-        derived = self.derived(op.callee, wrt)
+        derived = self.derived_callee(op.callee, wrt, stmt)
         func = _name(self.helper(f"{_short_name(op.callee)}_value_with_pullback", derived))
         return gast.Call(func, list(call.args), list(call.keywords))
 
@@ -804,6 +805,16 @@ class ReverseTransform:
         layout = gast.Tuple([gast.Constant(k, None) for k in kinds], gast.Load())
         dispatch = self.helper("spread_call_with_pullback", _spread_dispatch())
         return gast.Call(_name(dispatch), [call.func, positions, layout] + pieces, [])
+
+    def derived_callee(self, callee, wrt, stmt):
+        """`self.derived` of a callee; an error with no place in a file (a callee made by ``exec``)
+        is located at the call instead, so the user sees which call it is."""
+        try:
+            return self.derived(callee, wrt)
+        except DifferentiationError as error:
+            if error.filename is not None and not error.filename.startswith("<"):
+                raise
+            raise self.source.error(stmt.node, error.message, *[note.text for note in error.notes]) from None
 
     def active_positions(self, call):
         """Active arguments as positions (positional then keyword); -1 is a method's object."""
@@ -1356,7 +1367,7 @@ class ReverseTransform:
             bound = self.bind(target_fn, call)
             wrt = self.active_parameters(target_fn, call)
             targets = [bound[p] for p in wrt]
-            self.hand_to(self.pullback_of(stmt.target), self.derived(op.callee, wrt))
+            self.hand_to(self.pullback_of(stmt.target), self.derived_callee(op.callee, wrt, stmt))
         return self.unpack_cotangents(targets, pullback, stmt.target)
 
     def hand_to(self, name, derived):
@@ -1376,7 +1387,7 @@ class ReverseTransform:
         call = stmt.value
         target = _python_function(op.callee)
         wrt = self.active_parameters(target, call)
-        derived = self.derived(op.callee, wrt)
+        derived = self.derived_callee(op.callee, wrt, stmt)
         func = _name(self.helper(f"{_short_name(op.callee)}_value_with_pullback", derived))
         self.hand_to(func.id, derived)
         again = gast.Subscript(gast.Call(func, list(call.args), list(call.keywords)),

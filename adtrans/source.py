@@ -168,7 +168,9 @@ def _same_parameters(node, code):
         names.append(args.vararg.arg)
     if args.kwarg:
         names.append(args.kwarg.arg)
-    return tuple(names) == code.co_varnames[: len(names)]
+    count = (code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & inspect.CO_VARARGS)
+             + bool(code.co_flags & inspect.CO_VARKEYWORDS))
+    return len(names) == count and tuple(names) == code.co_varnames[:count]
 
 
 def _same_code(node, code):
