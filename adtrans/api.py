@@ -286,7 +286,8 @@ def _generated(fn, wrt, mode="reverse", strict=True, floats=frozenset(), lifted=
         return None, None   # decoration time: a name defined later; try again when differentiated
     finally:
         _in_progress.discard(key)
-    specialised = f" floats={','.join(sorted(floats))}" if floats else ""
+    named = sorted(f for f in floats if isinstance(f, str))
+    specialised = f" floats={','.join(named)}" if named else ""
     filename = (f"<adtrans {source.filename}:{source.node.lineno} {generated.name} "
                 f"wrt={','.join(wrt)}{specialised}>")
     code = compile_generated(generated, filename)
@@ -305,12 +306,14 @@ def _code_key(fn):
     return fn.__code__, fn.__code__.co_filename
 
 
-def _derive_callee(callee, wrt):
-    """A transformed callee for generated code; recursion goes through a late-bound call."""
+def _derive_callee(callee, wrt, facts=frozenset()):
+    """A transformed callee for generated code; recursion goes through a late-bound call.
+
+    `facts` is `_derive`'s `floats`: what the caller knows of the arguments (see `_kind`)."""
     fn = getattr(callee, "function", callee)
-    if (_code_key(fn), wrt, "reverse", frozenset()) in _in_progress:
-        return lambda *args, **kwargs: _derive(fn, wrt)(*args, **kwargs)
-    return _derive(fn, wrt)
+    if (_code_key(fn), wrt, "reverse", facts) in _in_progress:
+        return lambda *args, **kwargs: _derive(fn, wrt, floats=facts)(*args, **kwargs)
+    return _derive(fn, wrt, floats=facts)
 
 
 def generated_source(f, wrt=None, mode="reverse", *, gradient=False, floats=()):
@@ -660,6 +663,8 @@ def _kind(value):
         return 2
     if type(value) is np.ndarray:
         return 1 if value.dtype.kind in "fc" else 0
+    if tangents.structures.is_dataclass_instance(value):
+        return type(value)      # the transform reads its class's fields without derivative
     return 1 if tangents.is_differentiable(value) else 0
 
 
@@ -844,6 +849,9 @@ def _make_plan(f, args, kwargs, wrt):
     values = _bound_values_all(fn, new_args, new_kwargs)
     passed = set(parameters[:len(new_args)]) | set(new_kwargs)
     floats = frozenset(n for n in passed if type(values.get(n)) is float)
+    # Dataclass arguments: the fields their class declares without derivative are constants.
+    floats |= {(n, type(values[n])) for n in passed
+               if tangents.structures.is_dataclass_instance(values.get(n))}
     derived = _derive(fn, names, floats=floats)
     order = None if names == chosen else [names.index(n) for n in chosen]
     positional = fn.__code__.co_argcount

@@ -33,7 +33,7 @@ from adtrans.errors import DifferentiationError
 from adtrans.naming import Namer, names_in
 from adtrans.release import release_dead
 from adtrans.simplify import Scalar, simplify_scalar
-from adtrans.resolve import Resolver, is_spread
+from adtrans.resolve import Operation, Resolver, is_spread
 from adtrans.rules import support
 from adtrans.rules.support import matmul_shape, unbroadcast, with_item
 from adtrans.trees import clone
@@ -169,11 +169,15 @@ class ReverseTransform:
     """One function, one `wrt`: builds the `Generated` value-with-pullback."""
 
     def __init__(self, source, wrt, derived, strict=True, floats=frozenset(), lifted=()):
-        """`derived(fn, wrt)` returns the value-with-pullback function of a callee.
+        """`derived(fn, wrt, facts)` returns the value-with-pullback function of a callee.
 
-        `floats` names parameters known to hold Python floats.
+        `floats` names parameters known to hold Python floats, and holds
+        ``(name, cls)`` for parameters known to hold instances of dataclass `cls`.
         """
-        self.float_params = set(floats)
+        self.float_params = {f for f in floats if isinstance(f, str)}
+        # A field `cls` declares without derivative (no_derivative, int, str) read from such a
+        # parameter is a constant: `int(model.steps * 1.5)` is no error, `model.clip` no input.
+        self.classes = dict(f for f in floats if isinstance(f, tuple))
         self.source = source
         self.fn = source.fn
         self.wrt = tuple(wrt)
@@ -211,6 +215,7 @@ class ReverseTransform:
         self.ssa = ssa
         self.resolver = Resolver(self.source, ssa, self.strict)
         self.ops = {id(s): self.resolver.statement(s) for s in self.flat}
+        self.constant_fields()
         pairs = [(s, self.ops[id(s)]) for s in self.flat]
         self.activity = analyse(pairs, self.wrt, body.result)
         self.warnings = self.zero_derivative_warnings(pairs)
@@ -274,6 +279,31 @@ class ReverseTransform:
         return Generated(name, text, self.cells, self.freevars, self.source, self.warnings,
                          self.replays, gradient_name, fused, self.gradient_names(),
                          gradient_only, frozenset(self.known_floats), takes_over=takes_over)
+
+    def constant_fields(self):
+        """Reads of fields without derivative from parameters of known dataclasses are constants."""
+        for stmt in self.flat:
+            op = self.ops[id(stmt)]
+            if not (op.kind == "attribute" and isinstance(stmt, Assign)
+                    and isinstance(stmt.value.value, gast.Name)):
+                continue
+            cls = self.classes.get(stmt.value.value.id)
+            name = stmt.value.attr
+            if (cls is not None and name in cls.__dataclass_fields__
+                    and name not in structures.tangent_fields(cls)):
+                self.ops[id(stmt)] = Operation("constant", op.inputs, [], description=op.description)
+
+    def facts_for(self, call, target):
+        """The classes a callee's parameters are known to hold here: those of our parameters passed
+        on as they are (a helper taking the model keeps its fields' constants)."""
+        if not self.classes:
+            return frozenset()
+        try:
+            bound = inspect.signature(target).bind(*call.args, **{k.arg: k.value for k in call.keywords})
+        except TypeError:
+            return frozenset()
+        return frozenset((param, self.classes[node.id]) for param, node in bound.arguments.items()
+                         if isinstance(node, gast.Name) and node.id in self.classes)
 
     def _base_name(self):
         return "lambda" if self.source.is_lambda else self.source.node.name.strip("_") or "function"
@@ -810,7 +840,7 @@ class ReverseTransform:
         """`self.derived` of a callee; an error with no place in a file (a callee made by ``exec``)
         is located at the call instead, so the user sees which call it is."""
         try:
-            return self.derived(callee, wrt)
+            return self.derived(callee, wrt, self.facts_for(stmt.value, _python_function(callee)))
         except DifferentiationError as error:
             if error.filename is not None and not error.filename.startswith("<"):
                 raise

@@ -702,3 +702,39 @@ def test_namedtuple_property_and_cached_property():
             return self.side * self.side
 
     assert adtrans.gradient(lambda s: s.area * 3.0, Square(2.0)).side == pytest.approx(12.0)
+
+
+@dataclasses.dataclass
+class Clipped:
+    w: float
+    clip: float = dataclasses.field(default=0.5, metadata={"no_derivative": True})
+    steps: int = 3
+
+
+@dataclasses.dataclass
+class Unclipped:
+    w: float
+    clip: float = 0.5
+    steps: float = 3.0
+
+
+def scaled_by_steps(m, x):
+    return m.w * x * int(m.steps * 1.5) + m.clip * x
+
+
+def through_a_helper(m, x):
+    return scaled_by_steps(m, x) ** 2
+
+
+def test_fields_without_derivative_are_constants_for_each_class():
+    # int(m.steps * 1.5) is no error where the class says `steps` is an int; a class whose fields
+    # all carry a derivative, passed to the same function, still gets them (one transform each).
+    d_m, d_x = adtrans.gradient(scaled_by_steps, Clipped(2.0), 3.0)
+    assert d_m.w == 3.0 * 4 and d_x == 2.0 * 4 + 0.5
+    assert not hasattr(d_m, "clip") or d_m.clip is None
+    with pytest.raises(adtrans.DifferentiationError, match="not differentiable"):
+        adtrans.gradient(scaled_by_steps, Unclipped(2.0), 3.0)     # int() of a differentiable field
+    # Through a helper called by name, the caller's knowledge of the class goes along.
+    d_m, d_x = adtrans.gradient(through_a_helper, Clipped(2.0), 3.0)
+    value = scaled_by_steps(Clipped(2.0), 3.0)
+    assert d_m.w == pytest.approx(2 * value * 3.0 * 4) and d_x == pytest.approx(2 * value * (2.0 * 4 + 0.5))
