@@ -228,6 +228,10 @@ class Resolver:
             return Operation("constant", inputs, arg_inputs, callee=target, description=name)
         if registry.integer_valued_name(target) is not None:
             return Operation("integer", inputs, arg_inputs, callee=target, description=name)
+        if isinstance(target, types.FunctionType) and target.__code__.co_filename == _NUMPY_DISPATCHER:
+            # NumPy < 1.25 wraps its functions in Python made without source: one with no rule
+            # is a C function to us.
+            return Operation("unknown", inputs, arg_inputs, callee=target, description=name)
         if isinstance(target, types.FunctionType):
             if target.__code__.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
                 return Operation("dynamic", inputs, arg_inputs, callee=target, description=name)
@@ -294,6 +298,9 @@ class Resolver:
                 raise self.source.error(
                     expr, f"'{_dotted(expr.value)}' has no attribute '{expr.attr}'") from None
         return _NOT_RESOLVED
+
+
+_NUMPY_DISPATCHER = "<__array_function__ internals>"
 
 
 def is_spread(call):
