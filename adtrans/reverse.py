@@ -32,7 +32,7 @@ from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
 from adtrans.errors import DifferentiationError
 from adtrans.naming import Namer, names_in
 from adtrans.release import release_dead
-from adtrans.simplify import Scalar, simplify_scalar
+from adtrans.simplify import Scalar, negation_removed, simplify_scalar
 from adtrans.resolve import Operation, Resolver, is_spread
 from adtrans.rules import support
 from adtrans.rules.support import matmul_shape, unbroadcast, with_item
@@ -143,21 +143,10 @@ def _call(func, *args):
 def _add(a, b):
     """``a + b``; ``a - c * e`` for ``a + -c * e`` (the same number: negation is exact, and
     products and quotients round alike whatever the sign)."""
-    positive = _negation_removed(b)
+    positive = negation_removed(b, gast)
     if positive is not None:
         return gast.BinOp(a, gast.Sub(), positive)
     return gast.BinOp(a, gast.Add(), b)
-
-
-def _negation_removed(e):
-    """`e` without the ``-`` its leftmost factor starts with (``-c * e / f`` -> ``c * e / f``), or None."""
-    if isinstance(e, gast.UnaryOp) and isinstance(e.op, gast.USub):
-        return e.operand
-    if isinstance(e, gast.BinOp) and isinstance(e.op, (gast.Mult, gast.Div)):
-        left = _negation_removed(e.left)
-        if left is not None:
-            return gast.BinOp(left, e.op, e.right)
-    return None
 
 
 def _assign(target, value):

@@ -408,21 +408,22 @@ class _Folder(ast.NodeTransformer):
                 and self.facts.is_float(right)):
             # ``a + -b * c`` is ``a - b * c`` and ``a - -b`` is ``a + b``: negation is exact, and a
             # product or quotient rounds alike whatever its sign.
-            positive = _negation_removed(right)
+            positive = negation_removed(right)
             if positive is not None:
                 op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
                 return ast.BinOp(node.left, op, positive)
         return node
 
 
-def _negation_removed(node):
-    """`node` without the ``-`` its leftmost factor starts with (``-b * c / d`` -> ``b * c / d``), or None."""
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+def negation_removed(node, trees=ast):
+    """`node` without the ``-`` its leftmost factor starts with (``-b * c / d`` -> ``b * c / d``), or
+    None; `trees` is the module of its node classes (``ast``, or ``gast`` for the generator's)."""
+    if isinstance(node, trees.UnaryOp) and isinstance(node.op, trees.USub):
         return node.operand
-    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div)):
-        left = _negation_removed(node.left)
+    if isinstance(node, trees.BinOp) and isinstance(node.op, (trees.Mult, trees.Div)):
+        left = negation_removed(node.left, trees)
         if left is not None:
-            return ast.BinOp(left, node.op, node.right)
+            return trees.BinOp(left, node.op, node.right)
     return None
 
 
