@@ -716,33 +716,9 @@ class Desugar:
                 return _located(gast.UnaryOp(expr.op, self.atom(expr.operand)), expr)
             return self.renamed(expr)
         if isinstance(expr, gast.Call):
-            if (isinstance(expr.func, gast.Attribute) and _is_call_to(expr.func.value, "super")
-                    and not expr.func.value.args and "super" not in self.locals):
-                return self.super_call(expr)
-            replaced = self.replaced_object(expr)
-            if replaced is not None:
-                return self.operation(_located(replaced, expr))
-            viewed = _DICT_VIEWS.get(getattr(expr.func, "attr", None))
-            if (viewed is not None and isinstance(expr.func.value, gast.Name) and expr.func.value.id in self.locals
-                    and not expr.args and not expr.keywords):
-                # d.items(), d.values(), d.keys() of a local: lists, which loops and the pullback index.
-                call = gast.Call(_synthetic_callee(viewed.__name__, viewed), [expr.func.value], [])
-                return self.operation(_located(call, expr))
-            if (_is_call_to(expr, "reversed") and "reversed" not in self.locals and len(expr.args) == 1
-                    and not expr.keywords and not isinstance(expr.args[0], gast.Starred)):
-                # reversed(xs) is xs[::-1]: the same items, a subscript the pullback follows.
-                backwards = gast.Slice(None, None, gast.UnaryOp(gast.USub(), gast.Constant(1, None)))
-                return self.operation(_located(gast.Subscript(expr.args[0], backwards, gast.Load()), expr))
-            if (_is_call_to(expr, "map") and "map" not in self.locals and len(expr.args) >= 2
-                    and not expr.keywords and not any(isinstance(a, gast.Starred) for a in expr.args)):
-                return self.mapped(expr)
-            if _is_call_to(expr, "dict") and expr.keywords and len(expr.args) <= 1 \
-                    and not any(isinstance(a, gast.Starred) for a in expr.args):
-                # dict(m, a=x, **n) is {**m, "a": x, **n}.
-                display = gast.Dict([None] * len(expr.args) + [None if k.arg is None else gast.Constant(k.arg, None)
-                                                               for k in expr.keywords],
-                                    list(expr.args) + [k.value for k in expr.keywords])
-                return self.merged_dict(_located(display, expr))
+            lowered = self.lowered_call(expr)
+            if lowered is not None:
+                return lowered
             func = expr.func
             if _is_static(func, self.locals):
                 func = self.renamed(func)
@@ -856,6 +832,43 @@ class Desugar:
         for stmt in statements:
             self.statement(stmt)
         return gast.Name(self.current[items], gast.Load(), None, None)
+
+    def lowered_call(self, expr):
+        """The operation a call of a builtin or a method with a meaning of its own runs as, or None:
+        ``super().m(x)``, ``p._replace(a=v)``, ``d.items()``, ``reversed(xs)``, ``map(f, xs)``,
+        ``dict(m, k=v)`` (see each helper, and docs/index.md's decisions)."""
+        func = expr.func
+        starred = any(isinstance(a, gast.Starred) for a in expr.args)
+        if (isinstance(func, gast.Attribute) and self.is_builtin(getattr(func.value, "func", None), super)
+                and not func.value.args):
+            return self.super_call(expr)
+        replaced = self.replaced_object(expr)
+        if replaced is not None:
+            return self.operation(_located(replaced, expr))
+        viewed = _DICT_VIEWS.get(getattr(func, "attr", None))
+        if (viewed is not None and isinstance(func.value, gast.Name) and func.value.id in self.locals
+                and not expr.args and not expr.keywords):
+            # d.items(), d.values(), d.keys() of a local: lists, which loops and the pullback index.
+            call = gast.Call(_synthetic_callee(viewed.__name__, viewed), [func.value], [])
+            return self.operation(_located(call, expr))
+        if self.is_builtin(func, reversed) and len(expr.args) == 1 and not expr.keywords and not starred:
+            # reversed(xs) is xs[::-1]: the same items, a subscript the pullback follows.
+            backwards = gast.Slice(None, None, gast.UnaryOp(gast.USub(), gast.Constant(1, None)))
+            return self.operation(_located(gast.Subscript(expr.args[0], backwards, gast.Load()), expr))
+        if self.is_builtin(func, map) and len(expr.args) >= 2 and not expr.keywords and not starred:
+            return self.mapped(expr)
+        if self.is_builtin(func, dict) and expr.keywords and len(expr.args) <= 1 and not starred:
+            # dict(m, a=x, **n) is {**m, "a": x, **n}.
+            keys = [None] * len(expr.args) + [None if k.arg is None else gast.Constant(k.arg, None)
+                                              for k in expr.keywords]
+            display = gast.Dict(keys, list(expr.args) + [k.value for k in expr.keywords])
+            return self.merged_dict(_located(display, expr))
+        return None
+
+    def is_builtin(self, func, builtin):
+        """Does `func` name the builtin `builtin` (no local or global of that name hides it)?"""
+        return (isinstance(func, gast.Name) and func.id == builtin.__name__ and func.id not in self.locals
+                and self.source.fn.__globals__.get(func.id, builtin) is builtin)
 
     def replaced_object(self, expr):
         """``p._replace(a=v)`` of a local NamedTuple, ``dataclasses.replace(p, a=v)``: a copy with
