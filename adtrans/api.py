@@ -887,7 +887,8 @@ def _value_with_pullback_slow(f, args, kwargs, wrt):
         return _from_rule(rule, args, kwargs, wrt)
     fn = _python_function(f)
     if fn is not None and fn.__code__.co_flags & _COLLECTS:
-        return _with_collected(fn, args, kwargs, wrt)
+        checkpoint = isinstance(f, DifferentiableFunction) and f.checkpoint
+        return _with_collected(fn, args, kwargs, wrt, checkpoint)
     raise DifferentiationError(
         f"cannot differentiate {f!r}: it is not a Python function and has no registered derivative",
         None, ["register one with @adtrans.derivative(of=...)"])
@@ -896,7 +897,7 @@ def _value_with_pullback_slow(f, args, kwargs, wrt):
 _COLLECTS = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
 
 
-def _with_collected(fn, args, kwargs, wrt):
+def _with_collected(fn, args, kwargs, wrt, checkpoint=False):
     """`_value_with_pullback` of a function with a ``*args`` or a ``**kwargs`` parameter.
 
     Each argument the ``*args`` tuple collects is an argument of its own, as
@@ -915,10 +916,14 @@ def _with_collected(fn, args, kwargs, wrt):
     slots, single, args, kwargs, values = _argument_slots(
         fn, names, star, code.co_argcount, args, kwargs, wrt, _bound_values_all, collected)
     generated = _differentiated(names + [collected] if collected else names, slots, star, collected)
-    value, back = _derive(fn, generated)(*args, **kwargs)
+    if checkpoint:
+        # Checkpointed: the forward runs `fn` as it is; the pullback runs its forward again.
+        value, back = fn(*args, **kwargs), None
+    else:
+        value, back = _derive(fn, generated)(*args, **kwargs)
 
     def pull(d):
-        out = back(d)
+        out = (back or _derive(fn, generated)(*args, **kwargs)[1])(d)
         return _slot_tangents(slots, dict(zip(generated, (out,) if len(generated) == 1 else out)),
                               values, star, collected)
 
@@ -1211,7 +1216,7 @@ def call_with_pullback(f, positions, *args, **kwargs):
         offset = 1      # position -1, the object, is the function's first parameter
     else:
         target, call_args, offset = f, args, 0
-        if (type(f) is types.FunctionType and not f.__code__.co_flags & _COLLECTS
+        if (type(f) is types.FunctionType
                 and (f.__closure__ or (-1 in positions and _can_differentiate(f)))
                 and registry.lookup_user_vjp(f) is None):
             return _closure_call_with_pullback(f, positions, args, kwargs)
@@ -1304,7 +1309,7 @@ def _differentiable_defaults(f, names, args, kwargs):
     defaults.update(f.__kwdefaults__ or {})
     passed = set(names[:len(args)]) | set(kwargs)
     return tuple(n for n, value in defaults.items()
-                 if n not in passed and not isinstance(value, bool) and tangents.is_differentiable(value))
+                 if n not in passed and not isinstance(value, (bool, int)) and _can_differentiate(value))
 
 
 def _captured_values(f):
@@ -1335,29 +1340,37 @@ def _closure_call_with_pullback(f, positions, args, kwargs):
     lifted = tuple(cells)
     captured = _captured(f) if -1 in positions else ()
     names = _parameter_names(f)
+    star = names[code.co_argcount] if code.co_flags & inspect.CO_VARARGS else None
+    collected = code.co_varnames[len(names)] if code.co_flags & inspect.CO_VARKEYWORDS else None
     keys = list(kwargs)
-    chosen = {}
+    asked = {}      # index in `positions` -> what `_argument_slots` takes: a position or a keyword
     for i, p in enumerate(positions):
         if p is None or p == -1:
             continue
-        name = names[p] if p < len(args) else keys[p - len(args)]
-        value = args[p] if p < len(args) else kwargs[name]
+        value = args[p] if p < len(args) else kwargs[keys[p - len(args)]]
         if _can_differentiate(value) and not isinstance(value, bool):
-            chosen[name] = i
+            asked[i] = p if p < len(args) else keys[p - len(args)]
+    slots = []
+    if asked:
+        slots = _argument_slots(f, names, star, code.co_argcount, args, kwargs, tuple(asked.values()),
+                                _bound_values_all, collected)[0]
+    every = names + [collected] if collected else names
     defaulted = _differentiable_defaults(f, names, args, kwargs) if -1 in positions else ()
-    wrt = tuple(n for n in names if n in chosen or n in defaulted) + captured
+    parameters = _differentiated(every, slots, star, collected)
+    wrt = tuple(n for n in every if n in parameters or n in defaulted) + captured
     values = {n: cell.cell_contents for n, cell in cells.items()}
     if not wrt:
         value = f(*args, **kwargs)
         return value, (lambda d: None) if len(positions) == 1 else (lambda d: (None,) * len(positions))
     value, back = _derive(f, wrt, lifted=lifted)(*args, **kwargs, **values)
+    bound = _bound_values_all(f, args, kwargs) if slots else None
 
     def pullback(d):
         out = back(d)
         found = dict(zip(wrt, (out,) if len(wrt) == 1 else out))
         tangents_ = [None] * len(positions)
-        for name, i in chosen.items():
-            tangents_[i] = found[name]
+        for i, tangent in zip(asked, _slot_tangents(slots, found, bound, star, collected) if slots else ()):
+            tangents_[i] = tangent
         if -1 in positions:
             closure = {n: found[n] for n in captured}
             closure.update((f"{n}=", found[n]) for n in defaulted)      # `lambda v, s=s: ...`
@@ -1527,7 +1540,7 @@ def _can_differentiate(value):
     if type(value) is types.FunctionType:
         # A closure over differentiated values (or holding them as defaults), passed on.
         return bool(_captured(value)) or any(
-            not isinstance(d, bool) and tangents.is_differentiable(d)
+            not isinstance(d, (bool, int)) and d is not value and _can_differentiate(d)
             for d in (value.__defaults__ or ()) + tuple((value.__kwdefaults__ or {}).values()))
     return tangents.is_differentiable(value)
 

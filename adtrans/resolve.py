@@ -219,6 +219,8 @@ class Resolver:
                              description=name)
         if isinstance(target, DifferentiableFunction):
             kind = "vjp" if target.vjp is not None else "checkpoint" if target.checkpoint else "transform"
+            if kind != "vjp" and target.function.__code__.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
+                kind = "dynamic"    # the run-time dispatch counts what *args and **kwargs collect
             return Operation(kind, inputs, arg_inputs, callee=target, description=name)
         rule = registry.lookup_rule(target)
         if rule is not None:

@@ -1038,7 +1038,9 @@ def assigned_cotangent(g, index, value):
     An integer-array index may name a place twice (``x[[0, 0]] = v``); NumPy
     keeps the last write there, so an earlier one gets zero.
     """
-    part = g[index]
+    part = g[index] if g is not None else None
+    if type(value) is types.FunctionType or part is None:
+        return part     # a closure's tangent is a dict by name (see tangents.captured_cotangent)
     if type(g) is np.ndarray and not tangents.is_basic_index(index) and not _is_mask(index):
         shape = np.shape(part)
         order = np.arange(math.prod(shape)).reshape(shape)
