@@ -1464,7 +1464,11 @@ def _names_from(wrt, names, f):
 
 
 def _wrt_names(fn, wrt):
-    return tuple(_names_from(wrt, _parameter_names(fn), fn))
+    names = _parameter_names(fn)
+    code = fn.__code__
+    if code.co_flags & inspect.CO_VARKEYWORDS:
+        names = names + [code.co_varnames[len(names)]]     # `**options` asks for the whole dict
+    return tuple(_names_from(wrt, names, fn))
 
 
 def _default_wrt_names(fn):

@@ -56,7 +56,7 @@ def rebuild(template, new_leaves):
 
     def build(x):
         if isinstance(x, tuple) and hasattr(x, "_fields"):
-            return tuple(build(v) for v in x)
+            return type(x)(*[build(v) for v in x])       # a NamedTuple stays one
         if isinstance(x, (tuple, list)):
             return type(x)(build(v) for v in x)
         if isinstance(x, dict):
@@ -239,8 +239,9 @@ def check_gradient(f, *args, wrt=None, rtol=1e-5, atol=1e-7, eps=None, seed=0):
     if wrt is None:
         positions = [i for i, a in enumerate(args) if is_float_value(a) or _has_float(a)]
     else:
+        value_with_pullback(f, *args, wrt=wrt)    # a `wrt` that names no argument: its located error
         requested = wrt if isinstance(wrt, (tuple, list)) else (wrt,)
-        positions = [names.index(w) if isinstance(w, str) else w for w in requested]
+        positions = [names.index(w) if isinstance(w, str) else w % len(args) for w in requested]
     if not positions:
         raise ValueError("check_gradient: no differentiable argument to check")
     args = list(args)

@@ -738,7 +738,9 @@ class Desugar:
             value = self.atom(expr.value)
             return _located(gast.Subscript(value, self.index(expr.slice), gast.Load()), expr)
         if isinstance(expr, (gast.Tuple, gast.List)):
-            elts = [self.atom(e) for e in expr.elts]
+            # (*x.shape, 1): the unpacked value an atom; see Resolver.assign for its derivative.
+            elts = [_located(gast.Starred(self.atom(e.value), gast.Load()), e) if isinstance(e, gast.Starred)
+                    else self.atom(e) for e in expr.elts]
             return _located(type(expr)(elts, gast.Load()), expr)
         if isinstance(expr, gast.Dict):
             if any(k is None for k in expr.keys):
@@ -957,7 +959,8 @@ class Desugar:
         return _located(gast.Call(_synthetic_callee("merged", merged), parts, []), expr)
 
     def argument(self, expr):
-        if isinstance(expr, (gast.Tuple, gast.List)) and _is_operation(expr, self.locals):
+        if (isinstance(expr, (gast.Tuple, gast.List)) and _is_operation(expr, self.locals)
+                and not any(isinstance(e, gast.Starred) for e in expr.elts)):
             return _located(type(expr)([self.atom(e) for e in expr.elts], gast.Load()), expr)
         return self.atom(expr)
 
@@ -1000,14 +1003,9 @@ class Desugar:
         return fresh.id
 
     def check_expression(self, expr):
-        nodes = list(gast.walk(expr))
-        spread = {id(a) for node in nodes if isinstance(node, gast.Call) for a in node.args}
-        for node in nodes:
+        for node in gast.walk(expr):
             if isinstance(node, (gast.Yield, gast.YieldFrom, gast.Await, gast.NamedExpr)):
                 raise self.source.error(node, f"{construct_name(node)} is not supported")
-            if isinstance(node, gast.Starred) and id(node) not in spread:
-                raise self.source.error(node, "unpacking with '*' in a tuple or list display is not "
-                                              "supported yet", "write the elements one by one")
 
 
 class _Renamer(gast.NodeTransformer):

@@ -167,6 +167,10 @@ class Resolver:
         if isinstance(value, gast.Subscript):
             base = local_names(value.value, self.locals)
             return Operation("subscript", inputs, base)
+        if isinstance(value, (gast.Tuple, gast.List)) and any(isinstance(e, gast.Starred) for e in value.elts):
+            # (*x.shape, 1) is fine; a derivative through the unpacking is not followed (yet).
+            return Operation("opaque", inputs, inputs,
+                             description="a tuple or list display with '*' unpacking of differentiated values")
         if isinstance(value, (gast.Tuple, gast.List, gast.Dict)):
             return Operation("literal", inputs, inputs)
         if isinstance(value, (gast.Compare, gast.Constant)):

@@ -237,7 +237,8 @@ def like(tangent, value):
         if isinstance(tangent, (np.floating, np.integer, int)):
             return float(tangent)
         return tangent
-    if isinstance(value, (tuple, list)) and isinstance(tangent, (tuple, list)):
+    if isinstance(value, (tuple, list)) and isinstance(tangent, (tuple, list, np.ndarray)):
+        # An ndarray: a NumPy function took the list as an array (np.sin(xs)); the tangent is the list's.
         parts = [like(t, v) for t, v in zip(tangent, value)]
         if hasattr(value, "_fields"):
             return type(value)(*parts)

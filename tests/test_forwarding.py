@@ -166,11 +166,19 @@ def test_a_keyword_given_twice_is_the_error_python_gives():
         adtrans.gradient(f, 1.0)
 
 
-def test_starred_in_a_display_is_a_located_error():
+def test_starred_in_a_display_of_constants_works():
+    def f(x):
+        return np.sum(x.reshape((*x.shape, 1)) * 2.0) + np.sum(x.reshape([*x.shape[:1], -1]))
+
+    x = np.linspace(0.0, 1.0, 4)
+    np.testing.assert_array_equal(adtrans.gradient(f, x), np.full(4, 3.0))
+
+
+def test_starred_in_a_display_of_differentiated_values_is_a_located_error():
     def f(x, rest):
         values = (x, *rest)
         return values[0]
 
-    with pytest.raises(adtrans.DifferentiationError, match="unpacking with '\\*' in a tuple") as info:
+    with pytest.raises(adtrans.DifferentiationError, match="display with '\\*' unpacking") as info:
         adtrans.gradient(f, 1.0, (2.0,))
     assert info.value.lineno == f.__code__.co_firstlineno + 1
