@@ -316,6 +316,31 @@ def _derive_callee(callee, wrt, facts=frozenset()):
     return _derive(fn, wrt, floats=facts)
 
 
+def check_nested_functions(f):
+    """Transform the nested ``def``s and ``lambda``s of `f` with respect to their parameters, as
+    `adtrans check` does `f` itself: their errors show before they first run (located at the user's
+    line, see `source._user_location`). Their free variables are taken as parameters."""
+    fn = _python_function(f)
+    generated, code = _generated(fn, _default_wrt_names(fn))
+    if generated is None:
+        return
+    for nested in _nested_codes(code):
+        function = types.FunctionType(nested, fn.__globals__, nested.co_name, None,
+                                      tuple(types.CellType() for _ in nested.co_freevars))
+        names = _default_wrt_names(function)
+        if names:
+            _derive(function, names, lifted=nested.co_freevars)
+
+
+def _nested_codes(code):
+    """The code objects of the user's nested functions in a generated function's code."""
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            if const.co_name == "pullback" or const.co_name.startswith("<") and const.co_name != "<lambda>":
+                continue        # the generated pullback, a comprehension
+            yield const
+
+
 def generated_source(f, wrt=None, mode="reverse", *, gradient=False, floats=()):
     """The code adtrans generates for `f`, as a string.
 

@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 
 import adtrans
+from adtrans.api import check_nested_functions
 
 EXIT_OK = 0
 EXIT_ERRORS = 1
@@ -160,6 +161,7 @@ def _check(args):
             warnings.simplefilter("always")
             try:
                 adtrans.generated_source(fn)
+                check_nested_functions(fn)
             except adtrans.DifferentiationError as err:
                 print(err)
                 errors += 1

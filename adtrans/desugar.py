@@ -303,6 +303,9 @@ class Desugar:
         """What a nested ``def`` or ``lambda`` may not do, located in the user's file: its own
         transform reads the copy in the generated code."""
         for node in gast.walk(function):
+            if isinstance(node, _NEVER_IN_NESTED):
+                raise self.source.error(node, f"{construct_name(node)} is not supported",
+                                        "move it out of the nested function")
             if isinstance(node, (gast.Nonlocal, gast.Global)):
                 raise self.source.error(node, f"{construct_name(node)} in a nested function is not supported",
                                         "return the new value from the nested function instead")
@@ -1129,6 +1132,11 @@ def _is_method(operation, locals_):
 
 
 _DICT_VIEWS = {"items": listed_items, "values": listed_values, "keys": listed_keys}
+# Statements no differentiated function may hold: found in a nested one at once, in the user's file
+# (its own transform would read the copy in the generated code).
+_NEVER_IN_NESTED = tuple(t for t in (gast.Try, getattr(gast, "TryStar", None), gast.ClassDef, gast.Delete,
+                                     gast.Import, gast.ImportFrom, gast.AsyncFunctionDef, gast.AsyncFor,
+                                     gast.AsyncWith, getattr(gast, "Match", None)) if t is not None)
 
 # Calls the desugaring writes itself carry the callee on the node, so no user name can capture them.
 _SET_ITEM = "with_item"

@@ -12,6 +12,7 @@ import functools
 import inspect
 import linecache
 import os
+import re
 from dataclasses import dataclass
 
 import gast
@@ -32,6 +33,10 @@ class FunctionSource:
     def location(self, node):
         lineno = getattr(node, "lineno", None) or self.node.lineno
         col = getattr(node, "col_offset", 0) or 0
+        if self.filename.startswith("<adtrans "):
+            found = _user_location(self.lines, lineno)
+            if found is not None:
+                return found
         return Location(self.filename, lineno, col + 1)
 
     def line_text(self, lineno):
@@ -41,6 +46,20 @@ class FunctionSource:
 
     def error(self, node, message, *notes):
         return DifferentiationError(message, self.location(node), notes)
+
+
+_ORIGIN_COMMENT = re.compile(r"^\s*# (.+):(\d+): ")
+
+
+def _user_location(generated_lines, lineno):
+    """Where in the user's file generated line `lineno` comes from: the source-line comment of the
+    block holding it. A nested ``def`` or ``lambda`` is transformed from the copy in the generated
+    code; its errors belong at the user's line."""
+    for line in reversed(generated_lines[:lineno]):
+        match = _ORIGIN_COMMENT.match(line)
+        if match:
+            return Location(match.group(1), int(match.group(2)), 1)
+    return None
 
 
 def display_filename(path):

@@ -219,6 +219,14 @@ def test_check_the_main_example():
     assert "no errors" in result.stdout
 
 
+@pytest.mark.parametrize("name", ["fully_connected.py", "xor_mlp.py", "cnn_checkpointing.py"])
+def test_check_the_training_examples(name):
+    # A training function builds an optimizer from the model: making one carries no derivative.
+    result = run_cli("check", str(Path(EXAMPLE).parent / name))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no errors" in result.stdout
+
+
 # --- entry points ---------------------------------------------------------------------------
 
 

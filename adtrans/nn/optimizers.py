@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 import adtrans
+from adtrans import registry
 
 __all__ = ["SGD", "Adam"]
 
@@ -109,3 +110,7 @@ class Adam:
         eps_hat = eps * math.sqrt(1 - b2 ** self.step)
         direction = _map(lambda m, v: m / (np.sqrt(v) + eps_hat), self.first_moment, self.second_moment)
         return adtrans.move(model, direction, -step_size)
+
+
+# Making an optimizer carries no derivative (what `adtrans check` meets in a training function).
+registry.constant_function(SGD, Adam, reason="an optimizer holds state, not a differentiable value")
