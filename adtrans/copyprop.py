@@ -48,6 +48,7 @@ statements are all gone goes too.
 
 import ast
 import re
+import sys
 from typing import NamedTuple, Optional
 
 __all__ = ["comments_still_used", "propagate_copies"]
@@ -58,6 +59,9 @@ _PARAM = "<parameter>"
 _OPAQUE = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.ClassDef,
            ast.Try, ast.With, ast.AsyncWith, ast.AsyncFor, ast.AsyncFunctionDef, ast.Global,
            ast.Nonlocal, ast.Delete, ast.NamedExpr)
+if sys.version_info < (3, 9):
+    # Python 3.8 reports wrong columns for names inside f-strings: the text edits would land elsewhere.
+    _OPAQUE += (ast.JoinedStr,)
 _FUNCTIONS = (ast.FunctionDef,)
 _JUMPS = (ast.Break, ast.Continue, ast.Return, ast.Raise)
 _COPY_LINE = re.compile(r"^[ \t]*\w+ = \w+[ \t]*$", re.MULTILINE)    # a line that may be a copy

@@ -707,3 +707,25 @@ def test_the_hook_sees_the_cotangent_once_and_its_in_place_change_flows_on():
     d_y = 2.0 * (3.0 * np.array([1.0, -1.0]) + np.array([0.5, 0.25]))
     assert np.allclose(d_x, d_y * 1.5)
     assert np.isclose(d_w, np.sum(d_y * np.array([0.4, 0.9])))
+
+
+def halved(v):
+    return v / 2
+
+
+def reports_progress(x):
+    model = x
+    for epoch in range(2):
+        model = model * 1.5
+        loss = model * 2.0
+        print(f"epoch {epoch}: validation loss {loss:.4f}, "
+              f"accuracy {halved(model):.3f}")
+    return model
+
+
+def test_names_inside_f_strings_survive_propagation(capsys):
+    # Python 3.8 reports wrong columns inside f-strings; an edit there once garbled the text.
+    text = adtrans.generated_source(reports_progress)
+    compile(text, "<generated>", "exec")
+    assert adtrans.gradient(reports_progress, 2.0) == pytest.approx(2.25)
+    assert "epoch 1: validation loss 9.0000, accuracy 2.250" in capsys.readouterr().out
