@@ -145,6 +145,8 @@ class Desugar:
         self.locals = _assigned_names(source.node) | set(lifted)
         self.current = {}       # user variable -> its current SSA name
         self.closure_reads = {}  # a closure's SSA name -> {user variable: the version it reads}
+        self.escaped = set()     # closures read other than to be called or passed: stored
+        self.calling = False     # renaming the function of a call
         self.out: list = []
         self.origin = None
 
@@ -352,6 +354,7 @@ class Desugar:
         headers = {}
         for name in assigned:
             if name in self.current:
+                self.check_escaped_closures(name)
                 header = self.namer.fresh(name)
                 self.copy_to(self.out, header, self.current[name], stmt)
                 self.current[name] = header
@@ -687,6 +690,7 @@ class Desugar:
         return source
 
     def new_version(self, user_name):
+        self.check_escaped_closures(user_name)
         if user_name not in self.current:
             name = user_name     # the first version keeps the user's name
         else:
@@ -708,6 +712,13 @@ class Desugar:
     def hoist(self, operation, node, hint=None):
         name = self.namer.fresh(hint or name_for(operation, _is_method(operation, self.locals)))
         self.out.append(Assign(name, operation, node, self.origin))
+        if isinstance(node, gast.Lambda):
+            # A lambda written inside an expression: called at once, or stored or passed on.
+            args = node.args
+            own = {a.id for a in args.posonlyargs + args.args + args.kwonlyargs}
+            self.closure_reads[name] = {u: self.current[u] for u in _free_reads(node, own) if u in self.current}
+            if not self.calling:
+                self.escaped.add(name)
         return gast.Name(name, gast.Load(), None, None)
 
     def operation(self, expr):
@@ -728,10 +739,14 @@ class Desugar:
             elif isinstance(func, gast.Attribute):
                 func = _located(gast.Attribute(self.atom(func.value), func.attr, gast.Load()), func)
             else:
-                func = self.atom(func, "function")
+                self.calling = True
+                try:
+                    func = self.atom(func, "function")
+                finally:
+                    self.calling = False
             # 'f(*xs, **options)': the unpacked value is an atom, the call spreads it at run time.
             args = [_located(gast.Starred(self.atom(a.value), gast.Load()), a) if isinstance(a, gast.Starred)
-                    else self.argument(a) for a in expr.args]
+                    else self.passed(a) for a in expr.args]
             keywords = [gast.keyword(k.arg, self.argument(k.value) if k.arg is not None else self.atom(k.value))
                         for k in expr.keywords]
             return _located(gast.Call(func, args, keywords), expr)
@@ -961,6 +976,17 @@ class Desugar:
             parts.append(self.hoist(_located(gast.Dict(keys, values), expr), expr, "items"))
         return _located(gast.Call(_synthetic_callee("merged", merged), parts, []), expr)
 
+    def passed(self, expr):
+        """An argument of a call. A closure passed as it is (a name, a lambda) counts as called, not
+        stored (see `check_escaped_closures`): a function taking one calls it, as a rule."""
+        if not isinstance(expr, (gast.Name, gast.Lambda)):
+            return self.argument(expr)
+        self.calling, saved = True, self.calling
+        try:
+            return self.argument(expr)
+        finally:
+            self.calling = saved
+
     def argument(self, expr):
         if (isinstance(expr, (gast.Tuple, gast.List)) and _is_operation(expr, self.locals)
                 and not any(isinstance(e, gast.Starred) for e in expr.elts)):
@@ -981,6 +1007,19 @@ class Desugar:
         _Renamer(self.current, self.locals, self.check_closure_read).visit(tree)
         return tree
 
+    def check_escaped_closures(self, user):
+        """`user` is about to be assigned again: a closure reading its value that was stored would,
+        called from there, see the old value where Python's sees the new one."""
+        version = self.current.get(user)
+        for closure in self.escaped:
+            if version is not None and self.closure_reads.get(closure, {}).get(user) == version:
+                raise self.source.error(
+                    self.origin, f"'{user}' is assigned again after a closure that reads it was stored (in a "
+                                 "list, a dict, another name)", "adtrans cannot give the new value to the closure "
+                                 "there: define "
+                                 f"the closure after the last assignment to '{user}', or give the new value "
+                                 "another name")
+
     def check_closure_read(self, node, name):
         """A closure is read (called, passed on) as `name`; returns the name to read instead.
 
@@ -992,6 +1031,8 @@ class Desugar:
         reads = self.closure_reads.get(name)
         if not reads:
             return name
+        if not self.calling:
+            self.escaped.add(name)
         stale = [(version, self.current[user]) for user, version in reads.items()
                  if self.current.get(user) not in (None, version)]
         if not stale:

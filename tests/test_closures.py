@@ -155,3 +155,30 @@ def test_a_recursive_closure_over_constants_is_fine():
         return power(x, n)
 
     assert adtrans.gradient(f, 1.5, 3, wrt=0) == pytest.approx(3 * 1.5 ** 2)
+
+
+def test_a_stored_closure_whose_variable_is_assigned_again_is_a_located_error():
+    # Python's closure, called from the list, would see the new k; adtrans's cannot follow it there.
+    def f(w):
+        k = w
+        stored = [lambda v: v * k]
+        k = 2 * w
+        return stored[0](1.0)
+
+    with pytest.raises(adtrans.DifferentiationError, match="'k' is assigned again after a closure") as info:
+        adtrans.gradient(f, 1.5)
+    assert info.value.lineno == f.__code__.co_firstlineno + 3
+
+
+def test_a_closure_called_or_passed_before_its_variable_is_assigned_again_is_fine():
+    def apply(g, x):
+        return g(x)
+
+    def f(w, x):
+        k = w
+        g = lambda v: v * k
+        before = g(x) + apply(g, x) + apply(lambda v: v * k, x)
+        k = 2 * w
+        return before + g(x) + apply(g, x)
+
+    assert adtrans.gradient(f, 1.5, 2.0) == pytest.approx((3 * 2.0 + 2 * 4.0, 3 * 1.5 + 2 * 3.0))
