@@ -404,6 +404,7 @@ def value_with_gradient(f, *args, wrt=None, **kwargs):
         if entry is not None and entry[0] == len(args):
             return entry[1](*args)      # it checks the arguments' types and dtypes itself
         try:
+            # `_type_key` spelled out for three or more arguments: a call less on the arrays' path.
             typed = _by_type.get(_type_key(f, wrt, args) if len(args) < 3 else (f, wrt, *map(type, args)))
         except TypeError:   # unhashable: a list wrt, a callable object
             typed = None
@@ -935,9 +936,7 @@ def _with_collected(fn, args, kwargs, wrt, checkpoint=False):
     tuple and the dict.
     """
     code = fn.__code__
-    names = _parameter_names(fn)
-    star = names[code.co_argcount] if code.co_flags & inspect.CO_VARARGS else None
-    collected = code.co_varnames[len(names)] if code.co_flags & inspect.CO_VARKEYWORDS else None
+    names, star, collected = _collecting_parameters(fn)
     slots, single, args, kwargs, values = _argument_slots(
         fn, names, star, code.co_argcount, args, kwargs, wrt, _bound_values_all, collected)
     generated = _differentiated(names + [collected] if collected else names, slots, star, collected)
@@ -1190,18 +1189,18 @@ def spread_call_with_pullback(f, positions, layout, *pieces):
                                 f"{twice!r}")
             kwargs.update(items)
             spread.append(list(items) if kind == "**" else kind)
-    keys = list(kwargs)
+    at = {key: len(args) + i for i, key in enumerate(kwargs)}    # a keyword's position
     expanded = []                       # the positions `call_with_pullback` counts
     for p in positions:
         where = -1 if p == -1 else spread[p]
         if isinstance(where, int):
             expanded.append(where)
         elif isinstance(where, str):
-            expanded.append(len(args) + keys.index(where))
+            expanded.append(at[where])
         elif isinstance(where, range):
             expanded.extend(where)
         else:
-            expanded.extend(len(args) + keys.index(k) for k in where)
+            expanded.extend(at[k] for k in where)
     value, pull = call_with_pullback(f, tuple(expanded), *args, **kwargs)
 
     def pullback(d):
@@ -1211,12 +1210,12 @@ def spread_call_with_pullback(f, positions, layout, *pieces):
         for p in positions:
             where = -1 if p == -1 else spread[p]
             if isinstance(where, (int, str)):
-                tangents_.append(found[where if isinstance(where, int) else len(args) + keys.index(where)])
+                tangents_.append(found[where if isinstance(where, int) else at[where]])
             elif isinstance(where, range):
                 sequence = [found[i] for i in where]
                 tangents_.append(sequence if isinstance(pieces[p], list) else tuple(sequence))
             else:
-                tangents_.append({k: found[len(args) + keys.index(k)] for k in where})
+                tangents_.append({k: found[at[k]] for k in where})
         return tangents_[0] if len(positions) == 1 else tuple(tangents_)
 
     return value, pullback
@@ -1268,8 +1267,7 @@ def call_with_pullback(f, positions, *args, **kwargs):
               for p in positions]
     kept = [i for i, v in enumerate(values) if _can_differentiate(v) and not isinstance(v, bool)]
     if not kept:
-        value = f(*args, **kwargs)
-        return value, (lambda d: None) if len(positions) == 1 else (lambda d: (None,) * len(positions))
+        return f(*args, **kwargs), _no_tangents(positions)
     if signature is None or any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values()):
         # By position (`_with_collected` counts the arguments a '*args' parameter collects).
         wrt = tuple(positions[i] + offset if positions[i] < count else keys[positions[i] - count]
@@ -1309,10 +1307,9 @@ def _captured(f, path=()):
     path = path + (f,)
     found = []
     for name, cell in zip(f.__code__.co_freevars, f.__closure__):
-        try:
-            value = cell.cell_contents
-        except ValueError:      # not assigned yet
+        if not _filled(cell):
             continue
+        value = cell.cell_contents
         if type(value) is types.FunctionType:
             if any(value is g for g in path):
                 if _captured_values(f):
@@ -1330,11 +1327,22 @@ def _captured(f, path=()):
 
 def _differentiable_defaults(f, names, args, kwargs):
     """The parameters of `f` this call leaves at defaults holding differentiable values."""
-    defaults = dict(zip(names[f.__code__.co_argcount - len(f.__defaults__ or ()):], f.__defaults__ or ()))
-    defaults.update(f.__kwdefaults__ or {})
     passed = set(names[:len(args)]) | set(kwargs)
-    return tuple(n for n, value in defaults.items()
-                 if n not in passed and not isinstance(value, (bool, int)) and _can_differentiate(value))
+    return tuple(n for n, value in _defaults(f).items() if n not in passed and _differentiable_default(f, value))
+
+
+def _defaults(f):
+    """`f`'s parameters with defaults, and their defaults."""
+    code = f.__code__
+    positional = f.__defaults__ or ()
+    found = dict(zip(code.co_varnames[code.co_argcount - len(positional):code.co_argcount], positional))
+    found.update(f.__kwdefaults__ or {})
+    return found
+
+
+def _differentiable_default(f, value):
+    """Does the default `value` of closure `f` carry a derivative (``lambda v, s=s: ...``)?"""
+    return not isinstance(value, (bool, int)) and value is not f and _can_differentiate(value)
 
 
 def _captured_values(f):
@@ -1342,6 +1350,7 @@ def _captured_values(f):
 
 
 def _filled(cell):
+    """Has the closure cell a value (a variable assigned after the function was made has not)?"""
     try:
         cell.cell_contents
     except ValueError:
@@ -1364,9 +1373,7 @@ def _closure_call_with_pullback(f, positions, args, kwargs):
     cells = {name: cell for name, cell in zip(code.co_freevars, f.__closure__ or ()) if _filled(cell)}
     lifted = tuple(cells)
     captured = _captured(f) if -1 in positions else ()
-    names = _parameter_names(f)
-    star = names[code.co_argcount] if code.co_flags & inspect.CO_VARARGS else None
-    collected = code.co_varnames[len(names)] if code.co_flags & inspect.CO_VARKEYWORDS else None
+    names, star, collected = _collecting_parameters(f)
     keys = list(kwargs)
     asked = {}      # index in `positions` -> what `_argument_slots` takes: a position or a keyword
     for i, p in enumerate(positions):
@@ -1385,8 +1392,7 @@ def _closure_call_with_pullback(f, positions, args, kwargs):
     wrt = tuple(n for n in every if n in parameters or n in defaulted) + captured
     values = {n: cell.cell_contents for n, cell in cells.items()}
     if not wrt:
-        value = f(*args, **kwargs)
-        return value, (lambda d: None) if len(positions) == 1 else (lambda d: (None,) * len(positions))
+        return f(*args, **kwargs), _no_tangents(positions)
     value, back = _derive(f, wrt, lifted=lifted)(*args, **kwargs, **values)
     bound = _bound_values_all(f, args, kwargs) if slots else None
 
@@ -1403,6 +1409,11 @@ def _closure_call_with_pullback(f, positions, args, kwargs):
         return tangents_[0] if len(positions) == 1 else tuple(tangents_)
 
     return value, pullback
+
+
+def _no_tangents(positions):
+    """A pullback giving None (a zero) for each of `positions`."""
+    return (lambda d: None) if len(positions) == 1 else (lambda d: (None,) * len(positions))
 
 
 def _with_constant_object(f, positions, args, kwargs):
@@ -1458,6 +1469,16 @@ def _shift_positions(wrt):
     return type(wrt)(w + 1 if isinstance(w, int) else w for w in wrt)
 
 
+def _collecting_parameters(fn):
+    """(`_parameter_names(fn)`, the ``*args`` parameter's name, the ``**kwargs`` one's), None for
+    a parameter `fn` does not have."""
+    names = _parameter_names(fn)
+    code = fn.__code__
+    star = names[code.co_argcount] if code.co_flags & inspect.CO_VARARGS else None
+    collected = code.co_varnames[len(names)] if code.co_flags & inspect.CO_VARKEYWORDS else None
+    return names, star, collected
+
+
 def _parameter_names(fn):
     """`fn`'s parameters in signature order: positional, ``*args`` (one name), keyword-only."""
     code = fn.__code__
@@ -1489,10 +1510,9 @@ def _names_from(wrt, names, f):
 
 
 def _wrt_names(fn, wrt):
-    names = _parameter_names(fn)
-    code = fn.__code__
-    if code.co_flags & inspect.CO_VARKEYWORDS:
-        names = names + [code.co_varnames[len(names)]]     # `**options` asks for the whole dict
+    names, _, collected = _collecting_parameters(fn)
+    if collected:
+        names = names + [collected]     # `**options` asks for the whole dict
     return tuple(_names_from(wrt, names, fn))
 
 
@@ -1568,9 +1588,7 @@ def _can_differentiate(value):
         return True    # promoted to float when named in wrt
     if type(value) is types.FunctionType:
         # A closure over differentiated values (or holding them as defaults), passed on.
-        return bool(_captured(value)) or any(
-            not isinstance(d, (bool, int)) and d is not value and _can_differentiate(d)
-            for d in (value.__defaults__ or ()) + tuple((value.__kwdefaults__ or {}).values()))
+        return bool(_captured(value)) or any(_differentiable_default(value, d) for d in _defaults(value).values())
     return tangents.is_differentiable(value)
 
 

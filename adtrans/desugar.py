@@ -15,6 +15,7 @@ Guarantees to the next phases:
   their location (``DifferentiationError``).
 """
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -280,26 +281,25 @@ class Desugar:
         """A nested ``def``: defined as written, reading the versions of outer variables current here.
 
         Calls of it are dispatched at run time, which differentiates its
-        source; the outer variables it reads are constants for it, like any
-        closure's (SPEC 3).
+        source; it is a value made of the outer variables it reads, which a
+        derivative reaches through it (see `Resolver.closure`).
         """
         if stmt.decorator_list:
             raise self.source.error(stmt.decorator_list[0], "a decorated nested function is not supported",
                                     "define it at module level")
         inner = clone(stmt)
-        own = {a.id for a in inner.args.posonlyargs + inner.args.args + inner.args.kwonlyargs}
-        if inner.args.vararg:
-            own.add(inner.args.vararg.id)
-        if inner.args.kwarg:
-            own.add(inner.args.kwarg.id)
-        own |= _assigned_names(inner)
         renamer = _Renamer(self.current, self.locals, self.check_closure_read)
-        renamer.shadowed = own
+        renamer.shadowed = _assigned_names(inner)
         inner.body = [renamer.visit(s) for s in inner.body]
-        reads = _free_reads(stmt, own)
         inner.name = self.new_version(stmt.name)
-        self.closure_reads[inner.name] = {u: self.current[u] for u in reads if u in self.current}
+        self.record_closure(inner.name, stmt)
         self.out.append(Effect(inner, stmt))
+
+    def record_closure(self, name, function, exclude=None):
+        """`name` holds the closure `function` makes: the versions of the variables it reads now,
+        which a later read compares with the current ones (`check_closure_read`)."""
+        self.closure_reads[name] = {u: self.current[u] for u in free_names(function)
+                                    if u in self.current and u != exclude}
 
     def check_nested(self, function):
         """What a nested ``def`` or ``lambda`` may not do, located in the user's file: its own
@@ -623,10 +623,7 @@ class Desugar:
                 name = self.new_version(target.id)
                 self.out.append(Assign(name, operation, value, stmt))
                 if isinstance(value, gast.Lambda):
-                    args = value.args
-                    own = {a.id for a in args.posonlyargs + args.args + args.kwonlyargs}
-                    self.closure_reads[name] = {u: self.current[u] for u in _free_reads(value, own)
-                                                if u in self.current and u != target.id}
+                    self.record_closure(name, value, exclude=target.id)
             else:
                 atom = self.renamed(value)
                 name = self.new_version(target.id)
@@ -714,9 +711,7 @@ class Desugar:
         self.out.append(Assign(name, operation, node, self.origin))
         if isinstance(node, gast.Lambda):
             # A lambda written inside an expression: called at once, or stored or passed on.
-            args = node.args
-            own = {a.id for a in args.posonlyargs + args.args + args.kwonlyargs}
-            self.closure_reads[name] = {u: self.current[u] for u in _free_reads(node, own) if u in self.current}
+            self.record_closure(name, node)
             if not self.calling:
                 self.escaped.add(name)
         return gast.Name(name, gast.Load(), None, None)
@@ -739,11 +734,8 @@ class Desugar:
             elif isinstance(func, gast.Attribute):
                 func = _located(gast.Attribute(self.atom(func.value), func.attr, gast.Load()), func)
             else:
-                self.calling = True
-                try:
+                with self.reading_to_call():
                     func = self.atom(func, "function")
-                finally:
-                    self.calling = False
             # 'f(*xs, **options)': the unpacked value is an atom, the call spreads it at run time.
             args = [_located(gast.Starred(self.atom(a.value), gast.Load()), a) if isinstance(a, gast.Starred)
                     else self.passed(a) for a in expr.args]
@@ -981,9 +973,15 @@ class Desugar:
         stored (see `check_escaped_closures`): a function taking one calls it, as a rule."""
         if not isinstance(expr, (gast.Name, gast.Lambda)):
             return self.argument(expr)
+        with self.reading_to_call():
+            return self.argument(expr)
+
+    @contextlib.contextmanager
+    def reading_to_call(self):
+        """Closures read meanwhile are called (or passed to a call), not stored."""
         self.calling, saved = True, self.calling
         try:
-            return self.argument(expr)
+            yield
         finally:
             self.calling = saved
 
@@ -1068,9 +1066,8 @@ class _Renamer(gast.NodeTransformer):
         return node
 
     def visit_Lambda(self, node):
-        bound = {a.id for a in node.args.args + node.args.posonlyargs + node.args.kwonlyargs}
         saved = self.shadowed
-        self.shadowed = saved | bound
+        self.shadowed = saved | _parameters(node.args)
         node.body = self.visit(node.body)
         self.shadowed = saved
         node.args.defaults = [self.visit(d) for d in node.args.defaults]
@@ -1123,20 +1120,35 @@ def _located(new, old):
     return gast.copy_location(new, old)
 
 
-def _free_reads(function, own):
-    """The names a nested ``def`` or ``lambda`` reads but does not bind itself."""
+def free_names(function):
+    """The names a nested ``def`` or ``lambda`` reads but does not bind itself (its parameters, what
+    it assigns, the parameters of functions inside it), in the order first read."""
+    own = _parameters(function.args)
     body = function.body if isinstance(function.body, list) else [function.body]
-    return {n.id for stmt in body for n in gast.walk(stmt)
-            if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load) and n.id not in own}
+    reads = []
+    for stmt in body:
+        for node in gast.walk(stmt):
+            if isinstance(node, gast.Name):
+                if isinstance(node.ctx, gast.Load):
+                    reads.append(node.id)
+                else:
+                    own.add(node.id)
+            elif isinstance(node, (gast.FunctionDef, gast.Lambda)):
+                own |= _parameters(node.args)
+                if isinstance(node, gast.FunctionDef):
+                    own.add(node.name)
+    return list(dict.fromkeys(n for n in reads if n not in own))
+
+
+def _parameters(args):
+    """The names a function's parameters bind."""
+    return {a.id for a in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]
+            if a is not None}
 
 
 def _assigned_names(function):
     """The function's locals: its parameters and every name it assigns."""
-    found = set()
-    args = function.args
-    for a in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
-        if a is not None:
-            found.add(a.id)
+    found = _parameters(function.args)
     for node in gast.walk(function):
         if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
             found.add(node.id)

@@ -64,7 +64,7 @@ def names_in(tree):
 def _short(node, first=True):
     if isinstance(node, gast.Name):
         return node.id
-    if _is_number(node):
+    if is_number(node):
         value = node.value
         if not first and value == int(value) and abs(value) < 1000:
             return str(int(value)).replace("-", "neg")
@@ -72,14 +72,15 @@ def _short(node, first=True):
     return None
 
 
-def _is_number(node):
+def is_number(node):
+    """Is `node` a number written out (not a bool)?"""
     return (isinstance(node, gast.Constant) and isinstance(node.value, (int, float))
             and not isinstance(node.value, bool))
 
 
 def _fractional(node, first=True):
     """A number a name cannot spell (0.01, 3.7): it reads badly (``t0_01``), so it is left out."""
-    return _is_number(node) and _short(node, first) is None
+    return is_number(node) and _short(node, first) is None
 
 
 def operator_word(op):

@@ -31,7 +31,7 @@ import gast
 import numpy as np
 
 from adtrans import registry, tangents
-from adtrans.desugar import Assign, Effect, Return, Unpack
+from adtrans.desugar import Assign, Effect, Return, Unpack, free_names
 
 BINARY_OPERATORS = {
     gast.Add: operator.add, gast.Sub: operator.sub, gast.Mult: operator.mul,
@@ -72,26 +72,7 @@ def captured_names(function, locals_):
     A derivative flows through them into the function value, whose tangent
     is a dict of theirs by name (see `api.call_with_pullback`).
     """
-    args = function.args
-    own = {a.id for a in args.posonlyargs + args.args + args.kwonlyargs}
-    own |= {a.id for a in (args.vararg, args.kwarg) if a is not None}
-    body = function.body if isinstance(function.body, list) else [function.body]
-    reads = []
-    for stmt in body:
-        for node in gast.walk(stmt):
-            if isinstance(node, gast.Name):
-                if isinstance(node.ctx, gast.Load):
-                    reads.append(node.id)
-                else:
-                    own.add(node.id)
-            elif isinstance(node, (gast.FunctionDef, gast.Lambda)):
-                inner = node.args
-                own |= {a.id for a in inner.posonlyargs + inner.args + inner.kwonlyargs}
-    found = []
-    for name in reads:
-        if name in locals_ and name not in own and name not in found:
-            found.append(name)
-    return found
+    return [name for name in free_names(function) if name in locals_]
 
 
 def local_names(node, locals_):
@@ -223,7 +204,7 @@ class Resolver:
                              description=name)
         if isinstance(target, DifferentiableFunction):
             kind = "vjp" if target.vjp is not None else "checkpoint" if target.checkpoint else "transform"
-            if kind != "vjp" and target.function.__code__.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
+            if kind != "vjp" and target.function.__code__.co_flags & _COLLECTS:
                 kind = "dynamic"    # the run-time dispatch counts what *args and **kwargs collect
             return Operation(kind, inputs, arg_inputs, callee=target, description=name)
         rule = registry.lookup_rule(target)
@@ -239,7 +220,7 @@ class Resolver:
             # is a C function to us.
             return Operation("unknown", inputs, arg_inputs, callee=target, description=name)
         if isinstance(target, types.FunctionType):
-            if target.__code__.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
+            if target.__code__.co_flags & _COLLECTS:
                 return Operation("dynamic", inputs, arg_inputs, callee=target, description=name)
             return Operation("transform", inputs, arg_inputs, callee=target, description=name)
         if isinstance(target, type) and tangents.is_structure_type(target):
@@ -307,6 +288,7 @@ class Resolver:
 
 
 _NUMPY_DISPATCHER = "<__array_function__ internals>"
+_COLLECTS = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS     # a *args or **kwargs parameter
 
 
 def is_spread(call):

@@ -30,7 +30,7 @@ from adtrans.codegen import unparse
 from adtrans.copyprop import propagate_copies
 from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
 from adtrans.errors import DifferentiationError
-from adtrans.naming import Namer, names_in
+from adtrans.naming import Namer, is_number, names_in
 from adtrans.release import release_dead
 from adtrans.simplify import Scalar, negation_removed, simplify_scalar
 from adtrans.resolve import Operation, Resolver, is_spread
@@ -287,11 +287,7 @@ class ReverseTransform:
         on as they are (a helper taking the model keeps its fields' constants)."""
         if not self.classes:
             return frozenset()
-        try:
-            bound = inspect.signature(target).bind(*call.args, **{k.arg: k.value for k in call.keywords})
-        except TypeError:
-            return frozenset()
-        return frozenset((param, self.classes[node.id]) for param, node in bound.arguments.items()
+        return frozenset((param, self.classes[node.id]) for param, node in self.bind(target, call).items()
                          if isinstance(node, gast.Name) and node.id in self.classes)
 
     def _base_name(self):
@@ -1512,14 +1508,9 @@ class _FoldConstants(gast.NodeTransformer):
     def visit_BinOp(self, node):
         self.generic_visit(node)
         fn = self._OPERATORS.get(type(node.op))
-        if fn is not None and _is_number(node.left) and _is_number(node.right):
+        if fn is not None and is_number(node.left) and is_number(node.right):
             return gast.Constant(fn(node.left.value, node.right.value), None)
         return node
-
-
-def _is_number(node):
-    return (isinstance(node, gast.Constant) and isinstance(node.value, (int, float))
-            and not isinstance(node.value, bool))
 
 
 class _Unbroadcast(gast.NodeTransformer):

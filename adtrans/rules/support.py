@@ -1143,8 +1143,7 @@ def _check_dict(mapping, method):
 
 def items_cotangent(g, mapping):
     """The cotangent of `mapping` from that of ``list(mapping.items())``: each pair's value part."""
-    return {key: tangents.zeros_like(value) if g is None or g[i] is None or g[i][1] is None else g[i][1]
-            for i, (key, value) in enumerate(mapping.items())}
+    return values_cotangent(None if g is None else [None if pair is None else pair[1] for pair in g], mapping)
 
 
 def values_cotangent(g, mapping):
