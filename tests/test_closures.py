@@ -182,3 +182,14 @@ def test_a_closure_called_or_passed_before_its_variable_is_assigned_again_is_fin
         return before + g(x) + apply(g, x)
 
     assert adtrans.gradient(f, 1.5, 2.0) == pytest.approx((3 * 2.0 + 2 * 4.0, 3 * 1.5 + 2 * 3.0))
+
+
+def test_a_default_computed_from_locals_is_a_located_error():
+    def f(w, x):
+        g = lambda v, s=w * 2.0: v * s
+        return g(x)
+
+    with pytest.raises(adtrans.DifferentiationError, match="default value of a nested function computed") as info:
+        adtrans.gradient(f, 1.5, 2.0)
+    assert info.value.lineno == f.__code__.co_firstlineno + 1
+    assert "give the default that name" in str(info.value)

@@ -738,3 +738,44 @@ def test_fields_without_derivative_are_constants_for_each_class():
     d_m, d_x = adtrans.gradient(through_a_helper, Clipped(2.0), 3.0)
     value = scaled_by_steps(Clipped(2.0), 3.0)
     assert d_m.w == pytest.approx(2 * value * 3.0 * 4) and d_x == pytest.approx(2 * value * (2.0 * 4 + 0.5))
+
+
+def test_super_outside_a_method_is_a_located_error():
+    def f(x):
+        return super().scale(x)
+
+    with pytest.raises(adtrans.DifferentiationError, match=r"'super\(\)' outside a method") as info:
+        adtrans.gradient(f, 1.5)
+    assert info.value.lineno == f.__code__.co_firstlineno + 1
+
+
+class Weights:
+    """Not a dict, but with an items() method."""
+
+    def __init__(self, w):
+        self.w = w
+
+    def items(self):
+        return [("w", self.w)]
+
+
+@dataclasses.dataclass
+class WeightsRecord:
+    w: float
+
+    def items(self):
+        return [("w", self.w)]
+
+
+def weighted_sum(weights, x):
+    total = 0.0
+    for _, w in weights.items():
+        total = total + w * x
+    return total
+
+
+def test_items_of_something_else_than_a_dict():
+    # Called as written when no derivative needs it; a derivative through it is refused, naming it.
+    assert adtrans.gradient(weighted_sum, Weights(2.0), 3.0, wrt="x") == 2.0
+    with pytest.raises(TypeError, match=r"differentiates '\.items\(\)' of a dict, not of a WeightsRecord"):
+        adtrans.gradient(weighted_sum, WeightsRecord(2.0), 3.0)

@@ -1118,38 +1118,38 @@ def closure_parts(g, names, values):
 
 
 def listed_items(mapping):
-    """``d.items()`` in differentiated code: the pairs as a list, which the pullback can index."""
-    _check_dict(mapping, "items")
-    return list(mapping.items())
+    """``d.items()`` in differentiated code: the pairs of a dict as a list, which the pullback can
+    index (anything else's ``items()`` as it is)."""
+    return list(mapping.items()) if isinstance(mapping, dict) else mapping.items()
 
 
 def listed_values(mapping):
-    """``d.values()`` in differentiated code: the values as a list."""
-    _check_dict(mapping, "values")
-    return list(mapping.values())
+    """``d.values()`` in differentiated code: the values of a dict as a list."""
+    return list(mapping.values()) if isinstance(mapping, dict) else mapping.values()
 
 
 def listed_keys(mapping):
-    """``d.keys()`` in differentiated code: the keys as a list (no derivative)."""
-    _check_dict(mapping, "keys")
-    return list(mapping)
+    """``d.keys()`` in differentiated code: the keys of a dict as a list (no derivative)."""
+    return list(mapping) if isinstance(mapping, dict) else mapping.keys()
+
+
+def items_cotangent(g, mapping):
+    """The cotangent of `mapping` from that of ``list(mapping.items())``: each pair's value part."""
+    _check_dict(mapping, "items")
+    return values_cotangent(None if g is None else [None if pair is None else pair[1] for pair in g], mapping)
+
+
+def values_cotangent(g, mapping):
+    """The cotangent of `mapping` from that of ``list(mapping.values())``."""
+    _check_dict(mapping, "values")
+    return {key: tangents.zeros_like(value) if g is None or g[i] is None else g[i]
+            for i, (key, value) in enumerate(mapping.items())}
 
 
 def _check_dict(mapping, method):
     if not isinstance(mapping, dict):
         raise TypeError(f"adtrans differentiates '.{method}()' of a dict, not of a "
                         f"{type(mapping).__qualname__}")
-
-
-def items_cotangent(g, mapping):
-    """The cotangent of `mapping` from that of ``list(mapping.items())``: each pair's value part."""
-    return values_cotangent(None if g is None else [None if pair is None else pair[1] for pair in g], mapping)
-
-
-def values_cotangent(g, mapping):
-    """The cotangent of `mapping` from that of ``list(mapping.values())``."""
-    return {key: tangents.zeros_like(value) if g is None or g[i] is None else g[i]
-            for i, (key, value) in enumerate(mapping.items())}
 
 
 def merged(*mappings):
