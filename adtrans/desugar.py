@@ -535,7 +535,14 @@ class Desugar:
         self.out.append(Unpack([self.new_version(n) for n in outputs], values, stmt, stmt))
 
     def segmented_loop(self, stmt):
-        """``for x in segmented(xs, k)``: loops of k passes, each a recomputed block."""
+        """``for x in segmented(xs, k)``: runs of k passes, each a recomputed block but the last.
+
+        The last run's backward comes first, when its intermediates would be recomputed
+        at once: it runs as a plain loop and keeps them (no extra peak memory, one
+        run less to recompute; PyTorch's ``checkpoint_sequential`` does the same).
+        A body that may ``break`` does not know its last run in advance, so
+        there every run is recomputed.
+        """
         call = stmt.iter
         if len(call.args) != 2 or call.keywords:
             raise self.source.error(call, "write 'segmented(iterable, length)'")
@@ -545,9 +552,9 @@ class Desugar:
         self.locals.update((items, length, start))
         load = lambda n: gast.Name(n, gast.Load(), None, None)  # noqa: E731
         store = lambda n: gast.Name(n, gast.Store(), None, None)  # noqa: E731
+        call_of = lambda f, *args: gast.Call(load(f), list(args), [])  # noqa: E731
         prologue = [
-            gast.Assign([store(items)], gast.Call(gast.Name("list", gast.Load(), None, None), [call.args[0]], []),
-                        None),
+            gast.Assign([store(items)], call_of("list", call.args[0]), None),
             gast.Assign([store(length)], call.args[1], None),
         ]
         window = gast.Subscript(load(items), gast.Slice(load(start), gast.BinOp(load(start), gast.Add(),
@@ -558,14 +565,27 @@ class Desugar:
         block = gast.With(items=[gast.withitem(gast.Constant(None, None), None)], body=[inner],
                           type_comment=None)
         block.adtrans_recomputed = True
-        ranged = gast.Call(gast.Name("range", gast.Load(), None, None),
-                           [gast.Constant(0, None), gast.Call(gast.Name("len", gast.Load(), None, None),
-                                                              [load(items)], []), load(length)], [])
-        outer = gast.For(target=store(start), iter=ranged, body=[block] + clone(exits), orelse=[],
-                         type_comment=None)
-        for node in prologue + [inner, block, outer]:
+        if exits:
+            end, last = call_of("len", load(items)), []
+        else:
+            # last_start = max(len(items) - 1, 0) // segment_length * segment_length
+            end = load(self.namer.fresh("last_start"))
+            self.locals.add(end.id)
+            before_last = call_of("max", gast.BinOp(call_of("len", load(items)), gast.Sub(), gast.Constant(1, None)),
+                                  gast.Constant(0, None))
+            first_of_run = gast.BinOp(gast.BinOp(before_last, gast.FloorDiv(), load(length)), gast.Mult(),
+                                      load(length))
+            last_run = self.namer.fresh("last_run")
+            self.locals.add(last_run)
+            rest = gast.Subscript(load(items), gast.Slice(clone(end), None, None), gast.Load())
+            prologue += [gast.Assign([store(end.id)], first_of_run, None), gast.Assign([store(last_run)], rest, None)]
+            last = [gast.For(target=clone(stmt.target), iter=load(last_run), body=clone(inner_body), orelse=[],
+                             type_comment=None)]
+        outer = gast.For(target=store(start), iter=call_of("range", gast.Constant(0, None), end, load(length)),
+                         body=[block] + clone(exits), orelse=[], type_comment=None)
+        for node in prologue + [inner, block, outer] + last:
             gast.copy_location(node, stmt)
-        for node in prologue + [outer]:
+        for node in prologue + [outer] + last:
             for child in gast.walk(node):
                 if not hasattr(child, "lineno") and hasattr(child, "_attributes") and "lineno" in child._attributes:
                     gast.copy_location(child, stmt)

@@ -5,6 +5,7 @@ out knowing every name the user's function mentions, so a generated name can
 neither shadow a user variable nor a global the user reads.
 """
 
+import builtins
 import keyword
 import re
 
@@ -22,6 +23,8 @@ _COMPARISON_WORDS = {gast.Lt: "lt", gast.LtE: "le", gast.Gt: "gt", gast.GtE: "ge
 _NUMBER_WORDS = {0: "zero", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven",
                  8: "eight", 9: "nine", 10: "ten", 0.5: "half"}
 _MAX_DERIVED = 28
+# A generated local never hides a builtin (`tuple = (a, b)` would break a later `tuple(...)`).
+_BUILTINS = frozenset(dir(builtins))
 
 
 class Namer:
@@ -33,7 +36,7 @@ class Namer:
         base = _identifier(base)
         name = base
         count = 0
-        while name in self.taken or keyword.iskeyword(name):
+        while name in self.taken or keyword.iskeyword(name) or name in _BUILTINS:
             count += 1
             name = f"{base}_{count}"
         self.taken.add(name)

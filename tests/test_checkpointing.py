@@ -1,6 +1,7 @@
 """Checkpointing: recompute-in-pullback, and proof that the recomputation ran."""
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,6 +198,57 @@ def test_segmented_loop_keeps_one_value_per_segment():
     forward = text.split("def pullback")[0]
     assert "for start in range(0, len_items, segment_length):" in forward
     assert "tape.append((start, h_1))" in forward
+
+
+def steps(x, Ws, bs):
+    h = x
+    for W, b in adtrans.segmented([(W, b) for W, b in zip(Ws, bs)], 3):
+        CALLS.append("pass")
+        if np.sum(W) > 1e9:
+            continue
+        h = np.tanh(h @ W + b)
+    return np.sum(h * h) + np.sum(W)
+
+
+def steps_plain(x, Ws, bs):
+    h = x
+    for W, b in zip(Ws, bs):
+        h = np.tanh(h @ W + b)
+    return np.sum(h * h) + np.sum(W)
+
+
+@pytest.mark.parametrize("count, recomputed", [(7, 6), (6, 3), (3, 0), (2, 0), (1, 0)])
+def test_segmented_loop_keeps_the_last_run(count, recomputed):
+    # Runs of 3 passes; the last run's backward comes first, so it keeps its values.
+    x, Ws, bs = data(count)
+    CALLS.clear()
+    value, g = adtrans.value_with_gradient(steps, x, Ws, bs)
+    assert CALLS.count("pass") == count + recomputed
+    assert value == steps_plain(x, Ws, bs)
+    assert same(g, adtrans.gradient(steps_plain, x, Ws, bs))
+    adtrans.check_gradient(steps, x, Ws, bs)
+
+
+def test_segmented_loop_over_nothing():
+    def empty(x, Ws):
+        h = x
+        for W in adtrans.segmented(Ws, 4):
+            h = np.tanh(h @ W)
+        return np.sum(h)
+
+    x = RNG.normal(size=(2, 3))
+    assert np.array_equal(adtrans.gradient(empty, x, [], wrt=0), np.ones_like(x))
+
+
+def test_segmented_loop_generated_code():
+    text = adtrans.generated_source(steps)
+    forward = text.split("def pullback")[0]
+    assert "last_start = max(len(items) - 1, 0) // segment_length * segment_length" in forward
+    assert "for start in range(0, last_start, segment_length):" in forward
+    assert "last_run = items[last_start:]" in forward
+    assert re.search(r"\n    for .* in (enumerate\()?last_run\)?:\n", forward)
+    pullback = text.split("def pullback")[1]
+    assert pullback.count("recomputed_block_value_with_pullback") == 1
 
 
 def test_user_written_make_recomputed_in_gradient():
