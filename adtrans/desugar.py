@@ -517,9 +517,12 @@ class Desugar:
             if name not in inputs and (name in self.current or name in freevars):
                 inputs.append(name)
         inside = {id(n) for s in body for n in gast.walk(s)}
-        read_elsewhere = {n.id for n in gast.walk(self.function)
-                          if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load) and id(n) not in inside}
-        outputs = [n for n in _stored_in(body) if n in read_elsewhere]
+        # What the block assigns and a later statement may read: after it, and, in a loop,
+        # the block itself on the next pass (`c` in ``h = f(h, c); c = g(h)``).
+        read_after = _reads_outside(self.function, inside) | getattr(stmt, "adtrans_read_after", set())
+        if getattr(stmt, "adtrans_recomputed", False) or _in_loop(self.function, stmt):
+            read_after |= _exposed_reads(body)
+        outputs = [n for n in _stored_in(body) if n in read_after]
         if not outputs:
             raise self.source.error(stmt, "a recomputed block must assign a variable used after it")
         function = _outlined_function(self.namer.fresh("recomputed_block"), inputs, outputs, body, stmt)
@@ -557,14 +560,19 @@ class Desugar:
             gast.Assign([store(items)], call_of("list", call.args[0]), None),
             gast.Assign([store(length)], call.args[1], None),
         ]
-        window = gast.Subscript(load(items), gast.Slice(load(start), gast.BinOp(load(start), gast.Add(),
-                                                                               load(length)), None), gast.Load())
+        # The run's passes are the block's input (not `items` and `start`): its pullback
+        # then gives the run's cotangent alone, not one as long as the whole loop.
+        run = self.namer.fresh("run")
+        self.locals.add(run)
+        window = gast.Assign([store(run)], gast.Subscript(load(items), gast.Slice(
+            load(start), gast.BinOp(load(start), gast.Add(), load(length)), None), gast.Load()), None)
         inner_body = list(stmt.body)
         exits = [inner_body[-1]] if inner_body and _is_break_test(inner_body[-1]) else []
-        inner = gast.For(target=stmt.target, iter=window, body=inner_body, orelse=[], type_comment=None)
+        inner = gast.For(target=stmt.target, iter=load(run), body=inner_body, orelse=[], type_comment=None)
         block = gast.With(items=[gast.withitem(gast.Constant(None, None), None)], body=[inner],
                           type_comment=None)
         block.adtrans_recomputed = True
+        block.adtrans_read_after = _reads_outside(exits[0], ()) if exits else set()
         if exits:
             end, last = call_of("len", load(items)), []
         else:
@@ -582,8 +590,8 @@ class Desugar:
             last = [gast.For(target=clone(stmt.target), iter=load(last_run), body=clone(inner_body), orelse=[],
                              type_comment=None)]
         outer = gast.For(target=store(start), iter=call_of("range", gast.Constant(0, None), end, load(length)),
-                         body=[block] + clone(exits), orelse=[], type_comment=None)
-        for node in prologue + [inner, block, outer] + last:
+                         body=[window, block] + clone(exits), orelse=[], type_comment=None)
+        for node in prologue + [window, inner, block, outer] + last:
             gast.copy_location(node, stmt)
         for node in prologue + [outer] + last:
             for child in gast.walk(node):
@@ -1247,6 +1255,91 @@ def _grows(call, locals_):
     return (isinstance(call, gast.Call) and isinstance(call.func, gast.Attribute)
             and call.func.attr in _GROWING and isinstance(call.func.value, gast.Name)
             and call.func.value.id in locals_)
+
+
+def _reads_outside(tree, inside):
+    """Names `tree` reads outside the nodes whose ids are in `inside`, not counting a
+    comprehension's or lambda's own variables (``[(W, b) for W, b in pairs]`` reads no `W`)."""
+    reads = set()
+
+    def visit(node, own, inside=frozenset(inside)):
+        if id(node) in inside:
+            return
+        if isinstance(node, (gast.ListComp, gast.SetComp, gast.GeneratorExp, gast.DictComp)):
+            visit(node.generators[0].iter, own)     # evaluated in the enclosing scope
+            inside = inside | {id(node.generators[0].iter)}
+            own = own | {n.id for g in node.generators for n in gast.walk(g.target) if isinstance(n, gast.Name)}
+        elif isinstance(node, gast.Lambda):
+            own = own | {a.id for a in gast.walk(node.args) if isinstance(a, gast.Name)}
+        elif isinstance(node, gast.Name) and isinstance(node.ctx, gast.Load) and node.id not in own:
+            reads.add(node.id)
+        for child in gast.iter_child_nodes(node):
+            visit(child, own, inside)
+
+    visit(tree, frozenset())
+    return reads
+
+
+def _in_loop(function, stmt):
+    """Is `stmt` inside a loop of `function` (not counting nested functions)?"""
+    def search(node, looping):
+        if node is stmt:
+            return looping
+        if isinstance(node, (gast.FunctionDef, gast.AsyncFunctionDef, gast.Lambda)) and node is not function:
+            return False
+        looping = looping or isinstance(node, (gast.For, gast.While))
+        return any(search(child, looping) for child in gast.iter_child_nodes(node))
+
+    return search(function, False)
+
+
+def _exposed_reads(statements):
+    """Names `statements` may read before assigning them (their upward-exposed uses)."""
+    exposed = set()
+
+    def reads(node, defined):
+        exposed.update(_reads_outside(node, ()) - defined)
+
+    def block(body, defined):
+        defined = set(defined)
+        for stmt in body:
+            if isinstance(stmt, (gast.For, gast.AsyncFor)):
+                reads(stmt.iter, defined)
+                block(stmt.body, defined | set(_stored_in([stmt.target])))
+                block(stmt.orelse, defined)
+            elif isinstance(stmt, gast.While):
+                reads(stmt.test, defined)
+                block(stmt.body, defined)
+                block(stmt.orelse, defined)
+            elif isinstance(stmt, gast.If):
+                reads(stmt.test, defined)
+                then, otherwise = block(stmt.body, defined), block(stmt.orelse, defined)
+                defined |= then & otherwise
+            elif isinstance(stmt, (gast.With, gast.AsyncWith)):
+                for item in stmt.items:
+                    reads(item.context_expr, defined)
+                defined = block(stmt.body, defined | set(_stored_in([i.optional_vars for i in stmt.items
+                                                                      if i.optional_vars is not None])))
+            else:
+                value = getattr(stmt, "value", None)
+                if isinstance(stmt, (gast.Assign, gast.AnnAssign)) and value is not None:
+                    reads(value, defined)       # then the targets' own reads (x[i] = v reads x, i)
+                    for target in getattr(stmt, "targets", None) or [stmt.target]:
+                        reads(target, defined)
+                elif isinstance(stmt, gast.AugAssign):    # x += v reads x
+                    reads(stmt, defined)
+                    exposed.update(n.id for n in gast.walk(stmt.target) if isinstance(n, gast.Name)
+                                   and n.id not in defined)
+                else:
+                    reads(stmt, defined)
+                if isinstance(stmt, (gast.FunctionDef, gast.AsyncFunctionDef)):
+                    defined.add(stmt.name)
+                else:
+                    defined |= set(_stored_in([stmt]))
+        return defined
+
+    block(statements, set())
+    return exposed
 
 
 def _stored_in(statements, locals_=()):

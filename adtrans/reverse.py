@@ -475,6 +475,10 @@ class ReverseTransform:
                 and preferred not in self.fn.__code__.co_freevars and self.user_globals.get(preferred) is obj):
             self.cell_ids[id(obj)] = preferred
             return preferred
+        if (getattr(builtins, preferred, None) is obj and preferred not in self.user_globals
+                and preferred not in self.resolver.locals and preferred not in self.fn.__code__.co_freevars):
+            self.cell_ids[id(obj)] = preferred      # a builtin, as the user would write it
+            return preferred
         name = self.namer.fresh(preferred)
         self.cells[name] = obj
         self.cell_ids[id(obj)] = name

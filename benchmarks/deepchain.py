@@ -82,6 +82,7 @@ def loss_plain(x, Ws, bs):
 # the two losses below look them up as globals when they are differentiated.
 layer_ckpt = None
 segment_ckpt = None
+segmented = None
 
 
 def loss_each(x, Ws, bs):
@@ -98,9 +99,16 @@ def loss_every(x, Ws, bs, seg):
     return np.sum(h)
 
 
+def loss_segmented(x, Ws, bs, seg):
+    h = x
+    for i in segmented(range(len(Ws)), seg):
+        h = np.tanh(h @ Ws[i] + bs[i])
+    return np.sum(h)
+
+
 def make_checkpointed():
-    """Make ``layer_ckpt`` and ``segment_ckpt``; ``None``, or why it can't."""
-    global layer_ckpt, segment_ckpt
+    """Make ``layer_ckpt``, ``segment_ckpt`` and ``segmented``; ``None``, or why it can't."""
+    global layer_ckpt, segment_ckpt, segmented
     status = harness.adtrans_status()
     if status is not None:
         return status
@@ -110,6 +118,7 @@ def make_checkpointed():
     try:
         layer_ckpt = adtrans.checkpointed(layer)
         segment_ckpt = adtrans.checkpointed(segment)
+        segmented = adtrans.segmented
     except Exception as exc:    # not implemented yet, or broken: report it
         return "not available yet: " + harness.failure(exc)
     return None
@@ -216,6 +225,15 @@ def case_adtrans_every(x, Ws, bs, seg):
             _same, f"segment_ckpt = checkpointed(segment) on {seg}-layer slices")
 
 
+def case_adtrans_segmented(x, Ws, bs, seg):
+    status = make_checkpointed()
+    if status is not None:
+        return status
+    import adtrans
+    return ((lambda: adtrans.value_with_gradient(loss_segmented, x, Ws, bs, seg, wrt=WRT)),
+            _same, f"for i in segmented(range(len(Ws)), {seg}): the last run is kept, not recomputed")
+
+
 def _jax_case(x, Ws, bs, seg, checkpoint):
     jax = harness.import_peer("jax")
     if jax is None:
@@ -307,6 +325,7 @@ CASES = {
     "adtrans, no checkpointing": case_adtrans_plain,
     "adtrans, each layer checkpointed": case_adtrans_each,
     "adtrans, every 8 layers checkpointed": case_adtrans_every,
+    "adtrans, segmented loop, runs of 8": case_adtrans_segmented,
     "jax.jit": case_jax_plain,
     "jax.jit + jax.checkpoint": case_jax_every,
     "torch": case_torch_plain,
@@ -509,11 +528,12 @@ def run(repeat=15, size="full"):
     def median(label, measure):
         row = next(r for r in rows if r.system == label and r.measure == measure)
         return row.median
-    plain, every = names[2], names[4]
-    for measure in ("value+grad", "peak traced", "peak RSS"):
-        a, b = median(plain, measure), median(every, measure)
-        if a and b:
-            notes.append(f"{every} / {plain}, {measure}: {b / a:.2f}x")
+    plain = names[2]
+    for every in names[4:6]:
+        for measure in ("value+grad", "peak traced", "peak RSS"):
+            a, b = median(plain, measure), median(every, measure)
+            if a and b:
+                notes.append(f"{every} / {plain}, {measure}: {b / a:.2f}x")
     a, b = median(names[0], "value+grad"), median(names[1], "value+grad")
     if a and b:
         notes.append(f"handwritten: segments / keep-all time {b / a:.2f}x")
