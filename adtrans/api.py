@@ -233,6 +233,7 @@ def _derive(fn, wrt, mode="reverse", strict=True, floats=frozenset(), lifted=())
 
     function = instantiate(code, generated, fn)
     function.takes_over = generated.takes_over      # see reverse.ReverseTransform.hand_to
+    function.lazy_params = generated.lazy_params    # see reverse.Generated.lazy_params
     _instances.setdefault(fn, {})[key] = function
     return function
 

@@ -1407,5 +1407,6 @@ def _compile_outlined(function, source):
     code = compile(ast.fix_missing_locations(module), source.fn.__code__.co_filename, "exec")
     inner = next(c for c in code.co_consts if isinstance(c, types.CodeType))
     fn = types.FunctionType(inner, source.fn.__globals__, function.name)
+    fn._adtrans_outlined = True     # see reverse.Generated.lazy_params
     synthetic_sources[inner] = FunctionSource(fn, function, source.filename, source.lines, False)
     return fn

@@ -64,6 +64,9 @@ class Generated:
     # Does the pullback start with `tangents.take_over`: may a generated caller hand it its
     # cotangent (`tangents.hand_over`)? Only if that lets it free the cotangent early.
     takes_over: bool = False
+    # An outlined block's list parameters whose cotangent may hold None for a zero: only
+    # generated callers call it, and they add such a list, or fill it (`tangents.filled`).
+    lazy_params: frozenset = frozenset()
     _optimised: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -188,6 +191,11 @@ class ReverseTransform:
         self.owned = set()         # adjoints that are arrays or lists this pullback made (safe to add into)
         self.hands_to = set()      # generated pullbacks that take a cotangent over (see `hand_to`)
         self.never_hand_to = set()  # pullbacks of users' derivatives and run-time dispatch
+        # A block `with recomputed()` or a run of `segmented` became this function: a list
+        # parameter's cotangent leaves with None for the zeros of the items it never read (a run
+        # reading `xs[t]` gets `xs`, but makes no zeros as long as the whole list).
+        self.outlined = getattr(self.fn, "_adtrans_outlined", False)
+        self.lazy_params = set()
 
     # -- the whole transform
 
@@ -267,7 +275,8 @@ class ReverseTransform:
         self.drop_unused_helpers((tangents.take_over, tangents.hand_over), [text, "\n".join(fused)])
         return Generated(name, text, self.cells, self.freevars, self.source, self.warnings,
                          self.replays, gradient_name, fused, self.gradient_names(),
-                         gradient_only, frozenset(self.known_floats), takes_over=takes_over)
+                         gradient_only, frozenset(self.known_floats), takes_over=takes_over,
+                         lazy_params=frozenset(self.lazy_params))
 
     def constant_fields(self):
         """Reads of fields without derivative from parameters of known dataclasses are constants."""
@@ -1098,8 +1107,11 @@ class ReverseTransform:
             if name not in self.defined and name in by_item:
                 lazy = self.helper("lazy_zeros", tangents.lazy_zeros)
                 before.append(f"{self.adjoint(name)} = {lazy}({name})")
-                fill = self.helper("filled", tangents.filled)
-                after.append(f"{self.adjoint(name)} = {fill}({self.adjoint(name)}, {name})")
+                if self.outlined and name in self.body.params:
+                    self.lazy_params.add(name)
+                else:
+                    fill = self.helper("filled", tangents.filled)
+                    after.append(f"{self.adjoint(name)} = {fill}({self.adjoint(name)}, {name})")
                 self.defined.add(name)
                 self.owned.add(name)
             elif name not in self.defined:
@@ -1413,8 +1425,10 @@ class ReverseTransform:
                                gast.Constant(1, None), gast.Load())
         bound = self.bind(target, call)
         targets = [bound[p] for p in wrt]
+        lazy = getattr(derived, "lazy_params", ())
+        filling = {i for i, p in enumerate(wrt) if p in lazy}
         # One expression: the recomputed pass's pullback (and what it keeps) is freed once used.
-        return self.unpack_cotangents(targets, gast.Call(again, [d], []), stmt.target)
+        return self.unpack_cotangents(targets, gast.Call(again, [d], []), stmt.target, filling)
 
     def construct_adjoints(self, stmt, op, d):
         """``p = Point(x, y)``: each active argument gets the tangent of the field it sets."""
@@ -1441,17 +1455,27 @@ class ReverseTransform:
         return [gast.Tuple(list(bound.arguments.get(n, ())), gast.Load()) if n == star
                 else bound.arguments.get(n) for n in names]
 
-    def unpack_cotangents(self, targets, pullback, base):
-        """Assign a pullback's cotangent(s) for `targets` and add them to the adjoints."""
+    def unpack_cotangents(self, targets, pullback, base, filling=()):
+        """Assign a pullback's cotangent(s) for `targets` and add them to the adjoints.
+
+        The cotangents at positions in `filling` may hold None for zeros (`Generated.lazy_params`):
+        added to an adjoint that is there they stay so, assigned to a new one they are filled.
+        """
+        def filled(i, node, part):
+            if i in filling and (not isinstance(node, gast.Name) or node.id not in self.defined):
+                return _call(_name(self.helper("filled", tangents.filled)), part, clone(node))
+            return part
+
         if len(targets) == 1:
             node = targets[0]
+            pullback = filled(0, node, pullback)
             if isinstance(node, gast.Name):
                 return self.accumulate([(node.id, pullback)])
             return self.accumulate_structured(node, pullback, base)
         parts = self.namer.fresh(f"d_{base}_arguments")
         statements = [_assign(parts, pullback)]
         for i, node in enumerate(targets):
-            part = gast.Subscript(_name(parts), gast.Constant(i, None), gast.Load())
+            part = filled(i, node, gast.Subscript(_name(parts), gast.Constant(i, None), gast.Load()))
             if isinstance(node, gast.Name):
                 statements += self.accumulate([(node.id, part)])
             elif node is not None:

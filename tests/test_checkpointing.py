@@ -197,7 +197,10 @@ def test_segmented_loop_keeps_one_value_per_segment():
     text = adtrans.generated_source(segments)
     forward = text.split("def pullback")[0]
     assert "for start in range(0, len_items, segment_length):" in forward
-    assert re.search(r"tape.append\(\(start, start_plus_segment_length, run, broke_\d, h_1\)\)", forward)
+    kept = re.search(r"tape.append\(\((.*)\)\)", forward).group(1).split(", ")
+    # the run's passes, where it starts and ends, the flag that stops the loop, one activation
+    assert sorted(re.sub(r"_\d$", "", k) for k in kept) == ["broke", "h", "run", "start",
+                                                             "start_plus_segment_length"]
 
 
 def steps(x, Ws, bs):
@@ -330,6 +333,34 @@ def test_recomputed_values_carried_to_the_next_pass(f):
     assert value == pytest.approx(carried_plain(x, Ws), rel=1e-12)
     assert same(g, adtrans.gradient(carried_plain, x, Ws))
     adtrans.check_gradient(f, x, Ws)
+
+
+def reads_some_items(x, xs):
+    with adtrans.recomputed():
+        h = x
+        for t in range(1, 3):
+            h = np.tanh(h * xs[t])
+    return np.sum(h)
+
+
+def steps_by_index(x, xs):
+    h = x
+    for t in adtrans.segmented(range(len(xs)), 2):
+        h = np.tanh(h * xs[t]) + xs[t]
+    return np.sum(h)
+
+
+@pytest.mark.parametrize("f", [reads_some_items, steps_by_index])
+def test_recomputed_list_reads_give_whole_cotangents(f):
+    # A run reading xs[t] gives xs a cotangent with None for the items it never read; what
+    # leaves the gradient is whole, zeros made.
+    x, xs = RNG.normal(size=3), [RNG.normal(size=3) for _ in range(5)]
+    value, back = adtrans.value_with_pullback(f, x, xs)
+    d_x, d_xs = back(1.0)
+    assert all(type(d) is np.ndarray and d.shape == (3,) for d in d_xs)
+    if f is reads_some_items:
+        assert not d_xs[0].any() and not d_xs[3].any() and d_xs[1].any()
+    adtrans.check_gradient(f, x, xs)
 
 
 def test_user_written_make_recomputed_in_gradient():
