@@ -519,9 +519,9 @@ class Desugar:
         inside = {id(n) for s in body for n in gast.walk(s)}
         # What the block assigns and a later statement may read: after it, and, in a loop,
         # the block itself on the next pass (`c` in ``h = f(h, c); c = g(h)``).
-        read_after = _reads_outside(self.function, inside) | getattr(stmt, "adtrans_read_after", set())
+        read_after = reads_outside(self.function, inside) | getattr(stmt, "adtrans_read_after", set())
         if getattr(stmt, "adtrans_recomputed", False) or _in_loop(self.function, stmt):
-            read_after |= _exposed_reads(body)
+            read_after |= exposed_reads(body)
         outputs = [n for n in _stored_in(body) if n in read_after]
         if not outputs:
             raise self.source.error(stmt, "a recomputed block must assign a variable used after it")
@@ -572,7 +572,7 @@ class Desugar:
         block = gast.With(items=[gast.withitem(gast.Constant(None, None), None)], body=[inner],
                           type_comment=None)
         block.adtrans_recomputed = True
-        block.adtrans_read_after = _reads_outside(exits[0], ()) if exits else set()
+        block.adtrans_read_after = reads_outside(exits[0], ()) if exits else set()
         if exits:
             end, last = call_of("len", load(items)), []
         else:
@@ -1257,7 +1257,7 @@ def _grows(call, locals_):
             and call.func.value.id in locals_)
 
 
-def _reads_outside(tree, inside):
+def reads_outside(tree, inside):
     """Names `tree` reads outside the nodes whose ids are in `inside`, not counting a
     comprehension's or lambda's own variables (``[(W, b) for W, b in pairs]`` reads no `W`)."""
     reads = set()
@@ -1293,12 +1293,12 @@ def _in_loop(function, stmt):
     return search(function, False)
 
 
-def _exposed_reads(statements):
+def exposed_reads(statements):
     """Names `statements` may read before assigning them (their upward-exposed uses)."""
     exposed = set()
 
     def reads(node, defined):
-        exposed.update(_reads_outside(node, ()) - defined)
+        exposed.update(reads_outside(node, ()) - defined)
 
     def block(body, defined):
         defined = set(defined)

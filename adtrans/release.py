@@ -290,8 +290,9 @@ class _Releaser:
                     continue
                 pending.extend(sorted(n for n in group & self.wanted if n not in pending))
         if loop is not None and pending:
-            # What the next pass rebinds before it allocates is released then anyway.
-            rebound = _stores([loop.target])
+            # What the next pass rebinds before it allocates is released then anyway; not the
+            # loop's own target, which the last pass leaves bound after the loop.
+            rebound = set()
             for stmt in statements:
                 if isinstance(stmt, _COMPOUND) or _may_allocate(stmt, self.keeps):
                     break

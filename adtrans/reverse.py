@@ -28,7 +28,7 @@ from adtrans import registry, structures, tangents
 from adtrans.activity import analyse
 from adtrans.codegen import unparse
 from adtrans.copyprop import propagate_copies
-from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
+from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack, exposed_reads
 from adtrans.errors import DifferentiationError
 from adtrans.naming import Namer, is_number, names_in
 from adtrans.release import release_dead
@@ -946,15 +946,18 @@ class ReverseTransform:
         the forward returns): a loop's last value, a temporary of a line.
         """
         _, written = _names_used(forward)
-        reads = _loads("\n".join(pullback)) | _loads(result_text)
+        # What the pullback part reads before it binds it itself (a name a replayed tape binds
+        # again, `for run, h_1 in replay(tape)`, is not the forward's `h_1`).
+        reads = exposed_reads(gast.parse("\n".join(pullback)).body) | _loads(result_text)
         # Not parameters (the caller holds them), floats, or what loop headers bind (indices,
         # elements of sequences the caller holds).
         kept = set(self.body.params) | self.known_floats | self.plain_numbers()
         for loop in _loops(self.statements):
             kept.update(_loop_names(loop))
-        # Copies alias a value another name holds (and copy propagation may remove them).
-        kept.update(s.target for s in self.flat if isinstance(s, Assign) and isinstance(s.value, gast.Name))
-        names = sorted(n for n in written if n not in reads and n not in kept)
+        names = {n for n in written if n not in reads and n not in kept}
+        # A copy aliases a value another name holds: releasing it alone frees nothing.
+        copies = {s.target: s.value.id for s in self.flat if isinstance(s, Assign) and isinstance(s.value, gast.Name)}
+        names = sorted(n for n in names if n not in copies or copies[n] in names)
         return [" = ".join(names + ["None"])] if names else []
 
     def plain_numbers(self):
