@@ -1084,6 +1084,23 @@ def test_segmented_lengths(n, k):
     same_as_plain(recurrence, xs, k, 0.4, wrt=(2,) if n == 0 else (0, 2))
 
 
+def neighbours(xs, w):
+    h = w
+    for t in adtrans.segmented(range(len(xs)), 2):
+        after = xs[t + 1] if t + 1 < len(xs) else 0.0
+        h = math.sin(h * xs[t] + after) + xs[t - 1] * xs[t]
+    return h * xs[-1]
+
+
+def whole_list_in_body(xs, w):
+    h = w
+    for t in adtrans.segmented(range(len(xs)), 2):
+        if t % 3 == 0:
+            h = math.sin(h * xs[t]) + sum(xs[t:t + 2]) * 0.1
+        h = h + sum(xs) * 0.01
+    return h
+
+
 def target_after(xs, w):
     h = w
     for x in adtrans.segmented(xs, 2):
@@ -1219,7 +1236,8 @@ def aliases(xs, w):
 @pytest.mark.parametrize("xs", [[0.3], [0.3, -0.2], [0.3, -0.2, 0.5, 1.9, 0.1], [0.1, -0.2, 0.3, 0.4, 1.5, 0.3, 0.2]])
 @pytest.mark.parametrize("f", [target_after, indexed, pairs, rows, into_dict, skip_first, skip_middle, break_first,
                                break_nested, carried_previous, overwritten_then_read_after, count_positive,
-                               closure_in_body, hygiene, aliases], ids=lambda f: f.__name__)
+                               closure_in_body, hygiene, aliases, neighbours, whole_list_in_body],
+                         ids=lambda f: f.__name__)
 def test_segmented_programs(f, xs):
     same_as_plain(f, xs, 0.4)
 
