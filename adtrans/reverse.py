@@ -800,27 +800,32 @@ class ReverseTransform:
             dispatch = self.helper("call_with_pullback", _dispatch())
             return gast.Call(_name(dispatch), [call.func, wrt] + list(call.args), list(call.keywords))
         if op.kind == "vjp":
-            vjp = _user_vjp_of(op.callee)
-            name = getattr(vjp, "__name__", "vjp")
-            if name == "<lambda>":
-                name = f"{op.description.split('.')[-1]}_vjp"   # named after the call as written
-            func = _name(self.helper(name, vjp))
-            keywords = list(call.keywords)
-            entry = registry.lookup_user_vjp(op.callee)
-            if entry is not None and entry.selective:
-                # Tell the VJP which tangents will be used (see registry.UserVJP.selective).
-                names = entry.wrt if entry.wrt is not None else tuple(entry.signature.parameters)
-                nodes = self.vjp_targets(op.callee, call)
-                needed = [n for n, node in zip(names, nodes) if node is not None and self.node_active(node)]
-                keywords.append(gast.keyword("needed", gast.Tuple(
-                    [gast.Constant(n, None) for n in needed], gast.Load())))
-            return gast.Call(func, list(call.args), keywords)
+            return self.vjp_call(op.callee, call, op.description)
         # transform
         target = _python_function(op.callee)
         wrt = self.active_parameters(target, call)
         derived = self.derived_callee(op.callee, wrt, stmt)
         func = _name(self.helper(f"{_short_name(op.callee)}_value_with_pullback", derived))
         return gast.Call(func, list(call.args), list(call.keywords))
+
+    def vjp_call(self, callee, call, description):
+        """``f_vjp(args)``: the call of `callee`'s VJP (registered, or given to
+        `differentiable_function`) that returns its value and pullback."""
+        vjp = _user_vjp_of(callee)
+        name = getattr(vjp, "__name__", "vjp")
+        if name == "<lambda>":
+            name = f"{description.split('.')[-1]}_vjp"   # named after the call as written
+        func = _name(self.helper(name, vjp))
+        keywords = list(call.keywords)
+        entry = registry.lookup_user_vjp(callee)
+        if entry is not None and entry.selective:
+            # Tell the VJP which tangents will be used (see registry.UserVJP.selective).
+            names = entry.wrt if entry.wrt is not None else tuple(entry.signature.parameters)
+            nodes = self.vjp_targets(callee, call)
+            needed = [n for n, node in zip(names, nodes) if node is not None and self.node_active(node)]
+            keywords.append(gast.keyword("needed", gast.Tuple(
+                [gast.Constant(n, None) for n in needed], gast.Load())))
+        return gast.Call(func, list(call.args), keywords)
 
     def spread_call_with_pullback(self, call):
         """``f(x, *xs, k=v, **options)``: the arguments as written, each with its kind ('' positional,
@@ -1420,6 +1425,12 @@ class ReverseTransform:
         self.replays = True
         call = stmt.value
         target = _python_function(op.callee)
+        if registry.lookup_user_vjp(target) is not None:
+            # Its registered derivative runs again, as the transform of its source would.
+            again = gast.Subscript(self.vjp_call(target, call, op.description), gast.Constant(1, None),
+                                   gast.Load())
+            return self.unpack_cotangents(self.vjp_targets(target, call), gast.Call(again, [d], []),
+                                          stmt.target)
         wrt = self.active_parameters(target, call)
         derived = self.derived_callee(op.callee, wrt, stmt)
         func = _name(self.helper(f"{_short_name(op.callee)}_value_with_pullback", derived))

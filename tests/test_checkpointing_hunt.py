@@ -258,8 +258,6 @@ def scaled_tanh_vjp(x):
 scaled_tanh_checkpointed = adtrans.checkpointed(scaled_tanh)
 
 
-@bug("checkpointed(f) ignores the VJP registered with "
-                                       "@derivative(of=f): its pullback differentiates f's source")
 def test_checkpointed_function_with_a_registered_derivative():
     x = np.array([0.1, 0.2, -0.4])
     plain = adtrans.gradient(lambda x: np.sum(scaled_tanh(x) * 3.0), x)
