@@ -16,6 +16,7 @@ derivatives, transformed callees and run-time dispatch are called.
 
 import builtins
 import collections
+import copy
 import inspect
 import operator
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from typing import Any, Dict, List
 import gast
 import numpy as np
 
-from adtrans import registry, structures, tangents
+from adtrans import mutation, registry, structures, tangents
 from adtrans.activity import analyse
 from adtrans.codegen import unparse
 from adtrans.copyprop import propagate_copies
@@ -33,6 +34,7 @@ from adtrans.errors import DifferentiationError
 from adtrans.naming import Namer, is_number, names_in
 from adtrans.release import release_dead
 from adtrans.simplify import Scalar, negation_removed, simplify_scalar
+from adtrans.source import parse_function
 from adtrans.resolve import Operation, Resolver, is_spread
 from adtrans.rules import support
 from adtrans.rules.support import matmul_shape, unbroadcast, with_item
@@ -714,10 +716,33 @@ class ReverseTransform:
         if op.kind in ("vjp", "transform", "dynamic") and self.active(stmt.target):
             call = self.call_with_pullback(stmt, op)
             return f"{stmt.target}, {self.pullback_of(stmt.target)} = {unparse(call)}"
+        if op.kind == "checkpoint":
+            value = self.with_copies(value, op)
         if isinstance(value, gast.Call) and hasattr(value.func, "synthetic_callee"):
             value = clone(value)
             value.func = _name(self.helper(value.func.id, value.func.synthetic_callee))
         return f"{stmt.target} = {unparse(value)}"
+
+    def with_copies(self, call, op):
+        """A checkpointed call whose callee changes some arguments in place, given copies of them:
+        its pullback runs it again from the arguments as they were (see `mutation`)."""
+        target = _python_function(op.callee)
+        changed = _parameters_changed(target)
+        if not changed:
+            return call
+        call = clone(call)
+        bound = self.bind(target, call)
+        copies = {id(node): changed[param] for param, node in bound.items() if param in changed}
+        helpers = {mutation.SHALLOW: self.helper("copy", copy.copy), mutation.DEEP: self.helper("deepcopy", copy.deepcopy)}
+
+        def copied(node):
+            kind = copies.get(id(node))
+            return node if kind is None else _call(_name(helpers[kind]), node)
+
+        call.args = [copied(a) for a in call.args]
+        for keyword in call.keywords:
+            keyword.value = copied(keyword.value)
+        return call
 
     def forward_if(self, stmt):
         lines = [f"if {unparse(stmt.test)}:"]
@@ -1625,6 +1650,17 @@ def _user_vjp_of(callee):
     if entry is not None:
         return entry.vjp
     return callee.vjp
+
+
+def _parameters_changed(fn):
+    """`mutation.parameters_changed` of `fn`'s source, once per code object."""
+    code = getattr(fn, "__code__", None)
+    if code not in _changed_parameters:
+        _changed_parameters[code] = mutation.parameters_changed(parse_function(fn).node)
+    return _changed_parameters[code]
+
+
+_changed_parameters = {}
 
 
 def _python_function(callee):
