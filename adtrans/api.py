@@ -9,13 +9,14 @@ second request for the same function costs a dictionary lookup.
 
 import functools
 import inspect
+import random
 import types
 import warnings
 import weakref
 
 import numpy as np
 
-from adtrans import registry, tangents
+from adtrans import mutation, randomness, registry, tangents
 from adtrans.errors import DifferentiationError, ZeroDerivativeWarning
 from adtrans.source import function_location, parse_function
 
@@ -199,6 +200,9 @@ def with_derivative(x, hook):
 
 
 registry.constant_function(without_derivative, reason="'without_derivative' stops derivatives")
+# What a recomputed function's generators were before its first run (see `randomness`).
+registry.constant_function(randomness.random_state, reason="a generator's state carries no derivative")
+registry.constant_function(randomness.global_random_state, reason="a generator's state carries no derivative")
 # They make a function from functions (a closure given to them is called later, differentiated then).
 registry.constant_function(differentiable_function, reason="its result is a function")
 _support_rule = registry.rules_for({"call_hook": tangents.call_hook})
@@ -731,11 +735,11 @@ class _Plan:
             # An int named in wrt becomes a float (and a wrong kind of argument an error).
             _, _, args, kwargs = _resolve_wrt(self.fn, args, kwargs, self.wrt)
         if self.checkpoint:
-            value = self.fn(*args, **kwargs)
+            value, again = _checkpointed_run(self.fn, args, kwargs)
             derived = self.derived
 
-            def back(d, args=args, kwargs=kwargs):
-                return derived(*args, **kwargs)[1](d)
+            def back(d):
+                return again(derived)[1](d)
         else:
             value, back = self.derived(*args, **kwargs)
         if self.positions is not None:
@@ -924,6 +928,37 @@ def _value_with_pullback_slow(f, args, kwargs, wrt):
 _COLLECTS = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
 
 
+def _checkpointed_run(fn, args, kwargs):
+    """Run checkpointed `fn` as it is: (its value, ``again(derived)``, which calls `derived` as
+    `fn` was called). Arguments `fn` changes in place are copies in this run (`mutation`); a
+    generator argument, and the global generators if `fn` draws from them, are given to
+    `derived` as they were before it (`randomness`)."""
+    changed = mutation.changed_in(fn)
+    call_args, call_kwargs = args, kwargs
+    if changed:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+        for name, kind in changed.items():
+            if name in bound.arguments:
+                bound.arguments[name] = mutation.copied(bound.arguments[name], kind)
+        call_args, call_kwargs = bound.args, bound.kwargs
+    states = {key: randomness.random_state(value)
+              for key, value in list(enumerate(args)) + list(kwargs.items()) if isinstance(value, _GENERATORS)}
+    everywhere = randomness.global_random_state() if randomness.draws(fn)[1] else None
+    value = fn(*call_args, **call_kwargs)
+
+    def again(derived):
+        again_args = [randomness.replayed(states[i]) if i in states else a for i, a in enumerate(args)]
+        again_kwargs = {k: randomness.replayed(states[k]) if k in states else v for k, v in kwargs.items()}
+        if everywhere is not None:
+            return randomness.with_random_state(everywhere, derived, *again_args, **again_kwargs)
+        return derived(*again_args, **again_kwargs)
+
+    return value, again
+
+
+_GENERATORS = (np.random.Generator, np.random.RandomState, random.Random)
+
+
 def _with_collected(fn, args, kwargs, wrt, checkpoint=False):
     """`_value_with_pullback` of a function with a ``*args`` or a ``**kwargs`` parameter.
 
@@ -943,12 +978,12 @@ def _with_collected(fn, args, kwargs, wrt, checkpoint=False):
     generated = _differentiated(names + [collected] if collected else names, slots, star, collected)
     if checkpoint:
         # Checkpointed: the forward runs `fn` as it is; the pullback runs its forward again.
-        value, back = fn(*args, **kwargs), None
+        (value, again), back = _checkpointed_run(fn, args, kwargs), None
     else:
         value, back = _derive(fn, generated)(*args, **kwargs)
 
     def pull(d):
-        out = (back or _derive(fn, generated)(*args, **kwargs)[1])(d)
+        out = (back or again(_derive(fn, generated))[1])(d)
         return _slot_tangents(slots, dict(zip(generated, (out,) if len(generated) == 1 else out)),
                               values, star, collected)
 

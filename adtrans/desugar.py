@@ -17,11 +17,13 @@ Guarantees to the next phases:
 
 import contextlib
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 import gast
 
+from adtrans import randomness
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for
 from adtrans.rules.support import (
@@ -734,6 +736,34 @@ class Desugar:
             return operation          # already a name (a conditional expression's choice)
         return self.hoist(operation, expr, hint)
 
+    def keep_random_states(self, callee, call, node):
+        """Before a checkpointed call that draws random numbers, keep the states it draws from
+        (`randomness`): ``call.adtrans_random`` maps each drawing parameter (None for the global
+        generators) to the local holding its state, which the recomputation starts from."""
+        from adtrans.api import DifferentiableFunction
+
+        if not (isinstance(callee, DifferentiableFunction) and callee.checkpoint and callee.vjp is None):
+            return
+        drawing, everywhere = randomness.draws(callee.function)
+        if not drawing and not everywhere:
+            return
+        states = {}
+        if drawing and not any(isinstance(a, gast.Starred) for a in call.args) \
+                and all(k.arg is not None for k in call.keywords):
+            try:
+                bound = inspect.signature(callee.function).bind(
+                    *call.args, **{k.arg: k.value for k in call.keywords}).arguments
+            except TypeError:
+                bound = {}
+            for param in drawing:
+                if isinstance(bound.get(param), gast.Name):
+                    state = gast.Call(_synthetic_callee("random_state", randomness.random_state), [bound[param]], [])
+                    states[param] = self.hoist(_located(state, node), node, f"{param}_state").id
+        if everywhere:
+            state = gast.Call(_synthetic_callee("global_random_state", randomness.global_random_state), [], [])
+            states[None] = self.hoist(_located(state, node), node, "random_state").id
+        call.adtrans_random = states
+
     def hoist(self, operation, node, hint=None):
         name = self.namer.fresh(hint or name_for(operation, _is_method(operation, self.locals)))
         self.out.append(Assign(name, operation, node, self.origin))
@@ -769,7 +799,10 @@ class Desugar:
                     else self.passed(a) for a in expr.args]
             keywords = [gast.keyword(k.arg, self.argument(k.value) if k.arg is not None else self.atom(k.value))
                         for k in expr.keywords]
-            return _located(gast.Call(func, args, keywords), expr)
+            call = _located(gast.Call(func, args, keywords), expr)
+            if _is_static(expr.func, self.locals):
+                self.keep_random_states(_static_value(expr.func, self.source.fn), call, expr)
+            return call
         if isinstance(expr, gast.Attribute):
             return _located(gast.Attribute(self.atom(expr.value), expr.attr, gast.Load()), expr)
         if isinstance(expr, gast.Subscript):

@@ -17,7 +17,12 @@ changes what it views); a change made by another function the parameter is
 passed to is not seen.
 """
 
+import copy
+
 import gast
+
+from adtrans.errors import DifferentiationError
+from adtrans.source import parse_function
 
 # Methods that change their object (lists, dicts, sets, arrays).
 _CHANGING_METHODS = frozenset({
@@ -29,6 +34,25 @@ _CHANGING_FIRST_ARGUMENT = frozenset({"copyto", "put", "place", "putmask", "fill
                                       "shuffle"})
 
 SHALLOW, DEEP = "shallow", "deep"
+
+
+def changed_in(fn):
+    """`parameters_changed` of Python function `fn`'s source, once per code object."""
+    code = fn.__code__
+    if code not in _changed:
+        try:
+            _changed[code] = parameters_changed(parse_function(fn).node)
+        except DifferentiationError:
+            return {}       # no source: differentiating it says so
+    return _changed[code]
+
+
+_changed = {}
+
+
+def copied(value, kind):
+    """`value` as a function that changes it (`kind` SHALLOW or DEEP) should be given it."""
+    return copy.copy(value) if kind == SHALLOW else copy.deepcopy(value)
 
 
 def parameters_changed(function):

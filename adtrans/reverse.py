@@ -25,7 +25,7 @@ from typing import Any, Dict, List
 import gast
 import numpy as np
 
-from adtrans import mutation, registry, structures, tangents
+from adtrans import mutation, randomness, registry, structures, tangents
 from adtrans.activity import analyse
 from adtrans.codegen import unparse
 from adtrans.copyprop import propagate_copies
@@ -34,7 +34,6 @@ from adtrans.errors import DifferentiationError
 from adtrans.naming import Namer, is_number, names_in
 from adtrans.release import release_dead
 from adtrans.simplify import Scalar, negation_removed, simplify_scalar
-from adtrans.source import parse_function
 from adtrans.resolve import Operation, Resolver, is_spread
 from adtrans.rules import support
 from adtrans.rules.support import matmul_shape, unbroadcast, with_item
@@ -727,7 +726,7 @@ class ReverseTransform:
         """A checkpointed call whose callee changes some arguments in place, given copies of them:
         its pullback runs it again from the arguments as they were (see `mutation`)."""
         target = _python_function(op.callee)
-        changed = _parameters_changed(target)
+        changed = mutation.changed_in(target)
         if not changed:
             return call
         call = clone(call)
@@ -1460,14 +1459,33 @@ class ReverseTransform:
         derived = self.derived_callee(op.callee, wrt, stmt)
         func = _name(self.helper(f"{_short_name(op.callee)}_value_with_pullback", derived))
         self.hand_to(func.id, derived)
-        again = gast.Subscript(gast.Call(func, list(call.args), list(call.keywords)),
-                               gast.Constant(1, None), gast.Load())
         bound = self.bind(target, call)
+        again = gast.Subscript(self.replaying_random_states(func, call, bound), gast.Constant(1, None), gast.Load())
         targets = [bound[p] for p in wrt]
         lazy = getattr(derived, "lazy_params", ())
         filling = {i for i, p in enumerate(wrt) if p in lazy}
         # One expression: the recomputed pass's pullback (and what it keeps) is freed once used.
         return self.unpack_cotangents(targets, gast.Call(again, [d], []), stmt.target, filling)
+
+    def replaying_random_states(self, func, call, bound):
+        """``func(args)``, where a generator the call drew from is given again as it was before
+        (``replayed(rng_state)``), and the global ones are set so (`randomness`)."""
+        states = getattr(call, "adtrans_random", None)
+        args, keywords = list(call.args), list(call.keywords)
+        if not states:
+            return gast.Call(func, args, keywords)
+        replayed = {id(bound[p]): state for p, state in states.items() if p is not None}
+        helper = _name(self.helper("replayed", randomness.replayed))
+
+        def argument(node):
+            return _call(clone(helper), _name(replayed[id(node)])) if id(node) in replayed else node
+
+        args = [argument(a) for a in args]
+        keywords = [gast.keyword(k.arg, argument(k.value)) for k in keywords]
+        if None in states:
+            wrapper = _name(self.helper("with_random_state", randomness.with_random_state))
+            return gast.Call(wrapper, [_name(states[None]), func] + args, keywords)
+        return gast.Call(func, args, keywords)
 
     def construct_adjoints(self, stmt, op, d):
         """``p = Point(x, y)``: each active argument gets the tangent of the field it sets."""
@@ -1650,17 +1668,6 @@ def _user_vjp_of(callee):
     if entry is not None:
         return entry.vjp
     return callee.vjp
-
-
-def _parameters_changed(fn):
-    """`mutation.parameters_changed` of `fn`'s source, once per code object."""
-    code = getattr(fn, "__code__", None)
-    if code not in _changed_parameters:
-        _changed_parameters[code] = mutation.parameters_changed(parse_function(fn).node)
-    return _changed_parameters[code]
-
-
-_changed_parameters = {}
 
 
 def _python_function(callee):

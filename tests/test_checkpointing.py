@@ -1,6 +1,7 @@
 """Checkpointing: recompute-in-pullback, and proof that the recomputation ran."""
 
 import math
+import random
 import re
 from dataclasses import dataclass
 
@@ -361,6 +362,49 @@ def test_recomputed_list_reads_give_whole_cotangents(f):
     if f is reads_some_items:
         assert not d_xs[0].any() and not d_xs[3].any() and d_xs[1].any()
     adtrans.check_gradient(f, x, xs)
+
+
+def dropout_global(h, W):
+    keep = np.random.random(h.shape) > 0.5
+    return np.tanh(h @ W) * keep
+
+
+def dropout_python(h, W):
+    keep = np.array([random.random() > 0.5 for _ in range(h.shape[1])])
+    return np.tanh(h @ W) * keep
+
+
+def dropout_keyword(h, W, *, rng):
+    return np.tanh(h @ W) * (rng.uniform(size=h.shape) > 0.5)
+
+
+@pytest.mark.parametrize("layer", [dropout_global, dropout_python, dropout_keyword])
+def test_recomputation_draws_the_same_random_numbers(layer):
+    # As torch.utils.checkpoint: the mask the pullback recomputes is the forward's, and the
+    # caller's generators are where the plain program leaves them.
+    checkpointed = adtrans.checkpointed(layer)
+    ckpt_layer = (lambda h, W, rng: checkpointed(h, W, rng=rng)) if layer is dropout_keyword else \
+        (lambda h, W, rng: checkpointed(h, W))
+    plain_layer = (lambda h, W, rng: layer(h, W, rng=rng)) if layer is dropout_keyword else \
+        (lambda h, W, rng: layer(h, W))
+
+    def net(x, Ws, seed, call):
+        rng = np.random.default_rng(seed)
+        h = x
+        for W in Ws:
+            h = call(h, W, rng)
+        return np.sum(h ** 2) + rng.random()        # the caller draws after the layers
+
+    x, Ws = RNG.normal(size=(4, 3)), [RNG.normal(size=(3, 3)) for _ in range(3)]
+    runs = []
+    for call in (ckpt_layer, plain_layer):
+        np.random.seed(7)
+        random.seed(7)
+        value, g = adtrans.value_with_gradient(net, x, Ws, 1, call, wrt=(0, 1))
+        runs.append((value, g, np.random.random(), random.random()))
+    (v1, g1, n1, r1), (v2, g2, n2, r2) = runs
+    assert v1 == v2 and (n1, r1) == (n2, r2)
+    assert same(g1, g2)
 
 
 def test_user_written_make_recomputed_in_gradient():

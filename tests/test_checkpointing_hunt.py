@@ -291,8 +291,6 @@ def dropout_net(x, W, seed):
     return np.sum(dropout_checkpointed(x, W, rng) ** 2)
 
 
-@bug("recomputation draws new random numbers (another dropout mask "
-                                       "than the forward's); torch.utils.checkpoint restores the RNG state")
 def test_dropout_in_a_checkpointed_layer():
     same_as_plain(dropout_net, randn(6, 3), randn(3, 3), 0, wrt=(0, 1))
 
