@@ -135,6 +135,15 @@ def checkpointed(function):
         if function.function is None:
             return function      # a VJP decides for itself what it keeps
         return DifferentiableFunction(function.function, function.wrt, checkpoint=True)
+    if isinstance(function, types.MethodType):
+        # obj.method: the method checkpointed, bound to obj (its fields get derivatives).
+        return types.MethodType(checkpointed(function.__func__), function.__self__)
+    if _is_callable_object(function):
+        return checkpointed(function.__call__)      # a layer: its __call__
+    if not isinstance(function, types.FunctionType):
+        # NumPy's or Python's own function (np.tanh, math.exp): its derivative rule keeps what it
+        # needs, there is nothing of it to recompute.
+        return function
     return DifferentiableFunction(function, checkpoint=True)
 
 

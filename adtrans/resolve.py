@@ -225,7 +225,8 @@ class Resolver:
             return Operation("transform", inputs, arg_inputs, callee=target, description=name)
         if isinstance(target, type) and tangents.is_structure_type(target):
             return Operation("construct", inputs, arg_inputs, callee=target, description=name)
-        if isinstance(target, types.MethodType) and isinstance(target.__func__, types.FunctionType):
+        if isinstance(target, types.MethodType) and isinstance(target.__func__, (types.FunctionType,
+                                                                                DifferentiableFunction)):
             return Operation("dynamic", inputs, arg_inputs, callee=target, description=name)
         return Operation("unknown", inputs, arg_inputs, callee=target, description=name)
 

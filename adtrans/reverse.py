@@ -255,6 +255,7 @@ class ReverseTransform:
             take = self.helper("take_over", tangents.take_over)
         text = _released(text, f"    def {pullback_name}({d_result}):", d_result, release, take)
         takes_over = take is not None and f"{d_result} = {take}({d_result})" in text
+        text = self.kept_values_not_overwritten(text, pullback_name)
         text = "\n".join(_without_repeated_comments(text.split("\n"))) + "\n"
         gradient_name = self.namer.fresh(f"{self._base_name()}_value_with_gradient")
         fused = [f"def {gradient_name}({self._parameters()}):"]
@@ -278,6 +279,29 @@ class ReverseTransform:
                          self.replays, gradient_name, fused, self.gradient_names(),
                          gradient_only, frozenset(self.known_floats), takes_over=takes_over,
                          lazy_params=frozenset(self.lazy_params))
+
+    def kept_values_not_overwritten(self, text, pullback_name):
+        """`text` with ``tanh_cotangent(d, y)`` made ``tanh_cotangent_of_kept(d, y)`` where `y` is
+        a value the pullback closure holds: `tanh_cotangent` writes into `y` when one local holds
+        it (a popped tape's, in the fused function), and a closure's cell counts the same, but the
+        pullback may be called again."""
+        helper = self.cell_ids.get(id(support.tanh_cotangent))
+        if helper is None or helper not in text:
+            return text
+        pullback = next(node for node in gast.walk(gast.parse(text)) if isinstance(node, gast.FunctionDef)
+                        and node.name == pullback_name)
+        held = exposed_reads(pullback.body)
+        calls = [node for node in gast.walk(pullback) if isinstance(node, gast.Call)
+                 and isinstance(node.func, gast.Name) and node.func.id == helper and len(node.args) == 2
+                 and isinstance(node.args[1], gast.Name) and node.args[1].id in held]
+        if not calls:
+            return text
+        kept = self.helper("tanh_cotangent_of_kept", support.tanh_cotangent_of_kept)
+        lines = text.split("\n")
+        for call in sorted(calls, key=lambda c: (c.func.lineno, c.func.col_offset), reverse=True):
+            line, col = call.func.lineno - 1, call.func.col_offset
+            lines[line] = lines[line][:col] + kept + lines[line][col + len(helper):]
+        return "\n".join(lines)
 
     def constant_fields(self):
         """Reads of fields without derivative from parameters of known dataclasses are constants."""

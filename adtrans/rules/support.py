@@ -253,6 +253,11 @@ def tanh_cotangent(g, y):
         np.subtract(1, y, out=y)
         np.multiply(g, y, out=y)
         return y
+    return tanh_cotangent_of_kept(g, y)
+
+
+def tanh_cotangent_of_kept(g, y):
+    """`tanh_cotangent` for a `y` that is kept (a pullback closure's, which may run again)."""
     out = y * y
     if (type(out) is np.ndarray and np.shape(g) in (out.shape, ())
             and np.result_type(g, out) == out.dtype):
