@@ -209,6 +209,9 @@ def with_derivative(x, hook):
 
 
 registry.constant_function(without_derivative, reason="'without_derivative' stops derivatives")
+# checkpointed(f) made in differentiated code carries f's derivative: a closure's captured
+# values, a layer's fields (its calls are then dispatched at run time, recomputed).
+registry.rules_for(globals())(checkpointed, "function", function="d_y")
 # What a recomputed function's generators were before its first run (see `randomness`).
 registry.constant_function(randomness.random_state, reason="a generator's state carries no derivative")
 registry.constant_function(randomness.global_random_state, reason="a generator's state carries no derivative")
@@ -1280,6 +1283,13 @@ def call_with_pullback(f, positions, *args, **kwargs):
         return _construct_with_pullback(f, positions, args, kwargs)
     if _is_callable_object(f):
         f = f.__call__      # an object whose class defines __call__ in Python: that method, bound
+    if isinstance(f, DifferentiableFunction) and f.vjp is not None and -1 in positions and _captured(f.vjp):
+        # JAX refuses a custom_vjp closing over traced values for the same reason.
+        raise DifferentiationError(
+            "a function made by differentiable_function(...) reads differentiated values: its VJP "
+            "gives no derivative for them", function_location(f.vjp),
+            ["make it outside the differentiated code, taking those values as arguments; or use "
+             "adtrans.checkpointed(f) to recompute f in the pullback"])
     if isinstance(f, types.MethodType):
         target, call_args = f.__func__, (f.__self__,) + args
         offset = 1      # position -1, the object, is the function's first parameter
@@ -1289,6 +1299,10 @@ def call_with_pullback(f, positions, *args, **kwargs):
                 and (f.__closure__ or (-1 in positions and _can_differentiate(f)))
                 and registry.lookup_user_vjp(f) is None):
             return _closure_call_with_pullback(f, positions, args, kwargs)
+        if (isinstance(f, DifferentiableFunction) and f.checkpoint and f.function.__closure__
+                and -1 in positions and registry.lookup_user_vjp(f.function) is None):
+            # checkpointed(lambda t: ...) made in differentiated code: a closure, recomputed.
+            return _closure_call_with_pullback(f.function, positions, args, kwargs, checkpoint=True)
         if -1 in positions:
             owner = getattr(f, "__self__", None)
             method = getattr(type(owner), getattr(f, "__name__", ""), None)
@@ -1403,7 +1417,7 @@ def _filled(cell):
     return True
 
 
-def _closure_call_with_pullback(f, positions, args, kwargs):
+def _closure_call_with_pullback(f, positions, args, kwargs, checkpoint=False):
     """`call_with_pullback` of a nested ``def`` or ``lambda`` (a function with closure cells).
 
     Its generated code takes its free variables as keyword-only parameters,
@@ -1438,11 +1452,16 @@ def _closure_call_with_pullback(f, positions, args, kwargs):
     values = {n: cell.cell_contents for n, cell in cells.items()}
     if not wrt:
         return f(*args, **kwargs), _no_tangents(positions)
-    value, back = _derive(f, wrt, lifted=lifted)(*args, **kwargs, **values)
+    if checkpoint:
+        # The forward runs `f` as it is; the pullback runs its forward again (see `checkpointed`).
+        value, again = _checkpointed_run(f, args, kwargs)
+        derived, back = _derive(f, wrt, lifted=lifted), None
+    else:
+        value, back = _derive(f, wrt, lifted=lifted)(*args, **kwargs, **values)
     bound = _bound_values_all(f, args, kwargs) if slots else None
 
     def pullback(d):
-        out = back(d)
+        out = back(d) if back is not None else again(lambda *a, **k: derived(*a, **k, **values))[1](d)
         found = dict(zip(wrt, (out,) if len(wrt) == 1 else out))
         tangents_ = [None] * len(positions)
         for i, tangent in zip(asked, _slot_tangents(slots, found, bound, star, collected) if slots else ()):

@@ -77,6 +77,11 @@ def function_location(fn):
     code = getattr(fn, "__code__", None)
     if code is None:
         return None
+    if code.co_filename.startswith("<adtrans "):
+        # A lambda or nested def the generated code made: the user's line of it.
+        found = _user_location(linecache.getlines(code.co_filename), code.co_firstlineno)
+        if found is not None:
+            return found
     return Location(display_filename(code.co_filename), code.co_firstlineno, 1)
 
 
