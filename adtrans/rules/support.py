@@ -28,9 +28,10 @@ RADIANS_PER_DEGREE = math.pi / 180.0
 def unbroadcast(g, x):
     """Sum `g` over the axes along which `x` was broadcast, so it has `x`'s shape and dtype.
 
-    `x` may also be a shape (a tuple), when the pullback keeps no more of it.
+    `x` may also be a `Shape`, when the pullback keeps no more of it (a tuple is a value:
+    ``np.ones(2) + (x, y)``).
     """
-    if type(x) is tuple:
+    if type(x) is Shape:
         if type(g) in (list, tuple):
             _concatenated()
         return _sum_to_shape(g, x)
@@ -58,18 +59,24 @@ def _concatenated():
         ["grow a local list with xs.append(v) or xs.extend(vs), or write the whole list as a literal"])
 
 
+class Shape(tuple):
+    """A shape standing for an array of that shape (see `unbroadcast`), told apart from a tuple value."""
+
+    __slots__ = ()
+
+
 def matmul_shape(a, b):
     """The shape of ``a @ b`` from its operands, so a pullback need not keep the product."""
     a_shape, b_shape = _shape(a), _shape(b)
     if len(a_shape) == 2 and len(b_shape) == 2:
-        return (a_shape[0], b_shape[1])
+        return Shape((a_shape[0], b_shape[1]))
     if len(a_shape) == 1 and len(b_shape) == 1:
-        return ()
+        return Shape()
     if len(a_shape) == 1:
-        return b_shape[:-2] + b_shape[-1:]
+        return Shape(b_shape[:-2] + b_shape[-1:])
     if len(b_shape) == 1:
-        return a_shape[:-1]
-    return tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2])) + (a_shape[-2], b_shape[-1])
+        return Shape(a_shape[:-1])
+    return Shape(tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2])) + (a_shape[-2], b_shape[-1]))
 
 
 def shape_only(x):
