@@ -37,6 +37,7 @@ from adtrans.simplify import Scalar, negation_removed, simplify_scalar
 from adtrans.resolve import Operation, Resolver, is_spread
 from adtrans.rules import support
 from adtrans.rules.support import matmul_shape, unbroadcast, with_item
+from adtrans.sequences import Sequences
 from adtrans.trees import clone
 
 
@@ -123,6 +124,8 @@ class Generated:
 
 # The operators `ReverseTransform.in_place` may compute into a temporary left operand.
 _IN_PLACE_OPERATORS = {gast.Add: "add", gast.Sub: "sub", gast.Mult: "mul", gast.Div: "truediv"}
+# What a + or * that may concatenate or repeat lists is keyed to (see adtrans.sequences).
+_KEYED = (support.added, support.multiplied)
 
 
 # Methods that change their object in place (list, dict, set, ndarray).
@@ -219,6 +222,12 @@ class ReverseTransform:
         self.warnings = self.zero_derivative_warnings(pairs)
         self.check_mutations()
         self.known_floats = self.float_names()
+        # A + or * that may concatenate or repeat lists pulls back by the operands' types at run time.
+        assigned = {t for s in self.flat for t in _targets(s)}
+        counters = {n for loop in _loops(self.statements) for n in _loop_names(loop)} - assigned
+        sequences = Sequences(self.flat, self.ops, body.params, counters, self.activity, self.known_floats)
+        self.ops.update(sequences.keyed)
+        self.lists = sequences.lists
         self.shape_sources = self.shape_sources_of()
         self.fields = {s.target for s in self.flat if isinstance(s, Assign)
                        and self.ops[id(s)].kind in ("attribute", "subscript")}
@@ -445,14 +454,15 @@ class ReverseTransform:
         numeric = set()
         for stmt in self.flat:
             op = self.ops[id(stmt)]
-            if op.kind == "rule" and isinstance(stmt, Assign) and (
+            if op.kind == "rule" and isinstance(stmt, Assign) and op.callee not in _KEYED and (
                     isinstance(stmt.value, (gast.BinOp, gast.UnaryOp))
                     or getattr(op.callee, "__module__", None) == "math"):
                 numeric.add(stmt.target)
                 for param, node in op.binding.items():
                     if isinstance(node, gast.Name) and param in op.rule.differentiable_params:
                         numeric.add(node.id)
-        return numeric
+        # Not a list (np.ones(2) + [x, y] too): its cotangents are lists, added item by item.
+        return numeric - self.lists
 
     def float_names(self):
         """Locals known to hold Python floats: their adjoints never need unbroadcasting.
@@ -572,7 +582,7 @@ class ReverseTransform:
             if not isinstance(stmt, Assign) or counts.get(stmt.target) != 1:
                 continue
             op = self.ops[id(stmt)]
-            if op.kind != "rule":
+            if op.kind != "rule" or op.callee in _KEYED:
                 continue
             names = [n for n in op.binding.values() if isinstance(n, gast.Name)]
             value = stmt.value
@@ -670,7 +680,7 @@ class ReverseTransform:
         """
         value = stmt.value
         op = self.ops[id(stmt)]
-        if op.kind != "rule":
+        if op.kind != "rule" or op.callee in _KEYED:
             return value
         if (isinstance(value, gast.Call) and isinstance(op.callee, np.ufunc) and op.callee.nin == 1
                 and op.callee.nout == 1 and len(value.args) == 1 and not value.keywords
@@ -1066,9 +1076,12 @@ class ReverseTransform:
         # Only names bound on every path: those the function's top-level statements assign.
         bound = {t for stmt in self.statements if not isinstance(stmt, (If, Loop))
                  for t in _targets(stmt)}
+        # A display is a list or a tuple, never an array: a stand-in would free nothing.
+        displays = {s.target for s in self.flat
+                    if isinstance(s, Assign) and isinstance(s.value, (gast.Tuple, gast.List, gast.Dict))}
         names = sorted(n for n in shaped - other
                        if n in bound and n not in params and n != result
-                       and n not in self.known_floats)
+                       and n not in self.known_floats and n not in displays)
         if not names:
             return []
         stand_in = self.helper("shape_only", support.shape_only)
@@ -1362,6 +1375,11 @@ class ReverseTransform:
                 # per pass.
                 self.defined.add(name)
                 statements.append(gast.AugAssign(_store(target), gast.Add(), total))
+                continue
+            if name in self.defined and name in self.owned and name in self.lists:
+                # The same, for a value that may be a list (an operand of a + that may concatenate).
+                helper = _name(self.helper("add_into", tangents.add_into))
+                statements.append(_assign(target, _call(helper, _name(target), total)))
                 continue
             if name in self.defined:
                 total = _add(_name(target), total) if numeric else self.generic_add(_name(target), total)

@@ -51,12 +51,19 @@ def unbroadcast(g, x):
 
 
 def _concatenated():
-    """`g` is a list's cotangent: the ``+`` was a concatenation of lists or tuples."""
-    from adtrans.errors import DifferentiationError
+    """`g` is a list's cotangent where a number's was expected: lists were joined or repeated by
+    something other than the ``+`` and ``*`` the compiler follows (see `addend_cotangent`)."""
+    raise tangents.structures._error(
+        "cannot differentiate lists or tuples joined or repeated here", None,
+        ["'sum' and NumPy add numbers and arrays, not lists: concatenate lists with '+' (a + b)",
+         "an int that came in a tuple or list with floats is taken for a number carrying a derivative: "
+         "to repeat a list by it, write xs * without_derivative(n)"])
 
-    raise DifferentiationError(
-        "concatenating lists or tuples ('a + b') of differentiated values is not supported", None,
-        ["grow a local list with xs.append(v) or xs.extend(vs), or write the whole list as a literal"])
+
+class Shape(tuple):
+    """A shape standing for an array of that shape (see `unbroadcast`), told apart from a tuple value."""
+
+    __slots__ = ()
 
 
 class Shape(tuple):
@@ -96,7 +103,7 @@ _WORTH_FREEING = 64 * 1024
 
 # The helpers that read an argument only for its shape and dtype: positions of those arguments.
 SHAPE_ARGUMENTS = {"unbroadcast": (1,), "sum_cotangent": (1,), "reduced_count": (0,),
-                   "matmul_shape": (0, 1)}
+                   "matmul_shape": (0, 1), "addend_cotangent": (1, 2), "factor_cotangent": (1,)}
 
 
 def _shape(x):
@@ -1182,6 +1189,81 @@ def merged_cotangents(g, mappings):
     return tuple({key: g[key] if last[key] == i and g.get(key) is not None else tangents.zeros_like(value)
                   for key, value in mapping.items()}
                  for i, mapping in enumerate(mappings))
+
+
+# -- Lists and tuples in arithmetic: ``a + b`` concatenates, ``xs * n`` repeats.
+
+def added(a, b):
+    """``a + b``. The pullback of a ``+`` whose operands may be lists or tuples is keyed to this
+    function (the forward runs ``a + b`` as written; see `adtrans.sequences`)."""
+    return a + b
+
+
+def multiplied(a, b):
+    """``a * b``, keyed like `added` where one operand may be a list or tuple repeated."""
+    return a * b
+
+
+def addend_cotangent(g, a, b, which):
+    """The cotangent of operand `which` (0 for `a`, 1 for `b`) of ``a + b``.
+
+    Numbers and arrays: `g` unbroadcast to the operand. Lists or tuples,
+    concatenated: the operand's own run of `g`, the first ``len(a)`` items
+    for `a`, the rest for `b`.
+    """
+    x = b if which else a
+    if not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple))):
+        return unbroadcast(g, x)
+    start = len(a) if which else 0
+    return _items_cotangent(None if g is None else g[start:start + len(x)], x)
+
+
+def factor_cotangent(g, x, other):
+    """The cotangent of `x` in ``x * other`` (or ``other * x``).
+
+    Numbers and arrays: ``g * other`` unbroadcast to `x`. A list or tuple
+    repeated `other` times: the sum of its copies' runs of `g`; the count
+    gets a zero.
+    """
+    if _repeats(x, other):
+        n = len(x)
+        parts = [None] * n
+        if g is not None and n:
+            for start in range(0, len(g), n):
+                parts = [tangents.add(p, q) for p, q in zip(parts, g[start:start + n])]
+        return _items_cotangent(parts, x)
+    if _repeats(other, x):
+        return tangents.zeros_like(x)
+    return unbroadcast(g * other, x)
+
+
+def _repeats(sequence, count):
+    """Does ``sequence * count`` repeat a list or tuple (rather than multiply numbers or arrays)?"""
+    return (isinstance(sequence, (list, tuple)) and not isinstance(count, np.ndarray)
+            and hasattr(type(count), "__index__"))
+
+
+def _length(sequence, construct):
+    """``len(sequence)``; a located error for an iterator, whose items the pullback cannot count again."""
+    try:
+        return len(sequence)
+    except TypeError:
+        raise tangents.structures._error(
+            f"cannot differentiate through {construct} of a {type(sequence).__qualname__}", None,
+            ["adtrans differentiates lists, tuples and arrays there; make a list first (list(...))"]) from None
+
+
+def _items_cotangent(parts, x):
+    """The cotangent of the sequence `x` from one cotangent per item (`parts`, None for zeros), in
+    `x`'s structure: a list, tuple or NamedTuple of them, an array for an array."""
+    n = _length(x, "a sequence operation")
+    parts = [None] * n if parts is None else list(parts) + [None] * (n - len(parts))
+    if isinstance(x, (list, tuple)):
+        return _same_sequence(x, [tangents.zeros_like(xi) if p is None else p for p, xi in zip(parts, x)])
+    if isinstance(x, np.ndarray):
+        rows = [_zero_like(x[k]) if p is None else p for k, p in enumerate(parts)]
+        return shaped_like(np.asarray(rows) if rows else np.zeros(x.shape), x)
+    return tangents.zeros_like(x)     # a dict (whose keys were taken), a range or a string
 
 
 # -- Growing a list (``xs.append(v)``, ``xs.extend(vs)`` in differentiated code): value semantics.
