@@ -5,7 +5,8 @@ import builtins
 import operator
 
 from adtrans.rules.support import (
-    added, appended, extended, listed_items, listed_values, merged, multiplied, rebound, with_field, with_item)
+    added, appended, extended, listed_items, listed_values, merged, multiplied, rebound, unpacked, with_field,
+    with_item)
 
 import numpy as np
 import pytest
@@ -43,6 +44,9 @@ CASES = [
     case(added, [1.5, A], [VEC, -0.5]), case(added, (1.5,), (2.0, VEC)), case(added, COL, ROW),
     case(added, 2.0, VEC), case(multiplied, [1.5, A], 2), case(multiplied, 3, (1.5, VEC)),
     case(multiplied, COL, ROW), case(multiplied, 2.0, A),
+    # [x, *rest], (*a, *b), [*rows, x]: displays with * unpacking.
+    case(unpacked, ("", "*"), 1.5, [A, VEC]), case(unpacked, ("*", "*"), (1.5, 2.0), [VEC]),
+    case(unpacked, ("*", ""), A, VEC),
     # a + b and friends: same shapes, (3, 1) with (1, 4), array with scalar, Python floats.
     case(operator.add, 1.5, -0.25), case(operator.add, A, A), case(operator.add, COL, ROW),
     case(operator.add, A, 2.0), case(operator.add, 2.0, VEC),

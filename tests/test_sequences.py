@@ -200,6 +200,55 @@ def test_numbers_and_arrays_still_multiply():
     assert_gradient(times, randn(2, 3), randn(3), wrt=(0, 1))
 
 
+# -- [x, *rest]: displays with * unpacking -------------------------------------------------------
+
+def head_and_rest(x, rest):
+    t = [x, *rest]
+    return sum(t)
+
+
+def both_unpacked(a, b, y):
+    t = (*a, y, *b)
+    return np.sum(t[0] * t[-1]) + np.sum(t[len(a)] ** 2) + np.sum(t[1])
+
+
+def rows_unpacked(m, x):
+    rows = [*m, x]
+    return np.sum(np.stack(rows) ** 3)
+
+
+def shape_unpacked(x):
+    column = np.reshape(x, (*x.shape, 1))
+    return np.sum(column * column[::-1])
+
+
+def unpacked_in_a_branch(xs, y, first):
+    if first:
+        t = (y, *xs)
+    else:
+        t = (*xs, y)
+    return t[0] * t[1] + t[-1]
+
+
+def test_unpacking_in_displays():
+    assert adtrans.gradient(head_and_rest, 1.0, [2.0, 3.0]) == (1.0, [1.0, 1.0])
+    grads = assert_gradient(head_and_rest, 1.0, (2.0, 3.0))
+    assert type(grads[1]) is tuple
+    assert_gradient(both_unpacked, [randn(2), randn(2)], (randn(2),), randn(2))
+    assert_gradient(both_unpacked, [], (randn(2), 1.5), randn(2))
+    assert_gradient(rows_unpacked, randn(2, 3), randn(3))
+    for first in (True, False):
+        assert_gradient(unpacked_in_a_branch, [1.5, -0.5, 2.0], 0.25, first, wrt=(0, 1))
+
+
+def test_unpacking_constants_needs_no_derivative():
+    assert_gradient(shape_unpacked, randn(4))
+    assert "unpacked_cotangents" not in adtrans.generated_source(shape_unpacked)
+    text = adtrans.generated_source(head_and_rest)
+    assert "t = [x, *rest]" in text             # the display runs as written
+    assert "unpacked_cotangents(d_t, ('', '*'), (x, rest))" in text
+
+
 # -- realistic programs -------------------------------------------------------------------------
 
 def mlp_loss(layer1, layer2, x, y):
@@ -217,6 +266,15 @@ def rnn_collecting_states(h0, W, U, xs):
         h = np.tanh(h @ W + x @ U)
         states = states + [h]
     return np.sum(np.stack(states) ** 2) / len(states)
+
+
+def rnn_unpacking_its_states(h0, W, U, xs):
+    h = h0
+    states = ()
+    for x in xs:
+        h = np.tanh(h @ W + x @ U)
+        states = (*states, h)
+    return np.sum(np.stack(states) ** 2)
 
 
 def rnn_collecting_states_in_a_tuple(h0, W, U, xs):
@@ -238,6 +296,7 @@ def test_an_rnn_collecting_its_states():
     args = (randn(2, 3), randn(3, 3) * 0.5, randn(4, 3) * 0.5, [randn(2, 4) for _ in range(3)])
     assert_gradient(rnn_collecting_states, *args, wrt=(0, 1, 2, 3))
     assert_gradient(rnn_collecting_states_in_a_tuple, *args, wrt=(0, 1, 2, 3))
+    assert_gradient(rnn_unpacking_its_states, *args, wrt=(0, 1, 2, 3))
 
 
 # -- what the generated code does ---------------------------------------------------------------

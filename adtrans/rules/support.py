@@ -1191,7 +1191,7 @@ def merged_cotangents(g, mappings):
                  for i, mapping in enumerate(mappings))
 
 
-# -- Lists and tuples in arithmetic: ``a + b`` concatenates, ``xs * n`` repeats.
+# -- Lists and tuples as values: ``a + b``, ``xs * n``, ``[x, *rest]``.
 
 def added(a, b):
     """``a + b``. The pullback of a ``+`` whose operands may be lists or tuples is keyed to this
@@ -1241,6 +1241,35 @@ def _repeats(sequence, count):
     """Does ``sequence * count`` repeat a list or tuple (rather than multiply numbers or arrays)?"""
     return (isinstance(sequence, (list, tuple)) and not isinstance(count, np.ndarray)
             and hasattr(type(count), "__index__"))
+
+
+def unpacked(layout, *parts):
+    """``[x, *rest]`` as a call: `parts` in turn, each marked ``'*'`` in `layout` unpacked. The
+    pullback of a display with ``*`` unpacking is keyed to this function (the forward runs the
+    display as written)."""
+    items = []
+    for star, part in zip(layout, parts):
+        if star:
+            items.extend(part)
+        else:
+            items.append(part)
+    return items
+
+
+def unpacked_cotangents(g, layout, parts):
+    """The cotangents of the parts of a display with ``*`` unpacking (``[x, *rest]``, ``(*a, *b)``):
+    an element's item of `g`, an unpacked part its run of items, in the part's own structure."""
+    out, start = [], 0
+    for star, part in zip(layout, parts):
+        if not star:
+            item = None if g is None else g[start]
+            out.append(tangents.zeros_like(part) if item is None else item)
+            start += 1
+            continue
+        n = _length(part, "'*' in a list or tuple display")
+        out.append(_items_cotangent(None if g is None else g[start:start + n], part))
+        start += n
+    return tuple(out)
 
 
 def _length(sequence, construct):
