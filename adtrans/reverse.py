@@ -753,7 +753,7 @@ class ReverseTransform:
             value = self.with_copies(value, op)
         if isinstance(value, gast.Call) and hasattr(value.func, "synthetic_callee"):
             value = clone(value)
-            value.func = _name(self.helper(value.func.id, value.func.synthetic_callee))
+            value.func = self.callee(value.func)
         return f"{stmt.target} = {unparse(value)}"
 
     def with_copies(self, call, op):
@@ -776,6 +776,13 @@ class ReverseTransform:
         for keyword in call.keywords:
             keyword.value = copied(keyword.value)
         return call
+
+    def callee(self, func):
+        """The function of a call as generated code names it: a call the desugaring wrote itself
+        names its callee by a cell, which no user name can capture."""
+        if hasattr(func, "synthetic_callee"):
+            return _name(self.helper(func.id, func.synthetic_callee))
+        return func
 
     def forward_if(self, stmt):
         lines = [f"if {unparse(stmt.test)}:"]
@@ -856,7 +863,7 @@ class ReverseTransform:
                 (flag,) = flags
                 wrt = gast.IfExp(_name(flag), wrt, first)
             dispatch = self.helper("call_with_pullback", _dispatch())
-            return gast.Call(_name(dispatch), [call.func, wrt] + list(call.args), list(call.keywords))
+            return gast.Call(_name(dispatch), [self.callee(call.func), wrt] + list(call.args), list(call.keywords))
         if op.kind == "vjp":
             return self.vjp_call(op.callee, call, op.description)
         # transform
@@ -895,7 +902,7 @@ class ReverseTransform:
         positions = gast.Tuple([gast.Constant(i, None) for i in self.active_positions(call)], gast.Load())
         layout = gast.Tuple([gast.Constant(k, None) for k in kinds], gast.Load())
         dispatch = self.helper("spread_call_with_pullback", _spread_dispatch())
-        return gast.Call(_name(dispatch), [call.func, positions, layout] + pieces, [])
+        return gast.Call(_name(dispatch), [self.callee(call.func), positions, layout] + pieces, [])
 
     def derived_callee(self, callee, wrt, stmt):
         """`self.derived` of a callee; an error with no place in a file (a callee made by ``exec``)

@@ -51,8 +51,8 @@ _SEQUENCE_RESULTS = {np.split, np.array_split, np.ndarray.tolist, np.linalg.slog
 # math functions of sequences (the others take numbers: a list there is Python's TypeError).
 _MATH_OF_SEQUENCES = {math.fsum, math.prod, math.dist, math.hypot, getattr(math, "sumprod", math.fsum)}
 # Functions that make a list or tuple of their arguments' values.
-_MAKES_LISTS = {builtins.list, builtins.tuple, builtins.sorted, support.appended, support.extended,
-                support.listed_items, support.listed_values} | _SEQUENCE_RESULTS
+_MAKES_LISTS = {builtins.list, builtins.tuple, builtins.sorted, support.zipped, support.enumerated,
+                support.appended, support.extended, support.listed_items, support.listed_values} | _SEQUENCE_RESULTS
 
 
 class Sequences:

@@ -5,8 +5,8 @@ import builtins
 import operator
 
 from adtrans.rules.support import (
-    added, appended, extended, listed_items, listed_values, merged, multiplied, rebound, unpacked, with_field,
-    with_item)
+    added, appended, enumerated, extended, listed_items, listed_values, merged, multiplied, rebound, unpacked,
+    with_field, with_item, zipped)
 
 import numpy as np
 import pytest
@@ -47,6 +47,9 @@ CASES = [
     # [x, *rest], (*a, *b), [*rows, x]: displays with * unpacking.
     case(unpacked, ("", "*"), 1.5, [A, VEC]), case(unpacked, ("*", "*"), (1.5, 2.0), [VEC]),
     case(unpacked, ("*", ""), A, VEC),
+    # zip(...), enumerate(...) used as values: lists of tuples; zip stops at the shortest sequence.
+    case(zipped, [1.5, A], (VEC, 2.0)), case(zipped, [1.5, 2.5, 0.5], [A]), case(zipped, A, VEC),
+    case(enumerated, [1.5, A]), case(enumerated, (VEC, 2.0), start=1),
     # a + b and friends: same shapes, (3, 1) with (1, 4), array with scalar, Python floats.
     case(operator.add, 1.5, -0.25), case(operator.add, A, A), case(operator.add, COL, ROW),
     case(operator.add, A, 2.0), case(operator.add, 2.0, VEC),

@@ -249,6 +249,95 @@ def test_unpacking_constants_needs_no_derivative():
     assert "unpacked_cotangents(d_t, ('', '*'), (x, rest))" in text
 
 
+# -- zip(...) and enumerate(...) as values ---------------------------------------------------------
+
+def summed_pairs(Ws, bs):
+    pairs = list(zip(Ws, bs))
+    return sum(np.sum(W * b) for W, b in pairs)
+
+
+def weighted_by_position(Ws):
+    total = 0.0
+    for i, W in list(enumerate(Ws)):
+        total = total + i * W
+    return np.sum(total)
+
+
+def counted_from_one(xs):
+    pairs = list(enumerate(xs, start=1))
+    return sum(k * x for k, x in pairs)
+
+
+def transposed(pairs):
+    xs, ys = zip(*pairs)
+    return sum(x * y for x, y in zip(xs, ys)) + xs[0]
+
+
+def zipped_into_a_dict(keys, values):
+    d = dict(zip(keys, values))
+    return np.sum(d["a"] * d["b"]) + np.sum(d["a"])
+
+
+def sorted_by_the_first(xs, ys):
+    ordered = sorted(zip(xs, ys), key=lambda p: p[0])
+    return sum(y * (k + 1) for k, (x, y) in enumerate(ordered))
+
+
+def zipped_tuple(xs, ys):
+    t = tuple(zip(xs, ys))
+    return t[0][0] * t[-1][1]
+
+
+def zip_of_unequal_lengths(xs, ys):
+    return sum(x * y for x, y in list(zip(xs, ys)))
+
+
+def rows_and_scales(M, v):
+    return sum(np.sum(row * scale) for row, scale in list(zip(M, v)))
+
+
+def layers_zipped_once(Ws, bs, x):
+    layers = zip(Ws, bs)
+    for W, b in layers:
+        x = np.tanh(x @ W + b)
+    return np.sum(x ** 2)
+
+
+def test_zip_and_enumerate_as_values():
+    Ws, bs = [randn(2, 2), randn(2, 2)], [randn(2), randn(2)]
+    assert_gradient(summed_pairs, Ws, bs)
+    assert_gradient(summed_pairs, tuple(Ws), (1.5, -0.5))
+    assert_gradient(weighted_by_position, Ws)
+    assert adtrans.gradient(weighted_by_position, [1.5, 2.5, -1.0]) == [0.0, 1.0, 2.0]
+    assert adtrans.gradient(counted_from_one, [1.5, 2.5]) == [1.0, 2.0]
+    assert_gradient(rows_and_scales, randn(3, 2), randn(3))
+    assert_gradient(layers_zipped_once, Ws, bs, randn(3, 2))
+
+
+def test_zip_transposes_sorts_and_makes_dicts():
+    grads = assert_gradient(transposed, [(1.0, 2.0), (3.0, 4.0)])
+    assert grads == ([(3.0, 1.0), (4.0, 3.0)],)
+    assert adtrans.gradient(zipped_into_a_dict, ["a", "b"], [1.5, 2.0], wrt=1) == [3.0, 1.5]
+    assert_gradient(zipped_into_a_dict, ["a", "b"], [randn(2), randn(2)], wrt=(1,))
+    # A key given twice: the last value wins, as in Python; the first gets no derivative.
+    assert adtrans.gradient(zipped_into_a_dict, ["a", "b", "a"], [1.5, 2.0, 3.0], wrt=1) == [0.0, 3.0, 3.0]
+    assert adtrans.gradient(sorted_by_the_first, [2.0, 1.0, 3.0], [0.5, 1.5, 2.5]) == (
+        [0.0, 0.0, 0.0], [2.0, 1.0, 3.0])
+    assert_gradient(zipped_tuple, [1.0, 2.0], (3.0, 4.0))
+
+
+def test_zip_stops_at_the_shortest_sequence():
+    assert adtrans.gradient(zip_of_unequal_lengths, [1.0, 2.0, 3.0], [4.0, 5.0]) == ([4.0, 5.0, 0.0], [1.0, 2.0])
+    assert_gradient(zip_of_unequal_lengths, [1.0, 2.0, 3.0], [4.0, 5.0])
+
+
+def test_zip_runs_as_a_list_with_a_rule():
+    text = adtrans.generated_source(summed_pairs)
+    assert "pairs = zipped(Ws, bs)" in text         # list(zip(...)): no second copy
+    assert "zipped_cotangents(d_pairs, (Ws, bs))" in text
+    assert "enumerated_cotangent(" in adtrans.generated_source(weighted_by_position)
+
+
 # -- realistic programs -------------------------------------------------------------------------
 
 def mlp_loss(layer1, layer2, x, y):

@@ -1181,17 +1181,28 @@ def merged(*mappings):
 
 def merged_cotangents(g, mappings):
     """The cotangent of each of `mappings` in ``merged(*mappings)``: the items it gave the result
-    (a key a later mapping also has gets zero)."""
+    (a key a later mapping also has gets zero). A mapping given as (key, value) pairs
+    (``dict(zip(keys, values))``) gets pairs back, each a zero for the key and the value's part."""
     last = {}
     for i, mapping in enumerate(mappings):
-        for key in mapping:
-            last[key] = i
-    return tuple({key: g[key] if last[key] == i and g.get(key) is not None else tangents.zeros_like(value)
-                  for key, value in mapping.items()}
-                 for i, mapping in enumerate(mappings))
+        for k, key in enumerate(mapping if isinstance(mapping, dict) else (pair[0] for pair in mapping)):
+            last[key] = (i, k)
+    out = []
+    for i, mapping in enumerate(mappings):
+        items = mapping.items() if isinstance(mapping, dict) else mapping
+        parts = []
+        for k, (key, value) in enumerate(items):
+            part = g.get(key) if g is not None and last[key] == (i, k) else None
+            parts.append(tangents.zeros_like(value) if part is None else part)
+        if isinstance(mapping, dict):
+            out.append(dict(zip(mapping, parts)))
+        else:
+            out.append(_same_sequence(mapping, [_same_sequence(pair, (tangents.zeros_like(pair[0]), part))
+                                                for pair, part in zip(mapping, parts)]))
+    return tuple(out)
 
 
-# -- Lists and tuples as values: ``a + b``, ``xs * n``, ``[x, *rest]``.
+# -- Lists and tuples as values: ``a + b``, ``xs * n``, ``[x, *rest]``, ``zip``, ``enumerate``.
 
 def added(a, b):
     """``a + b``. The pullback of a ``+`` whose operands may be lists or tuples is keyed to this
@@ -1270,6 +1281,36 @@ def unpacked_cotangents(g, layout, parts):
         out.append(_items_cotangent(None if g is None else g[start:start + n], part))
         start += n
     return tuple(out)
+
+
+def zipped(*iterables, strict=False):
+    """``list(zip(*iterables))``: how differentiated code runs a ``zip`` used as a value (a ``for``
+    loop over a zip is lowered on its own): a list of tuples the pullback can index."""
+    if strict:
+        return list(zip(*iterables, strict=True))
+    return list(zip(*iterables))
+
+
+def zipped_cotangents(g, iterables):
+    """The cotangent of each sequence in ``zipped(*iterables)``: item k of sequence j gets part j
+    of `g`'s pair k (a zero past the shortest sequence, which zip never reached)."""
+    out = []
+    for j, sequence in enumerate(iterables):
+        n = _length(sequence, "'zip'")
+        pairs = [None] * n if g is None else list(g[:n]) + [None] * (n - len(g))
+        out.append(_items_cotangent([None if pair is None else pair[j] for pair in pairs], sequence))
+    return tuple(out)
+
+
+def enumerated(iterable, start=0):
+    """``list(enumerate(iterable, start))``: how differentiated code runs an ``enumerate`` used as
+    a value (see `zipped`)."""
+    return list(enumerate(iterable, start))
+
+
+def enumerated_cotangent(g, iterable):
+    """The cotangent of the sequence in ``enumerated(iterable)``: the item part of each pair of `g`."""
+    return _items_cotangent(None if g is None else [None if pair is None else pair[1] for pair in g], iterable)
 
 
 def _length(sequence, construct):
