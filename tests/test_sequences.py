@@ -13,7 +13,7 @@ Every program is checked against central finite differences through
 structures, in loops and branches.
 """
 
-import textwrap
+import itertools
 from typing import NamedTuple
 
 import numpy as np
@@ -331,6 +331,37 @@ def test_zip_stops_at_the_shortest_sequence():
     assert_gradient(zip_of_unequal_lengths, [1.0, 2.0, 3.0], [4.0, 5.0])
 
 
+def counted_by_an_iterator(xs):
+    pairs = list(zip(itertools.count(), xs))
+    return sum(k * x for k, x in pairs)
+
+
+def iterators_unpacked(x, ys):
+    t = [x, *iter(range(3)), *ys]
+    return t[0] * t[-1] + t[4]
+
+
+def iterators_side_by_side(x):
+    t = [*iter(range(2)), *iter(range(2)), x]
+    return t[-1] * 2.0
+
+
+def iterators_around_a_value(x, y):
+    t = [*iter(range(2)), y, *iter(range(2)), x]
+    return t[-1] * 2.0 + t[2]
+
+
+def test_iterators_carry_no_derivative_but_count():
+    assert adtrans.gradient(counted_by_an_iterator, [1.5, 2.5]) == [0.0, 1.0]
+    assert adtrans.gradient(iterators_unpacked, 1.5, [2.0, 3.0]) == (3.0, [1.0, 1.5])
+    assert_gradient(iterators_unpacked, 1.5, [2.0, 3.0])
+    assert adtrans.gradient(iterators_side_by_side, 1.5) == 2.0
+    with pytest.raises(adtrans.DifferentiationError, match="between iterators") as info:
+        adtrans.gradient(iterators_around_a_value, 1.5, 2.0)
+    assert info.value.lineno == iterators_around_a_value.__code__.co_firstlineno + 1
+    assert "list(iterator)" in str(info.value)
+
+
 def test_zip_runs_as_a_list_with_a_rule():
     text = adtrans.generated_source(summed_pairs)
     assert "pairs = zipped(Ws, bs)" in text         # list(zip(...)): no second copy
@@ -463,6 +494,32 @@ def test_a_list_plus_a_tuple_is_pythons_own_type_error():
     with pytest.raises(TypeError, match=r'can only concatenate list \(not "tuple"\) to list') as info:
         adtrans.gradient(list_plus_tuple, [1.0], 2.0)
     assert not isinstance(info.value, adtrans.DifferentiationError)
+
+
+def repeated_by_a_count_that_came_with_floats(lists):
+    total = 0.0
+    for i, ys in list(enumerate(lists)):
+        total = total + sum(ys * i)
+    return total
+
+
+def repeated_by_a_constant_count(lists):
+    total = 0.0
+    for i, ys in list(enumerate(lists)):
+        total = total + sum(ys * adtrans.without_derivative(i))
+    return total
+
+
+def test_a_list_repeated_by_an_int_taken_for_a_number_is_a_located_error():
+    # i came in a pair with floats, so it is taken for a differentiated number (not a count).
+    with pytest.raises(adtrans.DifferentiationError, match="joined or repeated here") as info:
+        adtrans.gradient(repeated_by_a_count_that_came_with_floats, [[1.0, 2.0], [3.0]])
+    function = repeated_by_a_count_that_came_with_floats
+    assert (info.value.lineno, info.value.col) == (function.__code__.co_firstlineno + 3, 9)
+    assert "xs * without_derivative(n)" in str(info.value)
+    # As the note says:
+    assert adtrans.gradient(repeated_by_a_constant_count, [[1.0, 2.0], [3.0]]) == [[0.0, 0.0], [1.0]]
+    assert_gradient(repeated_by_a_constant_count, [[1.0, 2.0], [3.0]])
 
 
 def test_lists_joined_by_sum_are_a_located_error():

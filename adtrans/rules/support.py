@@ -1270,16 +1270,24 @@ def unpacked(layout, *parts):
 def unpacked_cotangents(g, layout, parts):
     """The cotangents of the parts of a display with ``*`` unpacking (``[x, *rest]``, ``(*a, *b)``):
     an element's item of `g`, an unpacked part its run of items, in the part's own structure."""
+    sizes = [_size(part) if star else 1 for star, part in zip(layout, parts)]
+    unknown = [i for i, n in enumerate(sizes) if n is None]
+    if unknown and g is not None:
+        # Iterators (no derivative) unpacked next to each other: their runs are what the others leave.
+        if any(sizes[i] is not None for i in range(unknown[0], unknown[-1])):
+            raise tangents.structures._error(
+                "cannot tell where the parts between iterators unpacked into this display begin", None,
+                ["unpack lists or tuples there: list(iterator)"])
+        rest = len(g) - sum(n for n in sizes if n is not None)
+        sizes = [rest if i == unknown[0] else 0 if n is None else n for i, n in enumerate(sizes)]
     out, start = [], 0
-    for star, part in zip(layout, parts):
-        if not star:
+    for star, part, n in zip(layout, parts, sizes):
+        if star:
+            out.append(_items_cotangent(None if g is None else g[start:start + n], part))
+        else:
             item = None if g is None else g[start]
             out.append(tangents.zeros_like(part) if item is None else item)
-            start += 1
-            continue
-        n = _length(part, "'*' in a list or tuple display")
-        out.append(_items_cotangent(None if g is None else g[start:start + n], part))
-        start += n
+        start += n or 0
     return tuple(out)
 
 
@@ -1296,7 +1304,10 @@ def zipped_cotangents(g, iterables):
     of `g`'s pair k (a zero past the shortest sequence, which zip never reached)."""
     out = []
     for j, sequence in enumerate(iterables):
-        n = _length(sequence, "'zip'")
+        n = _size(sequence)
+        if n is None:
+            out.append(None)        # an iterator: no derivative
+            continue
         pairs = [None] * n if g is None else list(g[:n]) + [None] * (n - len(g))
         out.append(_items_cotangent([None if pair is None else pair[j] for pair in pairs], sequence))
     return tuple(out)
@@ -1313,20 +1324,18 @@ def enumerated_cotangent(g, iterable):
     return _items_cotangent(None if g is None else [None if pair is None else pair[1] for pair in g], iterable)
 
 
-def _length(sequence, construct):
-    """``len(sequence)``; a located error for an iterator, whose items the pullback cannot count again."""
-    try:
-        return len(sequence)
-    except TypeError:
-        raise tangents.structures._error(
-            f"cannot differentiate through {construct} of a {type(sequence).__qualname__}", None,
-            ["adtrans differentiates lists, tuples and arrays there; make a list first (list(...))"]) from None
+def _size(sequence):
+    """``len(sequence)``, or None for an iterator (which holds no derivative: SPEC's values are
+    floats, arrays and containers of them)."""
+    return len(sequence) if hasattr(sequence, "__len__") else None
 
 
 def _items_cotangent(parts, x):
     """The cotangent of the sequence `x` from one cotangent per item (`parts`, None for zeros), in
     `x`'s structure: a list, tuple or NamedTuple of them, an array for an array."""
-    n = _length(x, "a sequence operation")
+    n = _size(x)
+    if n is None:
+        return None
     parts = [None] * n if parts is None else list(parts) + [None] * (n - len(parts))
     if isinstance(x, (list, tuple)):
         return _same_sequence(x, [tangents.zeros_like(xi) if p is None else p for p, xi in zip(parts, x)])
