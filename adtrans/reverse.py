@@ -227,7 +227,7 @@ class ReverseTransform:
         counters = {n for loop in _loops(self.statements) for n in _loop_names(loop)} - assigned
         sequences = Sequences(self.flat, self.ops, body.params, counters, self.activity, self.known_floats)
         self.ops.update(sequences.keyed)
-        self.lists = sequences.lists
+        self.numbers = sequences.numbers
         self.shape_sources = self.shape_sources_of()
         self.fields = {s.target for s in self.flat if isinstance(s, Assign)
                        and self.ops[id(s)].kind in ("attribute", "subscript")}
@@ -461,8 +461,9 @@ class ReverseTransform:
                 for param, node in op.binding.items():
                     if isinstance(node, gast.Name) and param in op.rule.differentiable_params:
                         numeric.add(node.id)
-        # Not a list (np.ones(2) + [x, y] too): its cotangents are lists, added item by item.
-        return numeric - self.lists
+        # Only values proved no list (adtrans/sequences.py): a list given to NumPy arithmetic
+        # (np.exp(a) + xs, x @ W with W nested lists) gets list cotangents, added item by item.
+        return numeric & self.numbers
 
     def float_names(self):
         """Locals known to hold Python floats: their adjoints never need unbroadcasting.
@@ -1383,8 +1384,8 @@ class ReverseTransform:
                 self.defined.add(name)
                 statements.append(gast.AugAssign(_store(target), gast.Add(), total))
                 continue
-            if name in self.defined and name in self.owned and name in self.lists:
-                # The same, for a value that may be a list (an operand of a + that may concatenate).
+            if name in self.defined and name in self.owned and name not in self.known_floats:
+                # The same for a value not proved a number or an array (it may be a list).
                 helper = _name(self.helper("add_into", tangents.add_into))
                 statements.append(_assign(target, _call(helper, _name(target), total)))
                 continue

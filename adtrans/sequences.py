@@ -15,9 +15,9 @@ the pullback chooses by the operands' types when it runs
 Guarantees to the transform: no active statement left with ``operator.add``
 or ``operator.mul`` concatenates or repeats a sequence, but one whose
 pullback sees a list's cotangent and raises a located error (below); and
-`Sequences.lists` holds every local that may hold a list or tuple a keyed
-operation, a display or a list-making function made, whose cotangents must
-be added item by item, never with ``+``.
+`Sequences.numbers` holds only locals proved to hold numbers or arrays, whose
+cotangents may be added with ``+`` (a list's cotangents are lists, which
+``+`` would concatenate).
 
 What proves a value is no list: how it was made (arithmetic other than
 ``+`` and ``*``, ``math`` and NumPy functions, an item of an array, a ``+``
@@ -50,9 +50,6 @@ _SEQUENCE_RESULTS = {np.split, np.array_split, np.ndarray.tolist, np.linalg.slog
                      getattr(np, "unstack", np.split)}
 # math functions of sequences (the others take numbers: a list there is Python's TypeError).
 _MATH_OF_SEQUENCES = {math.fsum, math.prod, math.dist, math.hypot, getattr(math, "sumprod", math.fsum)}
-# Functions that make a list or tuple of their arguments' values.
-_MAKES_LISTS = {builtins.list, builtins.tuple, builtins.sorted, support.zipped, support.enumerated,
-                support.appended, support.extended, support.listed_items, support.listed_values} | _SEQUENCE_RESULTS
 
 
 class Sequences:
@@ -80,7 +77,6 @@ class Sequences:
         self.not_ints = _largest(no_ints, self.assigned, (), self._makes_no_int)
         self.numbers = self._numbers() | self.floats
         self.keyed = self._keyed()
-        self.lists = self._lists()
 
     def _keyed(self):
         """{id(statement): operation} for each active ``+`` or ``*`` that may concatenate or repeat."""
@@ -96,29 +92,6 @@ class Sequences:
                                           binding={"a": value.left, "b": value.right},
                                           description=op.description)
         return out
-
-    def _lists(self):
-        """Locals that may hold a list or tuple made here or met by a keyed operation, and those
-        copied or sliced to or from them."""
-        found = set()
-        for stmt in self.statements:
-            if not isinstance(stmt, Assign):
-                continue
-            value, op = stmt.value, self.ops[id(stmt)]
-            if id(stmt) in self.keyed:
-                found.update(n.id for n in (value.left, value.right) if isinstance(n, gast.Name))
-            if (id(stmt) in self.keyed or isinstance(value, (gast.Tuple, gast.List))
-                    or op.kind == "rule" and op.callee in _MAKES_LISTS):
-                found.add(stmt.target)
-        links = [(_source(s), s.target) for s in self.statements if isinstance(s, Assign) and _source(s)]
-        changed = True
-        while changed:
-            changed = False
-            for pair in links:
-                if found.intersection(pair) and not found.issuperset(pair):
-                    found.update(pair)
-                    changed = True
-        return found - self.numbers
 
     # -- no integer: a list times it is no repetition
 
@@ -258,17 +231,6 @@ def _both_ways(binop):
 
 def _same_name(a, b):
     return isinstance(a, gast.Name) and isinstance(b, gast.Name) and a.id == b.id
-
-
-def _source(stmt):
-    """The local a copy or a slice reads (`stmt` holds part or all of its items), or None."""
-    value = stmt.value
-    if isinstance(value, gast.Name):
-        return value.id
-    if (isinstance(value, gast.Subscript) and isinstance(value.slice, gast.Slice)
-            and isinstance(value.value, gast.Name)):
-        return value.value.id
-    return None
 
 
 def _of_numbers(callee):

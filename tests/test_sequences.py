@@ -468,6 +468,15 @@ def list_given_to_numpy_and_read(x, y):
     return np.sum(z * z) + pair[0] * 3.0
 
 
+def list_argument_to_numpy_and_read(xs, a):
+    z = np.exp(a) + xs
+    return np.sum(z) + xs[0]
+
+
+def nested_list_weights_used_twice(W, x):
+    return np.sum(x @ W) + np.sum(x @ W)
+
+
 def test_regressions_once_silently_wrong():
     # Each gave a zero or a wrong gradient: the cotangent list was repeated or concatenated.
     assert adtrans.gradient(doubled_list, [1.0, 2.0]) == [2.0, 1.0]
@@ -477,6 +486,13 @@ def test_regressions_once_silently_wrong():
     for f, args in ((doubled_list, ([1.0, 2.0],)), (tuple_added_to_itself, (1.0, 2.0)),
                     (list_given_to_numpy_and_read, (1.0, 2.0))):
         assert_gradient(f, *args)
+    # Lists NumPy took for arrays get list cotangents: added with '+' (taking them for arrays),
+    # they were concatenated, and the gradient kept the first half.
+    assert adtrans.gradient(list_argument_to_numpy_and_read, [1.0, 2.0], np.zeros(2), wrt=0) == [2.0, 1.0]
+    assert adtrans.gradient(nested_list_weights_used_twice, [[1.0, 2.0], [3.0, 4.0]], np.ones(2), wrt=0) == [
+        [2.0, 2.0], [2.0, 2.0]]
+    assert_gradient(list_argument_to_numpy_and_read, [1.0, 2.0], randn(2))
+    assert_gradient(nested_list_weights_used_twice, [[1.0, 2.0], [3.0, 4.0]], randn(2))
 
 
 # -- errors -------------------------------------------------------------------------------------
