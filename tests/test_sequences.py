@@ -431,6 +431,22 @@ def test_the_pullback_of_a_plus_that_may_concatenate_chooses_when_it_runs():
     assert "factor_cotangent(d_ys, xs, n)" in adtrans.generated_source(repeated, wrt="xs")
 
 
+def sum_of_two_calls(x, f):
+    a = f(x)
+    b = f(x)
+    return np.sum(np.tanh(a + b))
+
+
+def test_operands_of_a_plus_that_may_concatenate_are_kept_for_their_shape_only():
+    # Arrays: addend_cotangent reads only their shapes, so the forward keeps stand-ins.
+    text = adtrans.generated_source(sum_of_two_calls, wrt="x")
+    assert "d_a = addend_cotangent(d_a_plus_b, a, b, 0)" in text
+    assert "a = shape_only(a)" in text and "b = shape_only(b)" in text
+    x = np.linspace(0.0, 1.0, 20000)
+    grad = adtrans.gradient(sum_of_two_calls, x, lambda v: v * 2.0, wrt="x")
+    np.testing.assert_allclose(grad, 4.0 * (1 - np.tanh(4.0 * x) ** 2))
+
+
 def test_numbers_keep_the_operators_own_rule():
     def arithmetic(x, y):
         z = (x + 1.0) * y
