@@ -26,7 +26,7 @@ import gast
 import numpy as np
 
 from adtrans import mutation, randomness, registry, structures, tangents
-from adtrans.activity import analyse
+from adtrans.activity import analyse, targets
 from adtrans.codegen import unparse
 from adtrans.copyprop import propagate_copies
 from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack, exposed_reads
@@ -210,7 +210,7 @@ class ReverseTransform:
         self.flat = list(flatten(self.statements))
         ssa = set(body.params)
         for stmt in self.flat:
-            ssa.update(_targets(stmt))
+            ssa.update(targets(stmt))
         for stmt in _loops(self.statements):
             ssa.update(_loop_names(stmt))
         self.ssa = ssa
@@ -223,7 +223,7 @@ class ReverseTransform:
         self.check_mutations()
         self.known_floats = self.float_names()
         # A + or * that may concatenate or repeat lists pulls back by the operands' types at run time.
-        assigned = {t for s in self.flat for t in _targets(s)}
+        assigned = {t for s in self.flat for t in targets(s)}
         counters = {n for loop in _loops(self.statements) for n in _loop_names(loop)} - assigned
         sequences = Sequences(self.flat, self.ops, body.params, counters, self.activity, self.known_floats)
         self.ops.update(sequences.keyed)
@@ -232,7 +232,7 @@ class ReverseTransform:
         self.fields = {s.target for s in self.flat if isinstance(s, Assign)
                        and self.ops[id(s)].kind in ("attribute", "subscript")}
         # Nested defs and lambdas reading locals: values whose tangent is a dict of theirs.
-        self.closures = {t for s in self.flat if self.ops[id(s)].kind == "closure" for t in _targets(s)}
+        self.closures = {t for s in self.flat if self.ops[id(s)].kind == "closure" for t in targets(s)}
         self.numeric = self.numeric_names()
         self.first_pass = self.first_pass_flags()
 
@@ -577,7 +577,7 @@ class ReverseTransform:
         self.matmul_sources = {}
         counts = {}
         for stmt in self.flat:
-            for t in _targets(stmt):
+            for t in targets(stmt):
                 counts[t] = counts.get(t, 0) + 1
         for stmt in self.flat:
             if not isinstance(stmt, Assign) or counts.get(stmt.target) != 1:
@@ -999,7 +999,7 @@ class ReverseTransform:
                 origin = None
                 continue
             emitted = self.adjoint_statements(stmt, self.ops[id(stmt)])
-            for name in _targets(stmt):
+            for name in targets(stmt):
                 self.defined.discard(name)
                 self.owned.discard(name)
             if emitted:
@@ -1083,7 +1083,7 @@ class ReverseTransform:
         params = set(self.body.params)
         # Only names bound on every path: those the function's top-level statements assign.
         bound = {t for stmt in self.statements if not isinstance(stmt, (If, Loop))
-                 for t in _targets(stmt)}
+                 for t in targets(stmt)}
         # A display is a list or a tuple, never an array: a stand-in would free nothing.
         displays = {s.target for s in self.flat
                     if isinstance(s, Assign) and isinstance(s.value, (gast.Tuple, gast.List, gast.Dict))}
@@ -1171,10 +1171,10 @@ class ReverseTransform:
         inner = list(flatten(loop.condition)) + list(flatten(loop.body))
         assigned = set(_loop_names(loop))
         for stmt in inner:
-            assigned.update(_targets(stmt))
+            assigned.update(targets(stmt))
         for stmt in _loops(loop.body):
             assigned.update(_loop_names(stmt))
-        if not any(self.active(t) for s in inner for t in _targets(s)):
+        if not any(self.active(t) for s in inner for t in targets(s)):
             return []
         before = []
         after = []
@@ -1250,7 +1250,7 @@ class ReverseTransform:
         """Names a block assigns itself (not in blocks inside it), with the tapes made there."""
         names = set()
         for stmt in block:
-            names.update(_targets(stmt))
+            names.update(targets(stmt))
             if isinstance(stmt, Assign) and ("pullback", stmt.target) in self.adjoints:
                 names.add(self.adjoints[("pullback", stmt.target)])   # a callee's pullback
             if isinstance(stmt, If):
@@ -1773,16 +1773,6 @@ def _structures(statements):
 
 def _loops(statements):
     return [s for s in _structures(statements) if isinstance(s, Loop)]
-
-
-def _targets(stmt):
-    if isinstance(stmt, Assign):
-        return [stmt.target]
-    if isinstance(stmt, Unpack):
-        return [t for t in stmt.targets if t is not None]
-    if isinstance(stmt, Effect) and isinstance(stmt.stmt, gast.FunctionDef):
-        return [stmt.stmt.name]      # a nested def binds its name
-    return []
 
 
 def _released(text, header, parameter, release, take=None):

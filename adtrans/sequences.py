@@ -39,6 +39,7 @@ import gast
 import numpy as np
 
 from adtrans import registry
+from adtrans.activity import targets
 from adtrans.desugar import Assign, Effect, Unpack
 from adtrans.naming import is_number
 from adtrans.resolve import Operation
@@ -70,7 +71,7 @@ class Sequences:
         self.floats = set(floats)
         self.assigned = {}
         for stmt in self.statements:
-            for target in _targets(stmt):
+            for target in targets(stmt):
                 self.assigned.setdefault(target, []).append(stmt)
         self.locals = set(self.assigned) | self.params | self.counters
         no_ints = set(self.assigned) | {p for p in self.params if p in self.varied} | self.floats
@@ -96,7 +97,7 @@ class Sequences:
     # -- no integer: a list times it is no repetition
 
     def _makes_no_int(self, stmt, found):
-        if isinstance(stmt, Effect) or any(t in self.varied for t in _targets(stmt)):
+        if isinstance(stmt, Effect) or any(t in self.varied for t in targets(stmt)):
             return True                         # a function; a value carrying a derivative
         if isinstance(stmt, Unpack):
             return False
@@ -238,13 +239,3 @@ def _of_numbers(callee):
     module = getattr(callee, "__module__", None) or ""
     return (isinstance(callee, np.ufunc) or module == "math" or module.startswith("numpy")
             or getattr(callee, "__objclass__", None) is np.ndarray)
-
-
-def _targets(stmt):
-    if isinstance(stmt, Assign):
-        return [stmt.target]
-    if isinstance(stmt, Unpack):
-        return [t for t in stmt.targets if t is not None]
-    if isinstance(stmt, Effect) and isinstance(stmt.stmt, gast.FunctionDef):
-        return [stmt.stmt.name]
-    return []
