@@ -29,7 +29,8 @@ class Activity:
         return name in self.varied and name in self.useful
 
 
-def _targets(stmt):
+def targets(stmt):
+    """The names a desugared statement binds."""
     if isinstance(stmt, Assign):
         return [stmt.target]
     if isinstance(stmt, Unpack):
@@ -56,7 +57,7 @@ def analyse(pairs, wrt, result, passthrough=()):
             if _blocks(op, passthrough):
                 continue
             if any(name in varied for name in op.diff_inputs):
-                for t in _targets(stmt):
+                for t in targets(stmt):
                     if t not in varied:
                         varied.add(t)
                         changed = True
@@ -67,7 +68,7 @@ def analyse(pairs, wrt, result, passthrough=()):
         for stmt, op in reversed(pairs):
             if _blocks(op, passthrough):
                 continue
-            if any(t in useful for t in _targets(stmt)):
+            if any(t in useful for t in targets(stmt)):
                 for name in op.diff_inputs:
                     if name not in useful:
                         useful.add(name)

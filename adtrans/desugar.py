@@ -27,8 +27,8 @@ from adtrans import randomness
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for
 from adtrans.rules.support import (
-    appended, extended, listed_items, listed_keys, listed_values, merged, rebound, super_function, with_field,
-    with_item)
+    appended, enumerated, extended, listed_items, listed_keys, listed_values, merged, rebound, super_function,
+    with_field, with_item, zipped)
 from adtrans.trees import clone
 
 
@@ -909,7 +909,8 @@ class Desugar:
     def lowered_call(self, expr):
         """The operation a call of a builtin or a method with a meaning of its own runs as, or None:
         ``super().m(x)``, ``p._replace(a=v)``, ``d.items()``, ``reversed(xs)``, ``map(f, xs)``,
-        ``dict(m, k=v)`` (see each helper, and docs/index.md's decisions)."""
+        ``zip(a, b)``, ``enumerate(xs)``, ``dict(m, k=v)`` (see each helper, and docs/index.md's
+        decisions)."""
         func = expr.func
         starred = any(isinstance(a, gast.Starred) for a in expr.args)
         if (isinstance(func, gast.Attribute) and self.is_builtin(getattr(func.value, "func", None), super)
@@ -930,6 +931,17 @@ class Desugar:
             return self.operation(_located(gast.Subscript(expr.args[0], backwards, gast.Load()), expr))
         if self.is_builtin(func, map) and len(expr.args) >= 2 and not expr.keywords and not starred:
             return self.mapped(expr)
+        if (self.is_builtin(func, list) and len(expr.args) == 1 and not expr.keywords
+                and any(self.is_builtin(getattr(expr.args[0], "func", None), b) for b in _LISTED)):
+            return self.operation(expr.args[0])     # list(zip(a, b)): the lowered zip is a new list
+        for builtin, callee in _LISTED.items():
+            if self.is_builtin(func, builtin):
+                # zip(a, b), enumerate(xs) as values (a for loop's own are lowered in for_loop): lists of
+                # tuples, which the pullback can index, as map(f, xs) is a list.
+                args = [_located(gast.Starred(self.atom(a.value), gast.Load()), a) if isinstance(a, gast.Starred)
+                        else self.passed(a) for a in expr.args]
+                keywords = [gast.keyword(k.arg, self.atom(k.value)) for k in expr.keywords]
+                return _located(gast.Call(_synthetic_callee(callee.__name__, callee), args, keywords), expr)
         if self.is_builtin(func, dict) and expr.keywords and len(expr.args) <= 1 and not starred:
             # dict(m, a=x, **n) is {**m, "a": x, **n}.
             keys = [None] * len(expr.args) + [None if k.arg is None else gast.Constant(k.arg, None)
@@ -1246,6 +1258,8 @@ def _is_method(operation, locals_):
 
 
 _DICT_VIEWS = {"items": listed_items, "values": listed_values, "keys": listed_keys}
+# Builtins that make iterators, run as the lists of their items where used as values.
+_LISTED = {zip: zipped, enumerate: enumerated}
 # Statements no differentiated function may hold: found in a nested one at once, in the user's file
 # (its own transform would read the copy in the generated code).
 _NEVER_IN_NESTED = tuple(t for t in (gast.Try, getattr(gast, "TryStar", None), gast.ClassDef, gast.Delete,

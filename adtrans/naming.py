@@ -131,7 +131,7 @@ def name_for(expr, method=False):
         word = _COMPARISON_WORDS[type(expr.ops[0])]
         return _fit(f"{left}_{word}_{right}", "condition") if left and right else "condition"
     if isinstance(expr, gast.Tuple):
-        return "tuple"
+        return "elements"       # what it holds, as "items" for a list
     if isinstance(expr, gast.List):
         return "items"
     if isinstance(expr, gast.Lambda):

@@ -32,6 +32,7 @@ import numpy as np
 
 from adtrans import registry, tangents
 from adtrans.desugar import Assign, Effect, Return, Unpack, free_names
+from adtrans.rules.support import unpacked
 
 BINARY_OPERATORS = {
     gast.Add: operator.add, gast.Sub: operator.sub, gast.Mult: operator.mul,
@@ -149,9 +150,11 @@ class Resolver:
             base = local_names(value.value, self.locals)
             return Operation("subscript", inputs, base)
         if isinstance(value, (gast.Tuple, gast.List)) and any(isinstance(e, gast.Starred) for e in value.elts):
-            # (*x.shape, 1) is fine; a derivative through the unpacking is not followed (yet).
-            return Operation("opaque", inputs, inputs,
-                             description="a tuple or list display with '*' unpacking of differentiated values")
+            # [x, *rest]: the display runs as written; its pullback is keyed to unpacked(layout, x, rest).
+            layout = gast.Tuple([gast.Constant("*" if isinstance(e, gast.Starred) else "", None)
+                                 for e in value.elts], gast.Load())
+            parts = [e.value if isinstance(e, gast.Starred) else e for e in value.elts]
+            return self.rule_call(unpacked, [layout] + parts, [], inputs, value)
         if isinstance(value, (gast.Tuple, gast.List, gast.Dict)):
             return Operation("literal", inputs, inputs)
         if isinstance(value, (gast.Compare, gast.Constant)):

@@ -26,7 +26,7 @@ import gast
 import numpy as np
 
 from adtrans import mutation, randomness, registry, structures, tangents
-from adtrans.activity import analyse
+from adtrans.activity import analyse, targets
 from adtrans.codegen import unparse
 from adtrans.copyprop import propagate_copies
 from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack, exposed_reads
@@ -37,6 +37,7 @@ from adtrans.simplify import Scalar, negation_removed, simplify_scalar
 from adtrans.resolve import Operation, Resolver, is_spread
 from adtrans.rules import support
 from adtrans.rules.support import matmul_shape, unbroadcast, with_item
+from adtrans.sequences import Sequences
 from adtrans.trees import clone
 
 
@@ -123,6 +124,8 @@ class Generated:
 
 # The operators `ReverseTransform.in_place` may compute into a temporary left operand.
 _IN_PLACE_OPERATORS = {gast.Add: "add", gast.Sub: "sub", gast.Mult: "mul", gast.Div: "truediv"}
+# What a + or * that may concatenate or repeat lists is keyed to (see adtrans.sequences).
+_KEYED = (support.added, support.multiplied)
 
 
 # Methods that change their object in place (list, dict, set, ndarray).
@@ -207,7 +210,7 @@ class ReverseTransform:
         self.flat = list(flatten(self.statements))
         ssa = set(body.params)
         for stmt in self.flat:
-            ssa.update(_targets(stmt))
+            ssa.update(targets(stmt))
         for stmt in _loops(self.statements):
             ssa.update(_loop_names(stmt))
         self.ssa = ssa
@@ -219,11 +222,17 @@ class ReverseTransform:
         self.warnings = self.zero_derivative_warnings(pairs)
         self.check_mutations()
         self.known_floats = self.float_names()
+        # A + or * that may concatenate or repeat lists pulls back by the operands' types at run time.
+        assigned = {t for s in self.flat for t in targets(s)}
+        counters = {n for loop in _loops(self.statements) for n in _loop_names(loop)} - assigned
+        sequences = Sequences(self.flat, self.ops, body.params, counters, self.activity, self.known_floats)
+        self.ops.update(sequences.keyed)
+        self.numbers = sequences.numbers
         self.shape_sources = self.shape_sources_of()
         self.fields = {s.target for s in self.flat if isinstance(s, Assign)
                        and self.ops[id(s)].kind in ("attribute", "subscript")}
         # Nested defs and lambdas reading locals: values whose tangent is a dict of theirs.
-        self.closures = {t for s in self.flat if self.ops[id(s)].kind == "closure" for t in _targets(s)}
+        self.closures = {t for s in self.flat if self.ops[id(s)].kind == "closure" for t in targets(s)}
         self.numeric = self.numeric_names()
         self.first_pass = self.first_pass_flags()
 
@@ -445,14 +454,16 @@ class ReverseTransform:
         numeric = set()
         for stmt in self.flat:
             op = self.ops[id(stmt)]
-            if op.kind == "rule" and isinstance(stmt, Assign) and (
+            if op.kind == "rule" and isinstance(stmt, Assign) and op.callee not in _KEYED and (
                     isinstance(stmt.value, (gast.BinOp, gast.UnaryOp))
                     or getattr(op.callee, "__module__", None) == "math"):
                 numeric.add(stmt.target)
                 for param, node in op.binding.items():
                     if isinstance(node, gast.Name) and param in op.rule.differentiable_params:
                         numeric.add(node.id)
-        return numeric
+        # Only values proved no list (adtrans/sequences.py): a list given to NumPy arithmetic
+        # (np.exp(a) + xs, x @ W with W nested lists) gets list cotangents, added item by item.
+        return numeric & self.numbers
 
     def float_names(self):
         """Locals known to hold Python floats: their adjoints never need unbroadcasting.
@@ -566,13 +577,13 @@ class ReverseTransform:
         self.matmul_sources = {}
         counts = {}
         for stmt in self.flat:
-            for t in _targets(stmt):
+            for t in targets(stmt):
                 counts[t] = counts.get(t, 0) + 1
         for stmt in self.flat:
             if not isinstance(stmt, Assign) or counts.get(stmt.target) != 1:
                 continue
             op = self.ops[id(stmt)]
-            if op.kind != "rule":
+            if op.kind != "rule" or op.callee in _KEYED:
                 continue
             names = [n for n in op.binding.values() if isinstance(n, gast.Name)]
             value = stmt.value
@@ -670,7 +681,7 @@ class ReverseTransform:
         """
         value = stmt.value
         op = self.ops[id(stmt)]
-        if op.kind != "rule":
+        if op.kind != "rule" or op.callee in _KEYED:
             return value
         if (isinstance(value, gast.Call) and isinstance(op.callee, np.ufunc) and op.callee.nin == 1
                 and op.callee.nout == 1 and len(value.args) == 1 and not value.keywords
@@ -743,7 +754,7 @@ class ReverseTransform:
             value = self.with_copies(value, op)
         if isinstance(value, gast.Call) and hasattr(value.func, "synthetic_callee"):
             value = clone(value)
-            value.func = _name(self.helper(value.func.id, value.func.synthetic_callee))
+            value.func = self.callee(value.func)
         return f"{stmt.target} = {unparse(value)}"
 
     def with_copies(self, call, op):
@@ -766,6 +777,13 @@ class ReverseTransform:
         for keyword in call.keywords:
             keyword.value = copied(keyword.value)
         return call
+
+    def callee(self, func):
+        """The function of a call as generated code names it: a call the desugaring wrote itself
+        names its callee by a cell, which no user name can capture."""
+        if hasattr(func, "synthetic_callee"):
+            return _name(self.helper(func.id, func.synthetic_callee))
+        return func
 
     def forward_if(self, stmt):
         lines = [f"if {unparse(stmt.test)}:"]
@@ -846,7 +864,7 @@ class ReverseTransform:
                 (flag,) = flags
                 wrt = gast.IfExp(_name(flag), wrt, first)
             dispatch = self.helper("call_with_pullback", _dispatch())
-            return gast.Call(_name(dispatch), [call.func, wrt] + list(call.args), list(call.keywords))
+            return gast.Call(_name(dispatch), [self.callee(call.func), wrt] + list(call.args), list(call.keywords))
         if op.kind == "vjp":
             return self.vjp_call(op.callee, call, op.description)
         # transform
@@ -885,7 +903,7 @@ class ReverseTransform:
         positions = gast.Tuple([gast.Constant(i, None) for i in self.active_positions(call)], gast.Load())
         layout = gast.Tuple([gast.Constant(k, None) for k in kinds], gast.Load())
         dispatch = self.helper("spread_call_with_pullback", _spread_dispatch())
-        return gast.Call(_name(dispatch), [call.func, positions, layout] + pieces, [])
+        return gast.Call(_name(dispatch), [self.callee(call.func), positions, layout] + pieces, [])
 
     def derived_callee(self, callee, wrt, stmt):
         """`self.derived` of a callee; an error with no place in a file (a callee made by ``exec``)
@@ -981,7 +999,7 @@ class ReverseTransform:
                 origin = None
                 continue
             emitted = self.adjoint_statements(stmt, self.ops[id(stmt)])
-            for name in _targets(stmt):
+            for name in targets(stmt):
                 self.defined.discard(name)
                 self.owned.discard(name)
             if emitted:
@@ -1065,10 +1083,13 @@ class ReverseTransform:
         params = set(self.body.params)
         # Only names bound on every path: those the function's top-level statements assign.
         bound = {t for stmt in self.statements if not isinstance(stmt, (If, Loop))
-                 for t in _targets(stmt)}
+                 for t in targets(stmt)}
+        # A display is a list or a tuple, never an array: a stand-in would free nothing.
+        displays = {s.target for s in self.flat
+                    if isinstance(s, Assign) and isinstance(s.value, (gast.Tuple, gast.List, gast.Dict))}
         names = sorted(n for n in shaped - other
                        if n in bound and n not in params and n != result
-                       and n not in self.known_floats)
+                       and n not in self.known_floats and n not in displays)
         if not names:
             return []
         stand_in = self.helper("shape_only", support.shape_only)
@@ -1150,10 +1171,10 @@ class ReverseTransform:
         inner = list(flatten(loop.condition)) + list(flatten(loop.body))
         assigned = set(_loop_names(loop))
         for stmt in inner:
-            assigned.update(_targets(stmt))
+            assigned.update(targets(stmt))
         for stmt in _loops(loop.body):
             assigned.update(_loop_names(stmt))
-        if not any(self.active(t) for s in inner for t in _targets(s)):
+        if not any(self.active(t) for s in inner for t in targets(s)):
             return []
         before = []
         after = []
@@ -1229,7 +1250,7 @@ class ReverseTransform:
         """Names a block assigns itself (not in blocks inside it), with the tapes made there."""
         names = set()
         for stmt in block:
-            names.update(_targets(stmt))
+            names.update(targets(stmt))
             if isinstance(stmt, Assign) and ("pullback", stmt.target) in self.adjoints:
                 names.add(self.adjoints[("pullback", stmt.target)])   # a callee's pullback
             if isinstance(stmt, If):
@@ -1362,6 +1383,11 @@ class ReverseTransform:
                 # per pass.
                 self.defined.add(name)
                 statements.append(gast.AugAssign(_store(target), gast.Add(), total))
+                continue
+            if name in self.defined and name in self.owned and name not in self.known_floats:
+                # The same for a value not proved a number or an array (it may be a list).
+                helper = _name(self.helper("add_into", tangents.add_into))
+                statements.append(_assign(target, _call(helper, _name(target), total)))
                 continue
             if name in self.defined:
                 total = _add(_name(target), total) if numeric else self.generic_add(_name(target), total)
@@ -1747,16 +1773,6 @@ def _structures(statements):
 
 def _loops(statements):
     return [s for s in _structures(statements) if isinstance(s, Loop)]
-
-
-def _targets(stmt):
-    if isinstance(stmt, Assign):
-        return [stmt.target]
-    if isinstance(stmt, Unpack):
-        return [t for t in stmt.targets if t is not None]
-    if isinstance(stmt, Effect) and isinstance(stmt.stmt, gast.FunctionDef):
-        return [stmt.stmt.name]      # a nested def binds its name
-    return []
 
 
 def _released(text, header, parameter, release, take=None):

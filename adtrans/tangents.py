@@ -76,6 +76,16 @@ def add(a, b):
     return a + b
 
 
+def add_into(d, part):
+    """``d + part``, where `d` is a cotangent the pullback made itself (a zero before a loop): an
+    array is added into in place, as generated code writes ``d += part`` for a number or an array;
+    anything else (a list, added item by item) as `add` does."""
+    if type(d) is np.ndarray and isinstance(part, (np.ndarray, np.generic, float)):
+        d += part
+        return d
+    return add(d, part)
+
+
 def scale(t, s):
     """The tangent `t` scaled by the number `s` (None stays None: zero)."""
     if t is None:

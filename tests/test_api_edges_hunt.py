@@ -646,16 +646,9 @@ def ns_set_comprehension(x):
     return sum(s)
 
 
-def ns_star_tuple(x):
-    rest = (2.0, 3.0)
-    t = (x, *rest)  # <-
-    return t[0] * t[1]
-
-
-def ns_star_list(x):
-    rest = [2.0, 3.0]
-    t = [*rest, x]  # <-
-    return t[0] * t[-1]
+def ns_starred_assignment(x):
+    first, *rest = [x, 2.0 * x, 3.0]  # <-
+    return first * rest[0]
 
 
 def ns_walrus(x):
@@ -665,7 +658,7 @@ def ns_walrus(x):
 
 
 NOT_SUPPORTED = [ns_try, ns_with, ns_yield, ns_await, ns_global, ns_nonlocal, ns_decorated_nested,
-                 ns_set, ns_set_comprehension, ns_star_tuple, ns_star_list, ns_walrus]
+                 ns_set, ns_set_comprehension, ns_starred_assignment, ns_walrus]
 
 
 @pytest.mark.parametrize("fn", NOT_SUPPORTED, ids=[f.__name__ for f in NOT_SUPPORTED])
@@ -682,6 +675,26 @@ def test_not_supported_is_a_located_error(fn, api):
         else:
             getattr(adtrans, api)(fn, 1.5, wrt=0)
     assert_located_here(info.value, fn, "# <-")
+
+
+def star_tuple(x):
+    rest = (2.0, 3.0)
+    t = (x, *rest)
+    return t[0] * t[1]
+
+
+def star_list(x):
+    rest = [2.0, 3.0]
+    t = [*rest, x]
+    return t[0] * t[-1]
+
+
+def test_star_unpacking_in_displays_once_not_supported_differentiates():
+    # Listed as not supported until tests/test_sequences.py's displays with '*' unpacking.
+    assert adtrans.gradient(star_tuple, 1.5) == 2.0
+    assert adtrans.gradient(star_list, 1.5) == 2.0
+    adtrans.check_gradient(star_tuple, 1.5)
+    adtrans.check_gradient(star_list, 1.5)
 
 
 def nested_helpers(x, k):

@@ -5,7 +5,8 @@ import builtins
 import operator
 
 from adtrans.rules.support import (
-    appended, extended, listed_items, listed_values, merged, rebound, with_field, with_item)
+    added, appended, enumerated, extended, listed_items, listed_values, merged, multiplied, rebound, unpacked,
+    with_field, with_item, zipped)
 
 import numpy as np
 import pytest
@@ -39,6 +40,16 @@ CASES = [
     case(listed_items, {"a": 1.5, "b": A}), case(listed_values, {"a": 1.5, "b": A}),
     # {**a, **b} and dict(a): later items win.
     case(merged, {"a": 1.5, "b": A}, {"b": A, "c": VEC}), case(merged, {"a": 1.5}), case(dict, {"a": 1.5, "b": A}),
+    # A + or * whose operands may be lists or tuples: concatenation, repetition, or arithmetic after all.
+    case(added, [1.5, A], [VEC, -0.5]), case(added, (1.5,), (2.0, VEC)), case(added, COL, ROW),
+    case(added, 2.0, VEC), case(multiplied, [1.5, A], 2), case(multiplied, 3, (1.5, VEC)),
+    case(multiplied, COL, ROW), case(multiplied, 2.0, A),
+    # [x, *rest], (*a, *b), [*rows, x]: displays with * unpacking.
+    case(unpacked, ("", "*"), 1.5, [A, VEC]), case(unpacked, ("*", "*"), (1.5, 2.0), [VEC]),
+    case(unpacked, ("*", ""), A, VEC),
+    # zip(...), enumerate(...) used as values: lists of tuples; zip stops at the shortest sequence.
+    case(zipped, [1.5, A], (VEC, 2.0)), case(zipped, [1.5, 2.5, 0.5], [A]), case(zipped, A, VEC),
+    case(enumerated, [1.5, A]), case(enumerated, (VEC, 2.0), start=1),
     # a + b and friends: same shapes, (3, 1) with (1, 4), array with scalar, Python floats.
     case(operator.add, 1.5, -0.25), case(operator.add, A, A), case(operator.add, COL, ROW),
     case(operator.add, A, 2.0), case(operator.add, 2.0, VEC),

@@ -167,6 +167,11 @@ def list_of_floats(x, y):
     return np.sum(np.array([x, y, x * y]) ** 2) + np.mean(np.stack([x, y]))
 
 
+def tuple_operands_of_array_arithmetic(x, y):
+    # A tuple given to NumPy arithmetic is an array-like value, not a shape.
+    return np.sum(np.ones(2) + (x, y)) + np.sum(VEC[:2] * (y, x * x))
+
+
 def full_and_float_constructors(s):
     return np.sum(np.full((2, 3), s) * np.full_like(A, s)[:2, :3]) + np.float64(s)
 
@@ -184,6 +189,7 @@ CASES = [
     (methods, (DISTINCT + 1.5,)), (logsumexp, (A,)), (softmax_cross_entropy, (A,)), (products, (A, B, VEC)),
     (shapes, (A, C3)), (joining, (A, VEC)), (indexing_and_sorting, (DISTINCT,)),
     (linear_algebra, (SQ, SPD, rng.standard_normal(3))), (scalar_numpy, (1.3,)), (list_of_floats, (0.5, 1.5)),
+    (tuple_operands_of_array_arithmetic, (0.5, 1.5)),
     (full_and_float_constructors, (1.5,)), (zero_safe, (DISTINCT,)),
 ]
 

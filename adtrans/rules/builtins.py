@@ -10,6 +10,8 @@ import operator
 
 from adtrans.registry import constant_function, integer_valued, rules_for
 from adtrans.rules.support import (
+    added, addend_cotangent, enumerated, enumerated_cotangent, factor_cotangent, multiplied, unpacked,
+    unpacked_cotangents, zipped, zipped_cotangents,
     appended, appended_head, appended_last, assigned_cotangent, default_cotangent, each_cotangent, extended, extended_head,
     extended_tail, extremum_args_cotangent, field_cleared, field_cotangent, got_cotangent, item_cleared, merged,
     merged_cotangents, rebound, closure_rest, closure_parts, super_function, listed_items, listed_values,
@@ -85,6 +87,16 @@ rule(with_item, "x, index, value", x="item_cleared(d_y, index)", value="assigned
 # ``xs = extended(xs, vs)``.
 rule(appended, "xs, value", xs="appended_head(d_y)", value="appended_last(d_y, value)")
 rule(extended, "xs, values", xs="extended_head(d_y, values)", values="extended_tail(d_y, values)")
+
+# A ``+`` or ``*`` whose operands may be lists or tuples (concatenation, repetition) is keyed to these
+# (see adtrans.sequences); the forward runs the operator as written.
+rule(added, "a, b", a="addend_cotangent(d_y, a, b, 0)", b="addend_cotangent(d_y, a, b, 1)")
+rule(multiplied, "a, b", a="factor_cotangent(d_y, a, b)", b="factor_cotangent(d_y, b, a)")
+# A display with ``*`` unpacking, ``[x, *rest]``, is keyed to ``unpacked(('', '*'), x, rest)``.
+rule(unpacked, "layout, *parts", parts="unpacked_cotangents(d_y, layout, parts)")
+# ``zip(...)`` and ``enumerate(...)`` used as values run as ``zipped(...)``, ``enumerated(...)``: lists.
+rule(zipped, "*iterables, strict=False", iterables="zipped_cotangents(d_y, iterables)")
+rule(enumerated, "iterable, start=0", iterable="enumerated_cotangent(d_y, iterable)")
 
 # ``obj.name = value`` in differentiated code runs as ``obj = with_field(obj, "name", value)``.
 rule(with_field, "obj, name, value", obj="field_cleared(d_y, name)", value="field_cotangent(d_y, name, value)")

@@ -28,9 +28,10 @@ RADIANS_PER_DEGREE = math.pi / 180.0
 def unbroadcast(g, x):
     """Sum `g` over the axes along which `x` was broadcast, so it has `x`'s shape and dtype.
 
-    `x` may also be a shape (a tuple), when the pullback keeps no more of it.
+    `x` may also be a `Shape`, when the pullback keeps no more of it (a tuple is a value:
+    ``np.ones(2) + (x, y)``).
     """
-    if type(x) is tuple:
+    if type(x) is Shape:
         if type(g) in (list, tuple):
             _concatenated()
         return _sum_to_shape(g, x)
@@ -50,26 +51,39 @@ def unbroadcast(g, x):
 
 
 def _concatenated():
-    """`g` is a list's cotangent: the ``+`` was a concatenation of lists or tuples."""
-    from adtrans.errors import DifferentiationError
+    """`g` is a list's cotangent where a number's was expected: lists were joined or repeated by
+    something other than the ``+`` and ``*`` the compiler follows (see `addend_cotangent`)."""
+    raise tangents.structures._error(
+        "cannot differentiate lists or tuples joined or repeated here", None,
+        ["'sum' and NumPy add numbers and arrays, not lists: concatenate lists with '+' (a + b)",
+         "an int that came in a tuple or list with floats is taken for a number carrying a derivative: "
+         "to repeat a list by it, write xs * without_derivative(n)"])
 
-    raise DifferentiationError(
-        "concatenating lists or tuples ('a + b') of differentiated values is not supported", None,
-        ["grow a local list with xs.append(v) or xs.extend(vs), or write the whole list as a literal"])
+
+class Shape(tuple):
+    """A shape standing for an array of that shape (see `unbroadcast`), told apart from a tuple value."""
+
+    __slots__ = ()
+
+
+class Shape(tuple):
+    """A shape standing for an array of that shape (see `unbroadcast`), told apart from a tuple value."""
+
+    __slots__ = ()
 
 
 def matmul_shape(a, b):
     """The shape of ``a @ b`` from its operands, so a pullback need not keep the product."""
     a_shape, b_shape = _shape(a), _shape(b)
     if len(a_shape) == 2 and len(b_shape) == 2:
-        return (a_shape[0], b_shape[1])
+        return Shape((a_shape[0], b_shape[1]))
     if len(a_shape) == 1 and len(b_shape) == 1:
-        return ()
+        return Shape()
     if len(a_shape) == 1:
-        return b_shape[:-2] + b_shape[-1:]
+        return Shape(b_shape[:-2] + b_shape[-1:])
     if len(b_shape) == 1:
-        return a_shape[:-1]
-    return tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2])) + (a_shape[-2], b_shape[-1])
+        return Shape(a_shape[:-1])
+    return Shape(tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2])) + (a_shape[-2], b_shape[-1]))
 
 
 def shape_only(x):
@@ -89,7 +103,7 @@ _WORTH_FREEING = 64 * 1024
 
 # The helpers that read an argument only for its shape and dtype: positions of those arguments.
 SHAPE_ARGUMENTS = {"unbroadcast": (1,), "sum_cotangent": (1,), "reduced_count": (0,),
-                   "matmul_shape": (0, 1)}
+                   "matmul_shape": (0, 1), "addend_cotangent": (1, 2), "factor_cotangent": (1,)}
 
 
 def _shape(x):
@@ -1167,14 +1181,168 @@ def merged(*mappings):
 
 def merged_cotangents(g, mappings):
     """The cotangent of each of `mappings` in ``merged(*mappings)``: the items it gave the result
-    (a key a later mapping also has gets zero)."""
+    (a key a later mapping also has gets zero). A mapping given as (key, value) pairs
+    (``dict(zip(keys, values))``) gets pairs back, each a zero for the key and the value's part."""
     last = {}
     for i, mapping in enumerate(mappings):
-        for key in mapping:
-            last[key] = i
-    return tuple({key: g[key] if last[key] == i and g.get(key) is not None else tangents.zeros_like(value)
-                  for key, value in mapping.items()}
-                 for i, mapping in enumerate(mappings))
+        for k, key in enumerate(mapping if isinstance(mapping, dict) else (pair[0] for pair in mapping)):
+            last[key] = (i, k)
+    out = []
+    for i, mapping in enumerate(mappings):
+        items = mapping.items() if isinstance(mapping, dict) else mapping
+        parts = []
+        for k, (key, value) in enumerate(items):
+            part = g.get(key) if g is not None and last[key] == (i, k) else None
+            parts.append(tangents.zeros_like(value) if part is None else part)
+        if isinstance(mapping, dict):
+            out.append(dict(zip(mapping, parts)))
+        else:
+            out.append(_same_sequence(mapping, [_same_sequence(pair, (tangents.zeros_like(pair[0]), part))
+                                                for pair, part in zip(mapping, parts)]))
+    return tuple(out)
+
+
+# -- Lists and tuples as values: ``a + b``, ``xs * n``, ``[x, *rest]``, ``zip``, ``enumerate``.
+
+def added(a, b):
+    """``a + b``. The pullback of a ``+`` whose operands may be lists or tuples is keyed to this
+    function (the forward runs ``a + b`` as written; see `adtrans.sequences`)."""
+    return a + b
+
+
+def multiplied(a, b):
+    """``a * b``, keyed like `added` where one operand may be a list or tuple repeated."""
+    return a * b
+
+
+def addend_cotangent(g, a, b, which):
+    """The cotangent of operand `which` (0 for `a`, 1 for `b`) of ``a + b``.
+
+    Numbers and arrays: `g` unbroadcast to the operand. Lists or tuples,
+    concatenated: the operand's own run of `g`, the first ``len(a)`` items
+    for `a`, the rest for `b`.
+    """
+    x = b if which else a
+    if not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple))):
+        return unbroadcast(g, x)
+    start = len(a) if which else 0
+    return _items_cotangent(None if g is None else g[start:start + len(x)], x)
+
+
+def factor_cotangent(g, x, other):
+    """The cotangent of `x` in ``x * other`` (or ``other * x``).
+
+    Numbers and arrays: ``g * other`` unbroadcast to `x`. A list or tuple
+    repeated `other` times: the sum of its copies' runs of `g`; the count
+    gets a zero.
+    """
+    if _repeats(x, other):
+        n = len(x)
+        parts = [None] * n
+        if g is not None and n:
+            for start in range(0, len(g), n):
+                parts = [tangents.add(p, q) for p, q in zip(parts, g[start:start + n])]
+        return _items_cotangent(parts, x)
+    if _repeats(other, x):
+        return tangents.zeros_like(x)
+    return unbroadcast(g * other, x)
+
+
+def _repeats(sequence, count):
+    """Does ``sequence * count`` repeat a list or tuple (rather than multiply numbers or arrays)?"""
+    return (isinstance(sequence, (list, tuple)) and not isinstance(count, np.ndarray)
+            and hasattr(type(count), "__index__"))
+
+
+def unpacked(layout, *parts):
+    """``[x, *rest]`` as a call: `parts` in turn, each marked ``'*'`` in `layout` unpacked. The
+    pullback of a display with ``*`` unpacking is keyed to this function (the forward runs the
+    display as written)."""
+    items = []
+    for star, part in zip(layout, parts):
+        if star:
+            items.extend(part)
+        else:
+            items.append(part)
+    return items
+
+
+def unpacked_cotangents(g, layout, parts):
+    """The cotangents of the parts of a display with ``*`` unpacking (``[x, *rest]``, ``(*a, *b)``):
+    an element's item of `g`, an unpacked part its run of items, in the part's own structure."""
+    sizes = [_size(part) if star else 1 for star, part in zip(layout, parts)]
+    unknown = [i for i, n in enumerate(sizes) if n is None]
+    if unknown and g is not None:
+        # Iterators (no derivative) unpacked next to each other: their runs are what the others leave.
+        if any(sizes[i] is not None for i in range(unknown[0], unknown[-1])):
+            raise tangents.structures._error(
+                "cannot tell where the parts between iterators unpacked into this display begin", None,
+                ["unpack lists or tuples there: list(iterator)"])
+        rest = len(g) - sum(n for n in sizes if n is not None)
+        sizes = [rest if i == unknown[0] else 0 if n is None else n for i, n in enumerate(sizes)]
+    out, start = [], 0
+    for star, part, n in zip(layout, parts, sizes):
+        if star:
+            out.append(_items_cotangent(None if g is None else g[start:start + n], part))
+        else:
+            item = None if g is None else g[start]
+            out.append(tangents.zeros_like(part) if item is None else item)
+        start += n or 0
+    return tuple(out)
+
+
+def zipped(*iterables, strict=False):
+    """``list(zip(*iterables))``: how differentiated code runs a ``zip`` used as a value (a ``for``
+    loop over a zip is lowered on its own): a list of tuples the pullback can index."""
+    if strict:
+        return list(zip(*iterables, strict=True))
+    return list(zip(*iterables))
+
+
+def zipped_cotangents(g, iterables):
+    """The cotangent of each sequence in ``zipped(*iterables)``: item k of sequence j gets part j
+    of `g`'s pair k (a zero past the shortest sequence, which zip never reached)."""
+    out = []
+    for j, sequence in enumerate(iterables):
+        n = _size(sequence)
+        if n is None:
+            out.append(None)        # an iterator: no derivative
+            continue
+        pairs = [None] * n if g is None else list(g[:n]) + [None] * (n - len(g))
+        out.append(_items_cotangent([None if pair is None else pair[j] for pair in pairs], sequence))
+    return tuple(out)
+
+
+def enumerated(iterable, start=0):
+    """``list(enumerate(iterable, start))``: how differentiated code runs an ``enumerate`` used as
+    a value (see `zipped`)."""
+    return list(enumerate(iterable, start))
+
+
+def enumerated_cotangent(g, iterable):
+    """The cotangent of the sequence in ``enumerated(iterable)``: the item part of each pair of `g`."""
+    return _items_cotangent(None if g is None else [None if pair is None else pair[1] for pair in g], iterable)
+
+
+def _size(sequence):
+    """``len(sequence)``, or None for an iterator (which holds no derivative: SPEC's values are
+    floats, arrays and containers of them)."""
+    return len(sequence) if hasattr(sequence, "__len__") else None
+
+
+def _items_cotangent(parts, x):
+    """The cotangent of the sequence `x` from one cotangent per item (`parts`, None for zeros), in
+    `x`'s structure: a list, tuple or NamedTuple of them, an array for an array."""
+    n = _size(x)
+    if n is None:
+        return None
+    parts = [None] * n if parts is None else list(parts) + [None] * (n - len(parts))
+    if isinstance(x, (list, tuple)):
+        return _same_sequence(x, [tangents.zeros_like(xi) if p is None else p for p, xi in zip(parts, x)])
+    if isinstance(x, np.ndarray):
+        rows = [_zero_like(x[k]) if p is None else p for k, p in enumerate(parts)]
+        return shaped_like(np.asarray(rows) if rows else np.zeros(x.shape), x)
+    return tangents.zeros_like(x)     # a dict (whose keys were taken), a range or a string
 
 
 # -- Growing a list (``xs.append(v)``, ``xs.extend(vs)`` in differentiated code): value semantics.
