@@ -101,8 +101,8 @@ def loss_every(x, Ws, bs, seg):
 
 def loss_segmented(x, Ws, bs, seg):
     h = x
-    for i in segmented(range(len(Ws)), seg):
-        h = np.tanh(h @ Ws[i] + bs[i])
+    for W, b in segmented(zip(Ws, bs), seg):
+        h = np.tanh(h @ W + b)
     return np.sum(h)
 
 
@@ -231,7 +231,7 @@ def case_adtrans_segmented(x, Ws, bs, seg):
         return status
     import adtrans
     return ((lambda: adtrans.value_with_gradient(loss_segmented, x, Ws, bs, seg, wrt=WRT)),
-            _same, f"for i in segmented(range(len(Ws)), {seg}): the last run is kept, not recomputed")
+            _same, f"for W, b in segmented(zip(Ws, bs), {seg}): the last run is kept, not recomputed")
 
 
 def _jax_case(x, Ws, bs, seg, checkpoint):
