@@ -207,31 +207,27 @@ def case_adtrans_plain(x, Ws, bs, seg):
             "plain loop over layers, no checkpointing")
 
 
-def case_adtrans_each(x, Ws, bs, seg):
+def _checkpointed_case(loss, args, note):
+    """An adtrans case differentiating `loss(*args)` w.r.t. Ws, bs, or why it can't run."""
     status = make_checkpointed()
     if status is not None:
         return status
     import adtrans
-    return ((lambda: adtrans.value_with_gradient(loss_each, x, Ws, bs, wrt=WRT)), _same,
-            "layer_ckpt = checkpointed(layer) called per layer")
+    return (lambda: adtrans.value_with_gradient(loss, *args, wrt=WRT)), _same, note
+
+
+def case_adtrans_each(x, Ws, bs, seg):
+    return _checkpointed_case(loss_each, (x, Ws, bs), "layer_ckpt = checkpointed(layer) called per layer")
 
 
 def case_adtrans_every(x, Ws, bs, seg):
-    status = make_checkpointed()
-    if status is not None:
-        return status
-    import adtrans
-    return ((lambda: adtrans.value_with_gradient(loss_every, x, Ws, bs, seg, wrt=WRT)),
-            _same, f"segment_ckpt = checkpointed(segment) on {seg}-layer slices")
+    return _checkpointed_case(loss_every, (x, Ws, bs, seg),
+                              f"segment_ckpt = checkpointed(segment) on {seg}-layer slices")
 
 
 def case_adtrans_segmented(x, Ws, bs, seg):
-    status = make_checkpointed()
-    if status is not None:
-        return status
-    import adtrans
-    return ((lambda: adtrans.value_with_gradient(loss_segmented, x, Ws, bs, seg, wrt=WRT)),
-            _same, f"for W, b in segmented(zip(Ws, bs), {seg}): the last run is kept, not recomputed")
+    return _checkpointed_case(loss_segmented, (x, Ws, bs, seg),
+                              f"for W, b in segmented(zip(Ws, bs), {seg}): the last run is kept, not recomputed")
 
 
 def _jax_case(x, Ws, bs, seg, checkpoint):
