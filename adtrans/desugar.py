@@ -546,9 +546,7 @@ class Desugar:
         A body that may ``break`` does not know its last run in advance, so
         there every run is recomputed.
         """
-        call = stmt.iter
-        if len(call.args) != 2 or call.keywords:
-            raise self.source.error(call, "write 'segmented(iterable, length)'")
+        iterable, length_value = self.segmented_arguments(stmt.iter)
         items = self.namer.fresh("items")
         length = self.namer.fresh("segment_length")
         start = self.namer.fresh("start")
@@ -557,8 +555,8 @@ class Desugar:
         store = lambda n: gast.Name(n, gast.Store(), None, None)  # noqa: E731
         call_of = lambda f, *args: gast.Call(load(f), list(args), [])  # noqa: E731
         prologue = [
-            gast.Assign([store(items)], call_of("list", call.args[0]), None),
-            gast.Assign([store(length)], call.args[1], None),
+            gast.Assign([store(items)], call_of("list", iterable), None),
+            gast.Assign([store(length)], length_value, None),
         ]
         # The run's passes are the block's input (not `items` and `start`): its pullback
         # then gives the run's cotangent alone, not one as long as the whole loop.
@@ -598,6 +596,28 @@ class Desugar:
                 if not hasattr(child, "lineno") and hasattr(child, "_attributes") and "lineno" in child._attributes:
                     gast.copy_location(child, stmt)
             self.statement(node)
+
+    def segmented_arguments(self, call):
+        """The iterable and the run length of ``segmented(xs, k)``, taken as `segmented` takes them: a
+        length written as a number is checked here, any other by ``run_length(k)`` as the loop starts."""
+        import inspect
+
+        from adtrans import api
+
+        try:
+            if any(isinstance(a, gast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+                raise TypeError
+            bound = inspect.signature(api.segmented).bind(*call.args, **{k.arg: k.value for k in call.keywords})
+        except TypeError:
+            raise self.source.error(call, "write 'segmented(iterable, length)'") from None
+        iterable, length = bound.arguments["iterable"], bound.arguments["length"]
+        if isinstance(length, gast.Constant):
+            try:
+                return iterable, gast.Constant(api.run_length(length.value), None)
+            except (TypeError, ValueError) as e:
+                raise self.source.error(length, f"segmented(..., {length.value!r}): {e}",
+                                        "give the number of passes a run holds, 1 or more") from None
+        return iterable, _located(gast.Call(_synthetic_callee("run_length", api.run_length), [length], []), length)
 
     # -- assignment to a subscript: value semantics
 

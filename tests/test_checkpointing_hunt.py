@@ -540,8 +540,6 @@ def halves(xs, w):
     return h
 
 
-@bug("a float length (len(xs) / 2) runs plain but differentiated "
-                                       "fails in generated code: 'slice indices must be integers'")
 def test_segmented_with_a_float_length():
     same_as_plain(halves, [0.1, 0.2, 0.3, 0.4], 0.3)
 
@@ -553,8 +551,6 @@ def zero_length(xs, w):
     return h
 
 
-@bug("segmented(xs, 0) differentiated: ZeroDivisionError from "
-                                       "generated code (run plainly: ValueError 'segments need a length ...')")
 def test_segmented_with_length_zero():
     with pytest.raises(ValueError):
         zero_length([0.1, 0.2], 0.3)
@@ -762,7 +758,6 @@ def length_by_keyword(xs, w):
     return h
 
 
-@bug("segmented(xs, length=2), its own parameter name, is refused")
 def test_segmented_length_by_keyword():
     same_as_plain(length_by_keyword, [0.1, 0.2, 0.3], 0.3)
 
