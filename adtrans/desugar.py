@@ -160,6 +160,7 @@ class Desugar:
                                         "assign the value on a line of its own")
             if isinstance(node, (gast.FunctionDef, gast.Lambda)) and node is not self.source.node:
                 self.check_nested(node)
+            self.check_region(node)
         function = StructureJumps(self.source, self.namer).run(clone(self.source.node))
         self.function = function
         self.locals = _assigned_names(function) | set(self.lifted)
@@ -503,6 +504,22 @@ class Desugar:
             return False
         value = _static_value(expr.func, self.source.fn)
         return value is getattr(api, name)
+
+    def check_region(self, node):
+        """What a ``with recomputed()`` or a ``for`` over ``segmented`` may not be or hold, refused at
+        the user's line (before jumps become flags)."""
+        if isinstance(node, gast.With) and any(self.is_api_call(i.context_expr, "recomputed") for i in node.items):
+            if len(node.items) > 1:
+                raise self.source.error(node, "'with adtrans.recomputed()' must be the only item of its 'with'",
+                                        "nest the other 'with' inside the block")
+            if node.items[0].optional_vars is not None:
+                raise self.source.error(node, "'with adtrans.recomputed() as ...' is not supported",
+                                        "drop the 'as ...': the block is not a value you can use")
+        if isinstance(node, gast.For) and self.is_api_call(node.iter, "segmented"):
+            found = _own_returns(node.body)
+            if found:
+                raise self.source.error(found[0], "'return' inside a segmented loop is not supported",
+                                        "set a variable and 'break', then return after the loop")
 
     def recomputed_block(self, stmt):
         """Outline the block into a checkpointed function of what it reads, returning what it assigns."""
@@ -1298,6 +1315,22 @@ def reads_outside(tree, inside):
 
     visit(tree, frozenset())
     return reads
+
+
+def _own_returns(statements):
+    """The ``return`` statements of `statements`, not those of functions defined in them."""
+    found = []
+
+    def visit(node):
+        if isinstance(node, gast.Return):
+            found.append(node)
+        elif not isinstance(node, (gast.FunctionDef, gast.AsyncFunctionDef, gast.Lambda)):
+            for child in gast.iter_child_nodes(node):
+                visit(child)
+
+    for stmt in statements:
+        visit(stmt)
+    return found
 
 
 def _in_loop(function, stmt):

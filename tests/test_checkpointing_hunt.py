@@ -448,8 +448,6 @@ def return_in_segmented(xs, w):
     return h
 
 
-@bug("'return' in a segmented body (documented as refused): "
-                                       "UnboundLocalError, not a located DifferentiationError")
 def test_return_inside_a_segmented_body_is_a_located_error():
     with pytest.raises(adtrans.DifferentiationError) as info:
         adtrans.gradient(return_in_segmented, [0.1, 0.2, 0.3], 0.3, wrt=1)
@@ -741,8 +739,6 @@ def recomputed_as(x, w):
     return np.sum(y)
 
 
-@bug("'with adtrans.recomputed() as r:' is told \"'with' statement "
-                                       "is not supported ... register a derivative\"")
 def test_recomputed_with_as():
     try:
         adtrans.gradient(recomputed_as, np.array([0.1]), 0.3)
