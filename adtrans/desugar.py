@@ -522,27 +522,45 @@ class Desugar:
                                         "set a variable and 'break', then return after the loop")
 
     def recomputed_block(self, stmt):
-        """Outline the block into a checkpointed function of what it reads, returning what it assigns."""
+        """Outline the block into a checkpointed function of what it reads, returning what it assigns.
+
+        Its outputs are the names it assigns that a later statement may read: after
+        it, and in a loop the block itself on the next pass (`c` in ``h = f(h, c);
+        c = g(h)``). Its inputs are the names it may read before assigning them, and
+        the outputs it may leave unassigned (an ``if`` without ``else``, ``h += v``, a
+        loop of no pass): those leave with the value they came with. An output the
+        block may leave unassigned and that had no value before leaves as None.
+        A segmented run (`segmented_loop`) says its outputs itself.
+        """
         from adtrans.api import DifferentiableFunction
 
         body = stmt.body
-        read = [n.id for s in body for n in gast.walk(s)
-                if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load)]
-        freevars = set(self.source.fn.__code__.co_freevars)
-        inputs = []
-        for name in read:
-            if name not in inputs and (name in self.current or name in freevars):
-                inputs.append(name)
-        inside = {id(n) for s in body for n in gast.walk(s)}
-        # What the block assigns and a later statement may read: after it, and, in a loop,
-        # the block itself on the next pass (`c` in ``h = f(h, c); c = g(h)``).
-        read_after = reads_outside(self.function, inside) | getattr(stmt, "adtrans_read_after", set())
-        if getattr(stmt, "adtrans_recomputed", False) or _in_loop(self.function, stmt):
-            read_after |= exposed_reads(body)
-        outputs = [n for n in _stored_in(body) if n in read_after]
+        exposed, always = _flow(body)
+        always |= getattr(stmt, "adtrans_always", set())
+        stored = _assigned_in_block(body, self.locals - self.params)
+        outputs = getattr(stmt, "adtrans_outputs", None)
+        in_loop = getattr(stmt, "adtrans_in_loop", False) or _in_loop(self.function, stmt)
+        if outputs is None:
+            inside = {id(n) for s in body for n in gast.walk(s)}
+            read_after = reads_outside(self.function, inside) | self.synthetic(stored)
+            if in_loop:
+                read_after |= exposed
+            outputs = [n for n in stored if n in read_after]
         if not outputs:
-            raise self.source.error(stmt, "a recomputed block must assign a variable used after it")
-        function = _outlined_function(self.namer.fresh("recomputed_block"), inputs, outputs, body, stmt)
+            raise self.source.error(stmt, "a recomputed block must assign a variable used after it",
+                                    "what the block computes is lost when it ends: read a variable it "
+                                    "assigns after it, or remove the 'with adtrans.recomputed():'")
+        bound = set(self.current) | set(self.source.fn.__code__.co_freevars)
+        wanted = exposed | (set(outputs) - always)
+        inputs = [n for n in dict.fromkeys(n.id for s in body for n in gast.walk(s) if isinstance(n, gast.Name))
+                  if n in wanted and n in bound]
+        unbound = [n for n in outputs if n not in always and n not in bound]
+        if unbound and in_loop:
+            # None would replace the value an earlier pass gave it.
+            raise self.source.error(stmt, f"'{unbound[0]}' may be left unassigned by this recomputed block, "
+                                          "and has no value before the loop",
+                                    f"assign '{unbound[0]}' a value before the loop")
+        function = _outlined_function(self.namer.fresh("recomputed_block"), inputs, outputs, body, stmt, unbound)
         fn = _compile_outlined(function, self.source)
         callee = DifferentiableFunction(fn, checkpoint=True)
         args = [gast.Name(self.current.get(n, n), gast.Load(), None, None) for n in inputs]
@@ -554,6 +572,13 @@ class Desugar:
         self.out.append(Assign(values, call, stmt, stmt))
         self.out.append(Unpack([self.new_version(n) for n in outputs], values, stmt, stmt))
 
+    def synthetic(self, names):
+        """Those of `names` the user's function never mentions: the desugaring's own (a
+        comprehension's list), read where it put them."""
+        if not hasattr(self, "_user_names"):
+            self._user_names = {n.id for n in gast.walk(self.function) if isinstance(n, gast.Name)}
+        return {n for n in names if n not in self._user_names}
+
     def segmented_loop(self, stmt):
         """``for x in segmented(xs, k)``: runs of k passes, each a recomputed block but the last.
 
@@ -562,56 +587,80 @@ class Desugar:
         run less to recompute; PyTorch's ``checkpoint_sequential`` does the same).
         A body that may ``break`` does not know its last run in advance, so
         there every run is recomputed.
+
+        A run returns what the next pass reads (`h` in ``h = f(h, x)``), and
+        what is read after the loop, unless the last run, which is never empty,
+        assigns it whatever its passes do. A name a pass may leave unassigned
+        that had no value before the loop starts as None.
         """
-        iterable, length_value = self.segmented_arguments(stmt.iter)
+        iterable, length = self.segmented_arguments(stmt.iter)
         items = self.namer.fresh("items")
-        length = self.namer.fresh("segment_length")
+        segment_length = self.namer.fresh("segment_length")
         start = self.namer.fresh("start")
-        self.locals.update((items, length, start))
+        run = self.namer.fresh("run")
+        self.locals.update((items, segment_length, start, run))
         load = lambda n: gast.Name(n, gast.Load(), None, None)  # noqa: E731
         store = lambda n: gast.Name(n, gast.Store(), None, None)  # noqa: E731
-        call_of = lambda f, *args: gast.Call(load(f), list(args), [])  # noqa: E731
-        prologue = [
-            gast.Assign([store(items)], call_of("list", iterable), None),
-            gast.Assign([store(length)], length_value, None),
-        ]
+        call_of = lambda f, *args: gast.Call(f if isinstance(f, gast.expr) else load(f), list(args), [])  # noqa: E731
+        prologue = [gast.Assign([store(items)], call_of("list", iterable), None),
+                    gast.Assign([store(segment_length)], length, None)]
+        body = list(stmt.body)
+        breaks = bool(body) and _is_break_test(body[-1])
+        for node in gast.walk(stmt):
+            if isinstance(node, gast.With):
+                node.adtrans_in_loop = True     # the last run's loop holds a copy of it
+        # What a run returns: see the docstring.
+        targets = set(_stored_in([stmt.target]))
+        exposed, always = _flow(body)
+        exposed, always = exposed - targets, always | targets
+        inside = {id(n) for s in body for n in gast.walk(s)}
+        stored = _assigned_in_block([stmt.target] + body, self.locals - self.params)
+        read_after = reads_outside(self.function, inside) | self.synthetic(stored)
+        if not breaks:
+            read_after -= always
+        outputs = [n for n in stored if n in exposed or n in read_after]
+        unbound = [n for n in outputs if (n in exposed or n not in always) and n not in self.current]
+        prologue += [gast.Assign([store(n)], gast.Constant(None, None), None) for n in unbound]
+        if not outputs:
+            # Nothing leaves a run but the last: the passes run as a plain loop.
+            loop = gast.For(target=stmt.target, iter=load(items), body=body, orelse=[], type_comment=None)
+            return self.run_segmented(stmt, prologue + [loop])
         # The run's passes are the block's input (not `items` and `start`): its pullback
         # then gives the run's cotangent alone, not one as long as the whole loop.
-        run = self.namer.fresh("run")
-        self.locals.add(run)
         window = gast.Assign([store(run)], gast.Subscript(load(items), gast.Slice(
-            load(start), gast.BinOp(load(start), gast.Add(), load(length)), None), gast.Load()), None)
-        inner_body = list(stmt.body)
-        exits = [inner_body[-1]] if inner_body and _is_break_test(inner_body[-1]) else []
-        inner = gast.For(target=stmt.target, iter=load(run), body=inner_body, orelse=[], type_comment=None)
-        block = gast.With(items=[gast.withitem(gast.Constant(None, None), None)], body=[inner],
-                          type_comment=None)
+            load(start), gast.BinOp(load(start), gast.Add(), load(segment_length)), None), gast.Load()), None)
+        inner = gast.For(target=stmt.target, iter=load(run), body=body, orelse=[], type_comment=None)
+        block = gast.With(items=[gast.withitem(gast.Constant(None, None), None)], body=[inner], type_comment=None)
         block.adtrans_recomputed = True
-        block.adtrans_read_after = reads_outside(exits[0], ()) if exits else set()
-        if exits:
+        block.adtrans_outputs = outputs
+        block.adtrans_always = always        # a run has a pass at least
+        if breaks:
             end, last = call_of("len", load(items)), []
         else:
             # last_start = max(len(items) - 1, 0) // segment_length * segment_length
             end = load(self.namer.fresh("last_start"))
-            self.locals.add(end.id)
+            last_run = self.namer.fresh("last_run")
+            self.locals.update((end.id, last_run))
             before_last = call_of("max", gast.BinOp(call_of("len", load(items)), gast.Sub(), gast.Constant(1, None)),
                                   gast.Constant(0, None))
-            first_of_run = gast.BinOp(gast.BinOp(before_last, gast.FloorDiv(), load(length)), gast.Mult(),
-                                      load(length))
-            last_run = self.namer.fresh("last_run")
-            self.locals.add(last_run)
+            first_of_run = gast.BinOp(gast.BinOp(before_last, gast.FloorDiv(), load(segment_length)), gast.Mult(),
+                                      load(segment_length))
             rest = gast.Subscript(load(items), gast.Slice(clone(end), None, None), gast.Load())
-            prologue += [gast.Assign([store(end.id)], first_of_run, None), gast.Assign([store(last_run)], rest, None)]
-            last = [gast.For(target=clone(stmt.target), iter=load(last_run), body=clone(inner_body), orelse=[],
+            prologue[2:2] = [gast.Assign([store(end.id)], first_of_run, None),
+                             gast.Assign([store(last_run)], rest, None)]
+            last = [gast.For(target=clone(stmt.target), iter=load(last_run), body=clone(body), orelse=[],
                              type_comment=None)]
-        outer = gast.For(target=store(start), iter=call_of("range", gast.Constant(0, None), end, load(length)),
-                         body=[window, block] + clone(exits), orelse=[], type_comment=None)
-        for node in prologue + [window, inner, block, outer] + last:
-            gast.copy_location(node, stmt)
-        for node in prologue + [outer] + last:
+        outer = gast.For(target=store(start), iter=call_of("range", gast.Constant(0, None), end, load(segment_length)),
+                         body=[window, block] + clone(body[-1:] if breaks else []), orelse=[], type_comment=None)
+        self.run_segmented(stmt, prologue + [outer] + last)
+
+    def run_segmented(self, stmt, statements):
+        """Desugar the statements a segmented loop became, at the loop's line."""
+        for node in statements:
             for child in gast.walk(node):
-                if not hasattr(child, "lineno") and hasattr(child, "_attributes") and "lineno" in child._attributes:
+                if not hasattr(child, "lineno") and "lineno" in getattr(child, "_attributes", ()):
                     gast.copy_location(child, stmt)
+        for node in statements:
             self.statement(node)
 
     def segmented_arguments(self, call):
@@ -1348,6 +1397,16 @@ def _in_loop(function, stmt):
 
 def exposed_reads(statements):
     """Names `statements` may read before assigning them (their upward-exposed uses)."""
+    return _flow(statements)[0]
+
+
+def assigned_on_every_path(statements):
+    """Names `statements` assign whichever way they run (a loop's body may run no pass)."""
+    return _flow(statements)[1]
+
+
+def _flow(statements):
+    """(the names `statements` may read before assigning them, the names they assign on every path)."""
     exposed = set()
 
     def reads(node, defined):
@@ -1373,6 +1432,12 @@ def exposed_reads(statements):
                     reads(item.context_expr, defined)
                 defined = block(stmt.body, defined | set(_stored_in([i.optional_vars for i in stmt.items
                                                                       if i.optional_vars is not None])))
+            elif isinstance(stmt, (gast.FunctionDef, gast.AsyncFunctionDef)):
+                # Its defaults and decorators now, the names it reads of ours when it is called.
+                for node in stmt.decorator_list + stmt.args.defaults + [d for d in stmt.args.kw_defaults if d]:
+                    reads(node, defined)
+                exposed.update(set(free_names(stmt)) - defined)
+                defined.add(stmt.name)
             else:
                 value = getattr(stmt, "value", None)
                 if isinstance(stmt, (gast.Assign, gast.AnnAssign)) and value is not None:
@@ -1385,14 +1450,42 @@ def exposed_reads(statements):
                                    and n.id not in defined)
                 else:
                     reads(stmt, defined)
-                if isinstance(stmt, (gast.FunctionDef, gast.AsyncFunctionDef)):
-                    defined.add(stmt.name)
-                else:
-                    defined |= set(_stored_in([stmt]))
+                defined |= set(_stored_in([stmt]))
         return defined
 
-    block(statements, set())
-    return exposed
+    return exposed, block(statements, set())
+
+
+def _assigned_in_block(statements, locals_):
+    """The names `statements` assign in their own scope, in first-assignment order: not a nested
+    function's or a comprehension's own; a nested ``def``'s name and a local list `locals_` grows by
+    ``xs.append(v)`` (see `Desugar.grow_list`) count."""
+    names = []
+
+    def visit(node):
+        if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
+            names.append(node.id)
+        elif isinstance(node, (gast.Subscript, gast.Attribute)) and isinstance(node.ctx, gast.Store):
+            if isinstance(node.value, gast.Name):
+                names.append(node.value.id)     # x[i] = v and x.a = v assign x (value semantics)
+        elif isinstance(node, gast.Expr) and _grows(node.value, locals_):
+            names.append(node.value.func.value.id)
+        if isinstance(node, (gast.FunctionDef, gast.AsyncFunctionDef)):
+            names.append(node.name)
+            for child in node.decorator_list + node.args.defaults + node.args.kw_defaults:
+                if child is not None:
+                    visit(child)
+            return
+        if isinstance(node, gast.Lambda):
+            return
+        if isinstance(node, (gast.ListComp, gast.SetComp, gast.GeneratorExp, gast.DictComp)):
+            return visit(node.generators[0].iter)
+        for child in gast.iter_child_nodes(node):
+            visit(child)
+
+    for stmt in statements:
+        visit(stmt)
+    return list(dict.fromkeys(names))
 
 
 def _stored_in(statements, locals_=()):
@@ -1430,8 +1523,9 @@ def _static_value(expr, fn):
     return None
 
 
-def _outlined_function(name, inputs, outputs, body, like):
-    """``def name(inputs): body; return (outputs,)`` at the block's own lines."""
+def _outlined_function(name, inputs, outputs, body, like, unbound=()):
+    """``def name(inputs): body; return (outputs,)`` at the block's own lines; the names `unbound`
+    (outputs the block may leave unassigned that had no value before it) start as None."""
     params = [gast.Name(n, gast.Param(), None, None) for n in inputs]
     arguments = gast.arguments(args=params, posonlyargs=[], vararg=None, kwonlyargs=[], kw_defaults=[],
                                kwarg=None, defaults=[])
@@ -1439,7 +1533,9 @@ def _outlined_function(name, inputs, outputs, body, like):
     if len(outputs) == 1:
         result = result.elts[0]
     ret = gast.copy_location(gast.Return(value=result), body[-1])
-    function = gast.FunctionDef(name=name, args=arguments, body=clone(body) + [ret],
+    start = [gast.copy_location(gast.Assign([gast.Name(n, gast.Store(), None, None)], gast.Constant(None, None),
+                                            None), like) for n in unbound]
+    function = gast.FunctionDef(name=name, args=arguments, body=start + clone(body) + [ret],
                                 decorator_list=[], returns=None, type_comment=None, type_params=[])
     gast.copy_location(function, like)
     for node in gast.walk(function):
