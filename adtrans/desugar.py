@@ -23,7 +23,7 @@ from typing import List, Optional
 import gast
 
 from adtrans.jumps import StructureJumps
-from adtrans.naming import Namer, name_for
+from adtrans.naming import Namer, name_for, names_in
 from adtrans.rules.support import (
     appended, extended, listed_items, listed_keys, listed_values, merged, rebound, super_function, with_field,
     with_item)
@@ -393,7 +393,7 @@ class Desugar:
     def for_loop(self, stmt):
         if stmt.orelse:
             raise self.source.error(stmt.orelse[0], "a loop's 'else' block is not supported")
-        assigned = _stored_in(stmt.body, self.locals - self.params)
+        assigned = _stored_in(stmt.body, self.growable())
         targets = _stored_in([stmt.target])
         iterable = stmt.iter
         loop = Loop("sequence", [], stmt)
@@ -481,7 +481,7 @@ class Desugar:
     def while_loop(self, stmt):
         if stmt.orelse:
             raise self.source.error(stmt.orelse[0], "a loop's 'else' block is not supported")
-        assigned = _stored_in(stmt.body, self.locals - self.params)
+        assigned = _stored_in(stmt.body, self.growable())
         headers = self.loop_headers(stmt, assigned)
         loop = Loop("while", [], stmt, headers=list(headers.values()))
         saved, self.out = self.out, []
@@ -537,7 +537,7 @@ class Desugar:
         body = stmt.body
         exposed, always = _flow(body)
         always |= getattr(stmt, "adtrans_always", set())
-        stored = _assigned_in_block(body, self.locals - self.params)
+        stored = _assigned_in_block(body, self.growable())
         outputs = getattr(stmt, "adtrans_outputs", None)
         in_loop = getattr(stmt, "adtrans_in_loop", False) or _in_loop(self.function, stmt)
         if outputs is None:
@@ -560,8 +560,9 @@ class Desugar:
             raise self.source.error(stmt, f"'{unbound[0]}' may be left unassigned by this recomputed block, "
                                           "and has no value before the loop",
                                     f"assign '{unbound[0]}' a value before the loop")
+        growable = {n for n in inputs if n in self.growable()}     # the caller's lists
         function = _outlined_function(self.namer.fresh("recomputed_block"), inputs, outputs, body, stmt, unbound)
-        fn = _compile_outlined(function, self.source)
+        fn = _compile_outlined(function, self.source, growable)
         callee = DifferentiableFunction(fn, checkpoint=True)
         args = [gast.Name(self.current.get(n, n), gast.Load(), None, None) for n in inputs]
         call = _located(gast.Call(_synthetic_callee(function.name, callee), args, []), stmt)
@@ -614,7 +615,7 @@ class Desugar:
         exposed, always = _flow(body)
         exposed, always = exposed - targets, always | targets
         inside = {id(n) for s in body for n in gast.walk(s)}
-        stored = _assigned_in_block([stmt.target] + body, self.locals - self.params)
+        stored = _assigned_in_block([stmt.target] + body, self.growable())
         read_after = reads_outside(self.function, inside) | self.synthetic(stored)
         if not breaks:
             read_after -= always
@@ -687,10 +688,15 @@ class Desugar:
 
     # -- assignment to a subscript: value semantics
 
+    def growable(self):
+        """The locals whose lists ``xs.append(v)`` grows by value: not a parameter (the caller would
+        no longer see its list change), but an outlined block's (its caller sees the list it
+        returns: see `_compile_outlined`)."""
+        return self.locals - self.params | getattr(self.source.fn, "_adtrans_grown", frozenset())
+
     def grows_local_list(self, call):
-        """Is `call` ``xs.append(v)`` or ``xs.extend(vs)`` on a local `xs` (not a parameter: the
-        caller would no longer see its list change)?"""
-        return (_grows(call, self.locals) and call.func.value.id not in self.params
+        """Is `call` ``xs.append(v)`` or ``xs.extend(vs)`` on a local `xs` the function grows by value?"""
+        return (_grows(call, self.growable())
                 and len(call.args) == 1 and not call.keywords
                 and not isinstance(call.args[0], gast.Starred))
 
@@ -1545,17 +1551,77 @@ def _outlined_function(name, inputs, outputs, body, like, unbound=()):
     return function
 
 
-def _compile_outlined(function, source):
-    """A live function for an outlined block, in the user's module, at the user's lines."""
+def _compile_outlined(function, source, growable):
+    """A live function for an outlined block, in the user's module, at the user's lines.
+
+    The block grows its parameters among `growable` (the caller's local lists) by value,
+    as the caller's own code would (`Desugar.grow_list`): what it runs is ``ys =
+    appended(ys, v)`` (`appended` read from a closure cell), so the list the caller
+    keeps for the recomputation stays as it was; its derivative is made from the
+    block as written, whose desugaring grows those parameters the same way.
+    """
     import ast
     import types
 
     from adtrans.source import FunctionSource, synthetic_sources
 
-    module = ast.Module(body=[gast.gast_to_ast(function)], type_ignores=[])
-    code = compile(ast.fix_missing_locations(module), source.fn.__code__.co_filename, "exec")
-    inner = next(c for c in code.co_consts if isinstance(c, types.CodeType))
-    fn = types.FunctionType(inner, source.fn.__globals__, function.name)
-    fn._adtrans_outlined = True     # see reverse.Generated.lazy_params
-    synthetic_sources[inner] = FunctionSource(fn, function, source.filename, source.lines, False)
+    def compiled(tree):
+        module = ast.Module(body=[gast.gast_to_ast(tree)], type_ignores=[])
+        code = compile(ast.fix_missing_locations(module), source.fn.__code__.co_filename, "exec")
+        return next(c for c in code.co_consts if isinstance(c, types.CodeType))
+
+    described = types.FunctionType(compiled(function), source.fn.__globals__, function.name)
+    namer = Namer(names_in(function))
+    grower = _GrowingByValue(growable, {attr: namer.fresh(name) for attr, (name, _) in _GROWING.items()})
+    running = clone(function)
+    running.body = [grower.visit(stmt) for stmt in running.body]
+    described._adtrans_grown = frozenset(grower.grown)
+    fn = described
+    if grower.grown:
+        helpers = {grower.helpers[attr]: helper for attr, (_, helper) in _GROWING.items()}
+        cells = [gast.Assign([gast.Name(n, gast.Store(), None, None)], gast.Constant(None, None), None)
+                 for n in helpers]
+        nothing = gast.arguments(args=[], posonlyargs=[], vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None,
+                                 defaults=[])
+        outer = gast.FunctionDef(name="outlined", args=nothing,
+                                 body=cells + [running], decorator_list=[], returns=None, type_comment=None,
+                                 type_params=[])
+        gast.copy_location(outer, function)
+        for node in cells:
+            gast.copy_location(node, function)
+        inner = next(c for c in compiled(outer).co_consts if isinstance(c, types.CodeType))
+        closure = tuple(types.CellType(helpers[n]) for n in inner.co_freevars)
+        fn = types.FunctionType(inner, source.fn.__globals__, function.name, None, closure)
+    for f in {described, fn}:
+        f._adtrans_outlined = True     # see reverse.Generated.lazy_params
+    found = FunctionSource(described, function, source.filename, source.lines, False)
+    synthetic_sources[described.__code__] = synthetic_sources[fn.__code__] = found
     return fn
+
+
+class _GrowingByValue(gast.NodeTransformer):
+    """``ys.append(v)`` as ``ys = appended(ys, v)`` (`helpers` names the function for each method)
+    for the names in `growable`, outside nested functions; `grown` says which it changed."""
+
+    def __init__(self, growable, helpers):
+        self.growable = growable
+        self.helpers = helpers
+        self.grown = set()
+
+    def visit_FunctionDef(self, node):
+        return node
+
+    def visit_Lambda(self, node):
+        return node
+
+    def visit_Expr(self, node):
+        call = node.value
+        if not (_grows(call, self.growable) and len(call.args) == 1 and not call.keywords
+                and not isinstance(call.args[0], gast.Starred)):
+            return node
+        name = call.func.value.id
+        self.grown.add(name)
+        helper = gast.Name(self.helpers[call.func.attr], gast.Load(), None, None)
+        grown = gast.Call(helper, [gast.Name(name, gast.Load(), None, None), call.args[0]], [])
+        assign = gast.Assign([gast.Name(name, gast.Store(), None, None)], gast.copy_location(grown, call), None)
+        return gast.copy_location(assign, node)

@@ -592,8 +592,6 @@ def append_in_block(x, w):
     return np.sum(ys[0] + ys[1] * ys[2])
 
 
-@bug("ys.append(v) in a recomputed block: 'a recomputed block must "
-                                       "assign a variable used after it' (ys is used after it)")
 def test_append_in_a_recomputed_block():
     same_as_plain(append_in_block, np.array([0.3, 0.5, 0.9]), 0.7)
 
@@ -607,8 +605,6 @@ def rnn_outputs(W, h0, xs):
     return np.sum(np.stack(outs) ** 2)
 
 
-@bug("outs.append(h) in a segmented body is refused ('changes a "
-                                       "container in place'), though plain loops take it")
 def test_rnn_collecting_outputs_in_a_segmented_loop():
     same_as_plain(rnn_outputs, randn(3, 3), randn(1, 3), [randn(1, 3) for _ in range(5)])
 
