@@ -2,6 +2,7 @@
 
 import math
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -405,3 +406,20 @@ def test_a_checkpointed_function_taking_kwargs_recomputes_at_run_time():
     np.testing.assert_allclose(d_x, want_x, rtol=1e-13)
     assert d_g == pytest.approx(want_g, rel=1e-13)
     adtrans.check_gradient(through_scaled, x, 0.7)
+
+
+# -- what a recomputed block or a segmented run takes and returns
+
+def last_output(h, Ws, V):
+    for W in adtrans.segmented(Ws, 2):
+        h = np.tanh(h @ W)
+        y = h @ V       # read by the run, which leaves y to the last run: V goes in for nothing
+    return np.sum(y * y)
+
+
+@pytest.mark.parametrize("steps", [1, 5])
+def test_no_zero_derivative_warning_about_what_a_block_reads(steps):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", adtrans.ZeroDerivativeWarning)
+        adtrans.gradient(last_output, RNG.normal(size=(2, 3)), [RNG.normal(size=(3, 3)) for _ in range(steps)],
+                         RNG.normal(size=(3, 2)))
