@@ -1141,7 +1141,9 @@ class ReverseTransform:
                 body.append(self.zero(header))
                 self.defined.add(header)
         for name in left:
-            body.append(self.zero(name))
+            # Shaped like the value after the loop, as a header's zero is: zeros_like(name) would
+            # keep each pass's value on the tape for its shape alone (a segmented run's output).
+            body.append(self.zero(name, loop.exits[name]))
             self.defined.add(name)
         direct = self._assigned_in(loop.body) | set(_loop_names(loop)) | self._assigned_in(loop.condition)
         needed = _needed(body, direct)

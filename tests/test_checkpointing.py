@@ -423,3 +423,21 @@ def test_no_zero_derivative_warning_about_what_a_block_reads(steps):
         warnings.simplefilter("error", adtrans.ZeroDerivativeWarning)
         adtrans.gradient(last_output, RNG.normal(size=(2, 3)), [RNG.normal(size=(3, 3)) for _ in range(steps)],
                          RNG.normal(size=(3, 2)))
+
+
+def last_output_until(h, Ws, V):
+    for W in adtrans.segmented(Ws, 2):
+        h = np.tanh(h @ W)
+        y = h @ V       # any run may be the last: each returns y
+        if np.sum(y) > 100.0:
+            break
+    return np.sum(y * y)
+
+
+def test_a_run_keeps_no_output_for_its_zero_alone():
+    forward = adtrans.generated_source(last_output_until).split("def pullback")[0]
+    (kept,) = re.findall(r"tape\.append\(\((.*)\)\)", forward)
+    assert sorted(re.sub(r"_\d$", "", k) for k in kept.split(", ")) == [
+        "broke", "h", "run", "start", "start_plus_segment_length"]
+    args = RNG.normal(size=(2, 3)), [RNG.normal(size=(3, 3)) for _ in range(5)], RNG.normal(size=(3, 2))
+    adtrans.check_gradient(last_output_until, *args)
