@@ -591,8 +591,8 @@ class Desugar:
 
         A run returns what the next pass reads (`h` in ``h = f(h, x)``), and
         what is read after the loop, unless the last run, which is never empty,
-        assigns it whatever its passes do. A name a pass may leave unassigned
-        that had no value before the loop starts as None.
+        assigns it whatever its passes do. A name a pass may leave unassigned, or
+        reads before assigning it, with no value before the loop starts as None.
         """
         iterable, length = self.segmented_arguments(stmt.iter)
         items = self.namer.fresh("items")
@@ -602,7 +602,7 @@ class Desugar:
         self.locals.update((items, segment_length, start, run))
         load = lambda n: gast.Name(n, gast.Load(), None, None)  # noqa: E731
         store = lambda n: gast.Name(n, gast.Store(), None, None)  # noqa: E731
-        call_of = lambda f, *args: gast.Call(f if isinstance(f, gast.expr) else load(f), list(args), [])  # noqa: E731
+        call_of = lambda f, *args: gast.Call(load(f), list(args), [])  # noqa: E731
         prologue = [gast.Assign([store(items)], call_of("list", iterable), None),
                     gast.Assign([store(segment_length)], length, None)]
         body = list(stmt.body)
@@ -1404,11 +1404,6 @@ def _in_loop(function, stmt):
 def exposed_reads(statements):
     """Names `statements` may read before assigning them (their upward-exposed uses)."""
     return _flow(statements)[0]
-
-
-def assigned_on_every_path(statements):
-    """Names `statements` assign whichever way they run (a loop's body may run no pass)."""
-    return _flow(statements)[1]
 
 
 def _flow(statements):
