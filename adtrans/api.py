@@ -9,7 +9,9 @@ second request for the same function costs a dictionary lookup.
 
 import functools
 import inspect
+import math
 import random
+import sys
 import types
 import warnings
 import weakref
@@ -178,13 +180,21 @@ def segmented(iterable, length):
         for W in adtrans.segmented(weights, 8):
             h = np.tanh(h @ W)
 
-    The pullback keeps what one pass of each segment reads, not every
-    pass's intermediates: memory grows with the number of segments.  The
-    loop body may not ``break`` or ``return``.
+    The forward keeps what each run of `length` passes reads, not every
+    pass's intermediates: memory grows with the number of runs, and the
+    pullback runs each run again. A fractional `length` is rounded up
+    (``len(xs) / 2`` makes two runs). The body may ``continue`` and
+    ``break``, not ``return``.
     """
-    if length < 1:
-        raise ValueError("segments need a length of at least 1")
+    run_length(length)
     return iter(iterable)
+
+
+def run_length(length):
+    """The number of passes in a run of ``segmented(xs, length)``: `length` rounded up, at least 1."""
+    if not length >= 1:
+        raise ValueError(f"segments need a length of at least 1, not {length!r}")
+    return sys.maxsize if length == math.inf else math.ceil(length)
 
 
 def differentiable_function(vjp):
@@ -215,6 +225,7 @@ registry.rules_for(globals())(checkpointed, "function", function="d_y")
 # What a recomputed function's generators were before its first run (see `randomness`).
 registry.constant_function(randomness.random_state, reason="a generator's state carries no derivative")
 registry.constant_function(randomness.global_random_state, reason="a generator's state carries no derivative")
+registry.constant_function(run_length, reason="a run's length is a whole number")
 # They make a function from functions (a closure given to them is called later, differentiated then).
 registry.constant_function(differentiable_function, reason="its result is a function")
 _support_rule = registry.rules_for({"call_hook": tangents.call_hook})

@@ -25,7 +25,7 @@ import gast
 
 from adtrans import randomness
 from adtrans.jumps import StructureJumps
-from adtrans.naming import Namer, name_for
+from adtrans.naming import Namer, name_for, names_in
 from adtrans.rules.support import (
     appended, enumerated, extended, listed_items, listed_keys, listed_values, merged, rebound, super_function,
     with_field, with_item, zipped)
@@ -162,6 +162,7 @@ class Desugar:
                                         "assign the value on a line of its own")
             if isinstance(node, (gast.FunctionDef, gast.Lambda)) and node is not self.source.node:
                 self.check_nested(node)
+            self.check_region(node)
         function = StructureJumps(self.source, self.namer).run(clone(self.source.node))
         self.function = function
         self.locals = _assigned_names(function) | set(self.lifted)
@@ -394,7 +395,7 @@ class Desugar:
     def for_loop(self, stmt):
         if stmt.orelse:
             raise self.source.error(stmt.orelse[0], "a loop's 'else' block is not supported")
-        assigned = _stored_in(stmt.body, self.locals - self.params)
+        assigned = _stored_in(stmt.body, self.growable())
         targets = _stored_in([stmt.target])
         iterable = stmt.iter
         loop = Loop("sequence", [], stmt)
@@ -482,7 +483,7 @@ class Desugar:
     def while_loop(self, stmt):
         if stmt.orelse:
             raise self.source.error(stmt.orelse[0], "a loop's 'else' block is not supported")
-        assigned = _stored_in(stmt.body, self.locals - self.params)
+        assigned = _stored_in(stmt.body, self.growable())
         headers = self.loop_headers(stmt, assigned)
         loop = Loop("while", [], stmt, headers=list(headers.values()))
         saved, self.out = self.out, []
@@ -506,29 +507,64 @@ class Desugar:
         value = _static_value(expr.func, self.source.fn)
         return value is getattr(api, name)
 
+    def check_region(self, node):
+        """What a ``with recomputed()`` or a ``for`` over ``segmented`` may not be or hold, refused at
+        the user's line (before jumps become flags)."""
+        if isinstance(node, gast.With) and any(self.is_api_call(i.context_expr, "recomputed") for i in node.items):
+            if len(node.items) > 1:
+                raise self.source.error(node, "'with adtrans.recomputed()' must be the only item of its 'with'",
+                                        "nest the other 'with' inside the block")
+            if node.items[0].optional_vars is not None:
+                raise self.source.error(node, "'with adtrans.recomputed() as ...' is not supported",
+                                        "drop the 'as ...': the block is not a value you can use")
+        if isinstance(node, gast.For) and self.is_api_call(node.iter, "segmented"):
+            found = _own_returns(node.body)
+            if found:
+                raise self.source.error(found[0], "'return' inside a segmented loop is not supported",
+                                        "set a variable and 'break', then return after the loop")
+
     def recomputed_block(self, stmt):
-        """Outline the block into a checkpointed function of what it reads, returning what it assigns."""
+        """Outline the block into a checkpointed function of what it reads, returning what it assigns.
+
+        Its outputs are the names it assigns that a later statement may read: after
+        it, and in a loop the block itself on the next pass (`c` in ``h = f(h, c);
+        c = g(h)``). Its inputs are the names it may read before assigning them, and
+        the outputs it may leave unassigned (an ``if`` without ``else``, ``h += v``, a
+        loop of no pass): those leave with the value they came with. An output the
+        block may leave unassigned and that had no value before leaves as None.
+        A segmented run (`segmented_loop`) says its outputs itself.
+        """
         from adtrans.api import DifferentiableFunction
 
         body = stmt.body
-        read = [n.id for s in body for n in gast.walk(s)
-                if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load)]
-        freevars = set(self.source.fn.__code__.co_freevars)
-        inputs = []
-        for name in read:
-            if name not in inputs and (name in self.current or name in freevars):
-                inputs.append(name)
-        inside = {id(n) for s in body for n in gast.walk(s)}
-        # What the block assigns and a later statement may read: after it, and, in a loop,
-        # the block itself on the next pass (`c` in ``h = f(h, c); c = g(h)``).
-        read_after = reads_outside(self.function, inside) | getattr(stmt, "adtrans_read_after", set())
-        if getattr(stmt, "adtrans_recomputed", False) or _in_loop(self.function, stmt):
-            read_after |= exposed_reads(body)
-        outputs = [n for n in _stored_in(body) if n in read_after]
+        exposed, always = _flow(body)
+        always |= getattr(stmt, "adtrans_always", set())
+        stored = _assigned_in_block(body, self.growable())
+        outputs = getattr(stmt, "adtrans_outputs", None)
+        in_loop = getattr(stmt, "adtrans_in_loop", False) or _in_loop(self.function, stmt)
+        if outputs is None:
+            inside = {id(n) for s in body for n in gast.walk(s)}
+            read_after = reads_outside(self.function, inside) | self.synthetic(stored)
+            if in_loop:
+                read_after |= exposed
+            outputs = [n for n in stored if n in read_after]
         if not outputs:
-            raise self.source.error(stmt, "a recomputed block must assign a variable used after it")
-        function = _outlined_function(self.namer.fresh("recomputed_block"), inputs, outputs, body, stmt)
-        fn = _compile_outlined(function, self.source)
+            raise self.source.error(stmt, "a recomputed block must assign a variable used after it",
+                                    "what the block computes is lost when it ends: read a variable it "
+                                    "assigns after it, or remove the 'with adtrans.recomputed():'")
+        bound = set(self.current) | set(self.source.fn.__code__.co_freevars)
+        wanted = exposed | (set(outputs) - always)
+        inputs = [n for n in dict.fromkeys(n.id for s in body for n in gast.walk(s) if isinstance(n, gast.Name))
+                  if n in wanted and n in bound]
+        unbound = [n for n in outputs if n not in always and n not in bound]
+        if unbound and in_loop:
+            # None would replace the value an earlier pass gave it.
+            raise self.source.error(stmt, f"'{unbound[0]}' may be left unassigned by this recomputed block, "
+                                          "and has no value before the loop",
+                                    f"assign '{unbound[0]}' a value before the loop")
+        growable = {n for n in inputs if n in self.growable()}     # the caller's lists
+        function = _outlined_function(self.namer.fresh("recomputed_block"), inputs, outputs, body, stmt, unbound)
+        fn = _compile_outlined(function, self.source, growable)
         callee = DifferentiableFunction(fn, checkpoint=True)
         args = [gast.Name(self.current.get(n, n), gast.Load(), None, None) for n in inputs]
         call = _located(gast.Call(_synthetic_callee(function.name, callee), args, []), stmt)
@@ -539,6 +575,13 @@ class Desugar:
         self.out.append(Assign(values, call, stmt, stmt))
         self.out.append(Unpack([self.new_version(n) for n in outputs], values, stmt, stmt))
 
+    def synthetic(self, names):
+        """Those of `names` the user's function never mentions: the desugaring's own (a
+        comprehension's list), read where it put them."""
+        if not hasattr(self, "_user_names"):
+            self._user_names = {n.id for n in gast.walk(self.function) if isinstance(n, gast.Name)}
+        return {n for n in names if n not in self._user_names}
+
     def segmented_loop(self, stmt):
         """``for x in segmented(xs, k)``: runs of k passes, each a recomputed block but the last.
 
@@ -547,66 +590,115 @@ class Desugar:
         run less to recompute; PyTorch's ``checkpoint_sequential`` does the same).
         A body that may ``break`` does not know its last run in advance, so
         there every run is recomputed.
+
+        A run returns what the next pass reads (`h` in ``h = f(h, x)``), and
+        what is read after the loop, unless the last run, which is never empty,
+        assigns it whatever its passes do. A name a pass may leave unassigned, or
+        reads before assigning it, with no value before the loop starts as None.
         """
-        call = stmt.iter
-        if len(call.args) != 2 or call.keywords:
-            raise self.source.error(call, "write 'segmented(iterable, length)'")
+        iterable, length = self.segmented_arguments(stmt.iter)
         items = self.namer.fresh("items")
-        length = self.namer.fresh("segment_length")
+        segment_length = self.namer.fresh("segment_length")
         start = self.namer.fresh("start")
-        self.locals.update((items, length, start))
+        run = self.namer.fresh("run")
+        self.locals.update((items, segment_length, start, run))
         load = lambda n: gast.Name(n, gast.Load(), None, None)  # noqa: E731
         store = lambda n: gast.Name(n, gast.Store(), None, None)  # noqa: E731
         call_of = lambda f, *args: gast.Call(load(f), list(args), [])  # noqa: E731
-        prologue = [
-            gast.Assign([store(items)], call_of("list", call.args[0]), None),
-            gast.Assign([store(length)], call.args[1], None),
-        ]
+        prologue = [gast.Assign([store(items)], call_of("list", iterable), None),
+                    gast.Assign([store(segment_length)], length, None)]
+        body = list(stmt.body)
+        breaks = bool(body) and _is_break_test(body[-1])
+        for node in gast.walk(stmt):
+            if isinstance(node, gast.With):
+                node.adtrans_in_loop = True     # the last run's loop holds a copy of it
+        # What a run returns: see the docstring.
+        targets = set(_stored_in([stmt.target]))
+        exposed, always = _flow(body)
+        exposed, always = exposed - targets, always | targets
+        inside = {id(n) for s in body for n in gast.walk(s)}
+        stored = _assigned_in_block([stmt.target] + body, self.growable())
+        read_after = reads_outside(self.function, inside) | self.synthetic(stored)
+        if not breaks:
+            read_after -= always
+        outputs = [n for n in stored if n in exposed or n in read_after]
+        unbound = [n for n in outputs if (n in exposed or n not in always) and n not in self.current]
+        prologue += [gast.Assign([store(n)], gast.Constant(None, None), None) for n in unbound]
+        if not outputs:
+            # Nothing leaves a run but the last: the passes run as a plain loop.
+            loop = gast.For(target=stmt.target, iter=load(items), body=body, orelse=[], type_comment=None)
+            return self.run_segmented(stmt, prologue + [loop])
         # The run's passes are the block's input (not `items` and `start`): its pullback
         # then gives the run's cotangent alone, not one as long as the whole loop.
-        run = self.namer.fresh("run")
-        self.locals.add(run)
         window = gast.Assign([store(run)], gast.Subscript(load(items), gast.Slice(
-            load(start), gast.BinOp(load(start), gast.Add(), load(length)), None), gast.Load()), None)
-        inner_body = list(stmt.body)
-        exits = [inner_body[-1]] if inner_body and _is_break_test(inner_body[-1]) else []
-        inner = gast.For(target=stmt.target, iter=load(run), body=inner_body, orelse=[], type_comment=None)
-        block = gast.With(items=[gast.withitem(gast.Constant(None, None), None)], body=[inner],
-                          type_comment=None)
+            load(start), gast.BinOp(load(start), gast.Add(), load(segment_length)), None), gast.Load()), None)
+        inner = gast.For(target=stmt.target, iter=load(run), body=body, orelse=[], type_comment=None)
+        block = gast.With(items=[gast.withitem(gast.Constant(None, None), None)], body=[inner], type_comment=None)
         block.adtrans_recomputed = True
-        block.adtrans_read_after = reads_outside(exits[0], ()) if exits else set()
-        if exits:
+        block.adtrans_outputs = outputs
+        block.adtrans_always = always        # a run has a pass at least
+        if breaks:
             end, last = call_of("len", load(items)), []
         else:
             # last_start = max(len(items) - 1, 0) // segment_length * segment_length
             end = load(self.namer.fresh("last_start"))
-            self.locals.add(end.id)
+            last_run = self.namer.fresh("last_run")
+            self.locals.update((end.id, last_run))
             before_last = call_of("max", gast.BinOp(call_of("len", load(items)), gast.Sub(), gast.Constant(1, None)),
                                   gast.Constant(0, None))
-            first_of_run = gast.BinOp(gast.BinOp(before_last, gast.FloorDiv(), load(length)), gast.Mult(),
-                                      load(length))
-            last_run = self.namer.fresh("last_run")
-            self.locals.add(last_run)
+            first_of_run = gast.BinOp(gast.BinOp(before_last, gast.FloorDiv(), load(segment_length)), gast.Mult(),
+                                      load(segment_length))
             rest = gast.Subscript(load(items), gast.Slice(clone(end), None, None), gast.Load())
-            prologue += [gast.Assign([store(end.id)], first_of_run, None), gast.Assign([store(last_run)], rest, None)]
-            last = [gast.For(target=clone(stmt.target), iter=load(last_run), body=clone(inner_body), orelse=[],
+            prologue[2:2] = [gast.Assign([store(end.id)], first_of_run, None),
+                             gast.Assign([store(last_run)], rest, None)]
+            last = [gast.For(target=clone(stmt.target), iter=load(last_run), body=clone(body), orelse=[],
                              type_comment=None)]
-        outer = gast.For(target=store(start), iter=call_of("range", gast.Constant(0, None), end, load(length)),
-                         body=[window, block] + clone(exits), orelse=[], type_comment=None)
-        for node in prologue + [window, inner, block, outer] + last:
-            gast.copy_location(node, stmt)
-        for node in prologue + [outer] + last:
+        outer = gast.For(target=store(start), iter=call_of("range", gast.Constant(0, None), end, load(segment_length)),
+                         body=[window, block] + clone(body[-1:] if breaks else []), orelse=[], type_comment=None)
+        self.run_segmented(stmt, prologue + [outer] + last)
+
+    def run_segmented(self, stmt, statements):
+        """Desugar the statements a segmented loop became, at the loop's line."""
+        for node in statements:
             for child in gast.walk(node):
-                if not hasattr(child, "lineno") and hasattr(child, "_attributes") and "lineno" in child._attributes:
+                if not hasattr(child, "lineno") and "lineno" in getattr(child, "_attributes", ()):
                     gast.copy_location(child, stmt)
+        for node in statements:
             self.statement(node)
+
+    def segmented_arguments(self, call):
+        """The iterable and the run length of ``segmented(xs, k)``, taken as `segmented` takes them: a
+        length written as a number is checked here, any other by ``run_length(k)`` as the loop starts."""
+        import inspect
+
+        from adtrans import api
+
+        try:
+            if any(isinstance(a, gast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+                raise TypeError
+            bound = inspect.signature(api.segmented).bind(*call.args, **{k.arg: k.value for k in call.keywords})
+        except TypeError:
+            raise self.source.error(call, "write 'segmented(iterable, length)'") from None
+        iterable, length = bound.arguments["iterable"], bound.arguments["length"]
+        if isinstance(length, gast.Constant):
+            try:
+                return iterable, gast.Constant(api.run_length(length.value), None)
+            except (TypeError, ValueError) as e:
+                raise self.source.error(length, f"segmented(..., {length.value!r}): {e}",
+                                        "give the number of passes a run holds, 1 or more") from None
+        return iterable, _located(gast.Call(_synthetic_callee("run_length", api.run_length), [length], []), length)
 
     # -- assignment to a subscript: value semantics
 
+    def growable(self):
+        """The locals whose lists ``xs.append(v)`` grows by value: not a parameter (the caller would
+        no longer see its list change), but an outlined block's (its caller sees the list it
+        returns: see `_compile_outlined`)."""
+        return self.locals - self.params | getattr(self.source.fn, "_adtrans_grown", frozenset())
+
     def grows_local_list(self, call):
-        """Is `call` ``xs.append(v)`` or ``xs.extend(vs)`` on a local `xs` (not a parameter: the
-        caller would no longer see its list change)?"""
-        return (_grows(call, self.locals) and call.func.value.id not in self.params
+        """Is `call` ``xs.append(v)`` or ``xs.extend(vs)`` on a local `xs` the function grows by value?"""
+        return (_grows(call, self.growable())
                 and len(call.args) == 1 and not call.keywords
                 and not isinstance(call.args[0], gast.Starred))
 
@@ -1327,6 +1419,22 @@ def reads_outside(tree, inside):
     return reads
 
 
+def _own_returns(statements):
+    """The ``return`` statements of `statements`, not those of functions defined in them."""
+    found = []
+
+    def visit(node):
+        if isinstance(node, gast.Return):
+            found.append(node)
+        elif not isinstance(node, (gast.FunctionDef, gast.AsyncFunctionDef, gast.Lambda)):
+            for child in gast.iter_child_nodes(node):
+                visit(child)
+
+    for stmt in statements:
+        visit(stmt)
+    return found
+
+
 def _in_loop(function, stmt):
     """Is `stmt` inside a loop of `function` (not counting nested functions)?"""
     def search(node, looping):
@@ -1342,6 +1450,11 @@ def _in_loop(function, stmt):
 
 def exposed_reads(statements):
     """Names `statements` may read before assigning them (their upward-exposed uses)."""
+    return _flow(statements)[0]
+
+
+def _flow(statements):
+    """(the names `statements` may read before assigning them, the names they assign on every path)."""
     exposed = set()
 
     def reads(node, defined):
@@ -1367,6 +1480,12 @@ def exposed_reads(statements):
                     reads(item.context_expr, defined)
                 defined = block(stmt.body, defined | set(_stored_in([i.optional_vars for i in stmt.items
                                                                       if i.optional_vars is not None])))
+            elif isinstance(stmt, (gast.FunctionDef, gast.AsyncFunctionDef)):
+                # Its defaults and decorators now, the names it reads of ours when it is called.
+                for node in stmt.decorator_list + stmt.args.defaults + [d for d in stmt.args.kw_defaults if d]:
+                    reads(node, defined)
+                exposed.update(set(free_names(stmt)) - defined)
+                defined.add(stmt.name)
             else:
                 value = getattr(stmt, "value", None)
                 if isinstance(stmt, (gast.Assign, gast.AnnAssign)) and value is not None:
@@ -1379,14 +1498,42 @@ def exposed_reads(statements):
                                    and n.id not in defined)
                 else:
                     reads(stmt, defined)
-                if isinstance(stmt, (gast.FunctionDef, gast.AsyncFunctionDef)):
-                    defined.add(stmt.name)
-                else:
-                    defined |= set(_stored_in([stmt]))
+                defined |= set(_stored_in([stmt]))
         return defined
 
-    block(statements, set())
-    return exposed
+    return exposed, block(statements, set())
+
+
+def _assigned_in_block(statements, locals_):
+    """The names `statements` assign in their own scope, in first-assignment order: not a nested
+    function's or a comprehension's own; a nested ``def``'s name and a local list `locals_` grows by
+    ``xs.append(v)`` (see `Desugar.grow_list`) count."""
+    names = []
+
+    def visit(node):
+        if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
+            names.append(node.id)
+        elif isinstance(node, (gast.Subscript, gast.Attribute)) and isinstance(node.ctx, gast.Store):
+            if isinstance(node.value, gast.Name):
+                names.append(node.value.id)     # x[i] = v and x.a = v assign x (value semantics)
+        elif isinstance(node, gast.Expr) and _grows(node.value, locals_):
+            names.append(node.value.func.value.id)
+        if isinstance(node, (gast.FunctionDef, gast.AsyncFunctionDef)):
+            names.append(node.name)
+            for child in node.decorator_list + node.args.defaults + node.args.kw_defaults:
+                if child is not None:
+                    visit(child)
+            return
+        if isinstance(node, gast.Lambda):
+            return
+        if isinstance(node, (gast.ListComp, gast.SetComp, gast.GeneratorExp, gast.DictComp)):
+            return visit(node.generators[0].iter)
+        for child in gast.iter_child_nodes(node):
+            visit(child)
+
+    for stmt in statements:
+        visit(stmt)
+    return list(dict.fromkeys(names))
 
 
 def _stored_in(statements, locals_=()):
@@ -1424,8 +1571,9 @@ def _static_value(expr, fn):
     return None
 
 
-def _outlined_function(name, inputs, outputs, body, like):
-    """``def name(inputs): body; return (outputs,)`` at the block's own lines."""
+def _outlined_function(name, inputs, outputs, body, like, unbound=()):
+    """``def name(inputs): body; return (outputs,)`` at the block's own lines; the names `unbound`
+    (outputs the block may leave unassigned that had no value before it) start as None."""
     params = [gast.Name(n, gast.Param(), None, None) for n in inputs]
     arguments = gast.arguments(args=params, posonlyargs=[], vararg=None, kwonlyargs=[], kw_defaults=[],
                                kwarg=None, defaults=[])
@@ -1433,7 +1581,9 @@ def _outlined_function(name, inputs, outputs, body, like):
     if len(outputs) == 1:
         result = result.elts[0]
     ret = gast.copy_location(gast.Return(value=result), body[-1])
-    function = gast.FunctionDef(name=name, args=arguments, body=clone(body) + [ret],
+    start = [gast.copy_location(gast.Assign([gast.Name(n, gast.Store(), None, None)], gast.Constant(None, None),
+                                            None), like) for n in unbound]
+    function = gast.FunctionDef(name=name, args=arguments, body=start + clone(body) + [ret],
                                 decorator_list=[], returns=None, type_comment=None, type_params=[])
     gast.copy_location(function, like)
     for node in gast.walk(function):
@@ -1443,17 +1593,77 @@ def _outlined_function(name, inputs, outputs, body, like):
     return function
 
 
-def _compile_outlined(function, source):
-    """A live function for an outlined block, in the user's module, at the user's lines."""
+def _compile_outlined(function, source, growable):
+    """A live function for an outlined block, in the user's module, at the user's lines.
+
+    The block grows its parameters among `growable` (the caller's local lists) by value,
+    as the caller's own code would (`Desugar.grow_list`): what it runs is ``ys =
+    appended(ys, v)`` (`appended` read from a closure cell), so the list the caller
+    keeps for the recomputation stays as it was; its derivative is made from the
+    block as written, whose desugaring grows those parameters the same way.
+    """
     import ast
     import types
 
     from adtrans.source import FunctionSource, synthetic_sources
 
-    module = ast.Module(body=[gast.gast_to_ast(function)], type_ignores=[])
-    code = compile(ast.fix_missing_locations(module), source.fn.__code__.co_filename, "exec")
-    inner = next(c for c in code.co_consts if isinstance(c, types.CodeType))
-    fn = types.FunctionType(inner, source.fn.__globals__, function.name)
-    fn._adtrans_outlined = True     # see reverse.Generated.lazy_params
-    synthetic_sources[inner] = FunctionSource(fn, function, source.filename, source.lines, False)
+    def compiled(tree):
+        module = ast.Module(body=[gast.gast_to_ast(tree)], type_ignores=[])
+        code = compile(ast.fix_missing_locations(module), source.fn.__code__.co_filename, "exec")
+        return next(c for c in code.co_consts if isinstance(c, types.CodeType))
+
+    described = types.FunctionType(compiled(function), source.fn.__globals__, function.name)
+    namer = Namer(names_in(function))
+    grower = _GrowingByValue(growable, {attr: namer.fresh(name) for attr, (name, _) in _GROWING.items()})
+    running = clone(function)
+    running.body = [grower.visit(stmt) for stmt in running.body]
+    described._adtrans_grown = frozenset(grower.grown)
+    fn = described
+    if grower.grown:
+        helpers = {grower.helpers[attr]: helper for attr, (_, helper) in _GROWING.items()}
+        cells = [gast.Assign([gast.Name(n, gast.Store(), None, None)], gast.Constant(None, None), None)
+                 for n in helpers]
+        nothing = gast.arguments(args=[], posonlyargs=[], vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None,
+                                 defaults=[])
+        outer = gast.FunctionDef(name="outlined", args=nothing,
+                                 body=cells + [running], decorator_list=[], returns=None, type_comment=None,
+                                 type_params=[])
+        gast.copy_location(outer, function)
+        for node in cells:
+            gast.copy_location(node, function)
+        inner = next(c for c in compiled(outer).co_consts if isinstance(c, types.CodeType))
+        closure = tuple(types.CellType(helpers[n]) for n in inner.co_freevars)
+        fn = types.FunctionType(inner, source.fn.__globals__, function.name, None, closure)
+    for f in {described, fn}:
+        f._adtrans_outlined = True     # see reverse.Generated.lazy_params
+    found = FunctionSource(described, function, source.filename, source.lines, False)
+    synthetic_sources[described.__code__] = synthetic_sources[fn.__code__] = found
     return fn
+
+
+class _GrowingByValue(gast.NodeTransformer):
+    """``ys.append(v)`` as ``ys = appended(ys, v)`` (`helpers` names the function for each method)
+    for the names in `growable`, outside nested functions; `grown` says which it changed."""
+
+    def __init__(self, growable, helpers):
+        self.growable = growable
+        self.helpers = helpers
+        self.grown = set()
+
+    def visit_FunctionDef(self, node):
+        return node
+
+    def visit_Lambda(self, node):
+        return node
+
+    def visit_Expr(self, node):
+        call = node.value
+        if not (_grows(call, self.growable) and len(call.args) == 1 and not call.keywords
+                and not isinstance(call.args[0], gast.Starred)):
+            return node
+        name = call.func.value.id
+        self.grown.add(name)
+        helper = gast.Name(self.helpers[call.func.attr], gast.Load(), None, None)
+        grown = gast.Call(helper, [gast.Name(name, gast.Load(), None, None), call.args[0]], [])
+        assign = gast.Assign([gast.Name(name, gast.Store(), None, None)], gast.copy_location(grown, call), None)
+        return gast.copy_location(assign, node)

@@ -391,6 +391,8 @@ class ReverseTransform:
     def zero_derivative_warnings(self, pairs):
         from adtrans.api import without_derivative
 
+        if self.outlined:
+            return []   # its parameters are what the block reads, not the user's: the user's function warns
         found = []
         explicit = None
         for param in self.wrt:
@@ -1213,7 +1215,9 @@ class ReverseTransform:
                 body.append(self.zero(header))
                 self.defined.add(header)
         for name in left:
-            body.append(self.zero(name))
+            # Shaped like the value after the loop, as a header's zero is: zeros_like(name) would
+            # keep each pass's value on the tape for its shape alone (a segmented run's output).
+            body.append(self.zero(name, loop.exits[name]))
             self.defined.add(name)
         direct = self._assigned_in(loop.body) | set(_loop_names(loop)) | self._assigned_in(loop.condition)
         needed = _needed(body, direct)

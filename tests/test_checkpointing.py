@@ -3,6 +3,7 @@
 import math
 import random
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -449,3 +450,123 @@ def test_a_checkpointed_function_taking_kwargs_recomputes_at_run_time():
     np.testing.assert_allclose(d_x, want_x, rtol=1e-13)
     assert d_g == pytest.approx(want_g, rel=1e-13)
     adtrans.check_gradient(through_scaled, x, 0.7)
+
+
+# -- what a recomputed block or a segmented run takes and returns
+
+def last_output(h, Ws, V):
+    for W in adtrans.segmented(Ws, 2):
+        h = np.tanh(h @ W)
+        y = h @ V       # read by the run, which leaves y to the last run: V goes in for nothing
+    return np.sum(y * y)
+
+
+@pytest.mark.parametrize("steps", [1, 5])
+def test_no_zero_derivative_warning_about_what_a_block_reads(steps):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", adtrans.ZeroDerivativeWarning)
+        adtrans.gradient(last_output, RNG.normal(size=(2, 3)), [RNG.normal(size=(3, 3)) for _ in range(steps)],
+                         RNG.normal(size=(3, 2)))
+
+
+def last_output_until(h, Ws, V):
+    for W in adtrans.segmented(Ws, 2):
+        h = np.tanh(h @ W)
+        y = h @ V       # any run may be the last: each returns y
+        if np.sum(y) > 100.0:
+            break
+    return np.sum(y * y)
+
+
+def test_a_run_keeps_no_output_for_its_zero_alone():
+    forward = adtrans.generated_source(last_output_until).split("def pullback")[0]
+    (kept,) = re.findall(r"tape\.append\(\((.*)\)\)", forward)
+    assert sorted(re.sub(r"_\d$", "", k) for k in kept.split(", ")) == [
+        "broke", "h", "run", "start", "start_plus_segment_length"]
+    args = RNG.normal(size=(2, 3)), [RNG.normal(size=(3, 3)) for _ in range(5)], RNG.normal(size=(3, 2))
+    adtrans.check_gradient(last_output_until, *args)
+
+
+def found_in_some_runs(xs, w):
+    h = w
+    for x in adtrans.segmented(xs, 2):
+        h = math.sin(h * x)
+        if h > 0.3:
+            found = h * w       # no value before the loop: it starts as None
+    return found + h
+
+
+def previous_item(xs, w):
+    h = w
+    for x in adtrans.segmented(xs, 2):
+        if x > 0.25:
+            h = h + previous * x    # noqa: F821 (assigned by the pass before)
+        previous = x * w
+    return h
+
+
+@pytest.mark.parametrize("f, xs", [(found_in_some_runs, [0.9, 0.1, 0.1, 0.1, 0.1]),
+                                   (found_in_some_runs, [0.1, 0.1, 60.0, 0.1, 0.1]),
+                                   (previous_item, [0.1, 0.9, 0.3, 0.4, 0.5])])
+def test_segmented_body_assigning_what_had_no_value_before(f, xs):
+    adtrans.check_gradient(f, xs, 0.8)
+
+
+def found_in_a_block_in_a_loop(xs, w):
+    h = w
+    for x in xs:
+        with adtrans.recomputed():
+            h = math.sin(h * x)
+            if h > 0.3:
+                found = h * w
+    return found + h
+
+
+def test_block_in_a_loop_that_may_leave_a_new_name_unassigned():
+    with pytest.raises(adtrans.DifferentiationError, match="'found' may be left unassigned") as info:
+        adtrans.gradient(found_in_a_block_in_a_loop, [0.9, 0.1], 0.8)
+    assert info.value.lineno == found_in_a_block_in_a_loop.__code__.co_firstlineno + 3
+    assert "assign 'found' a value before the loop" in str(info.value)
+
+
+def growing(x, w):
+    ys = [x]
+    for _ in range(3):
+        with adtrans.recomputed():
+            CALLS.append("block")
+            ys.append(np.sin(ys[-1] * w))       # the pullback recomputes from ys as it was
+    return np.sum(ys[-1] * ys[1])
+
+
+def test_block_growing_a_list_leaves_the_kept_one_as_it_was():
+    CALLS.clear()
+    adtrans.gradient(growing, np.array([0.3, 0.5]), 0.7)
+    assert CALLS.count("block") == 6
+    adtrans.check_gradient(growing, np.array([0.3, 0.5]), 0.7)
+
+
+def fractional_runs(xs, w):
+    h = w
+    for x in adtrans.segmented(xs, 2.5):
+        CALLS.append("pass")
+        h = math.sin(h * x)
+    return h
+
+
+def test_a_fractional_run_length_is_rounded_up():
+    CALLS.clear()
+    adtrans.gradient(fractional_runs, [0.1, 0.2, 0.3, 0.4, 0.5], 0.3)
+    assert CALLS.count("pass") == 5 + 3      # runs of 3 and 2; the first recomputed
+    with pytest.raises(ValueError, match="at least 1"):
+        adtrans.segmented([1.0], math.nan)
+
+
+def unused_block(x, w):
+    with adtrans.recomputed():
+        y = np.sin(x * w)       # noqa: F841
+    return np.sum(x * w)
+
+
+def test_an_unused_block_is_told_what_to_do():
+    with pytest.raises(adtrans.DifferentiationError, match="remove the 'with adtrans.recomputed"):
+        adtrans.gradient(unused_block, np.array([0.1]), 0.3)
