@@ -352,6 +352,20 @@ class Desugar:
             after_body.get(n), after_else.get(n))]
         self.out.append(If(test, body, orelse, stmt, joined))
 
+    def start_unbound(self, stmt, assigned):
+        """``name = None`` before a loop for each variable the loop carries that has no value yet:
+        one a pass reads before assigning it (the previous pass's), or one read after the loop
+        that a pass may leave unassigned (the value of the last pass that assigned it). Each is
+        then carried from pass to pass like any other."""
+        if getattr(stmt, "adtrans_synthetic", False):
+            return      # a loop a segmented loop or a comprehension became: they start theirs
+        exposed, always = _flow(stmt.body)
+        after = reads_outside(self.function, {id(n) for n in gast.walk(stmt)})
+        for name in assigned:
+            if name not in self.current and (name in exposed or (name in after and name not in always)):
+                self.statement(gast.copy_location(
+                    gast.Assign([gast.Name(name, gast.Store(), None, None)], gast.Constant(None, None), None), stmt))
+
     def loop_headers(self, stmt, assigned):
         """Copy each loop-carried variable into its header version before the loop."""
         headers = {}
@@ -412,6 +426,7 @@ class Desugar:
             loop.header = _located(gast.Call(self.renamed(iterable.func), args, keywords), iterable)
         else:
             loop.header = self.atom(iterable, "items")
+        self.start_unbound(stmt, [n for n in assigned if n not in targets])
         headers = self.loop_headers(stmt, [n for n in assigned if n not in targets])
         loop.headers = list(headers.values())
         saved, self.out = self.out, []
@@ -484,6 +499,7 @@ class Desugar:
         if stmt.orelse:
             raise self.source.error(stmt.orelse[0], "a loop's 'else' block is not supported")
         assigned = _stored_in(stmt.body, self.growable())
+        self.start_unbound(stmt, assigned)
         headers = self.loop_headers(stmt, assigned)
         loop = Loop("while", [], stmt, headers=list(headers.values()))
         saved, self.out = self.out, []
@@ -627,6 +643,7 @@ class Desugar:
         if not outputs:
             # Nothing leaves a run but the last: the passes run as a plain loop.
             loop = gast.For(target=stmt.target, iter=load(items), body=body, orelse=[], type_comment=None)
+            loop.adtrans_synthetic = True
             return self.run_segmented(stmt, prologue + [loop])
         # The run's passes are the block's input (not `items` and `start`): its pullback
         # then gives the run's cotangent alone, not one as long as the whole loop.
@@ -655,6 +672,8 @@ class Desugar:
                              type_comment=None)]
         outer = gast.For(target=store(start), iter=call_of("range", gast.Constant(0, None), end, load(segment_length)),
                          body=[window, block] + clone(body[-1:] if breaks else []), orelse=[], type_comment=None)
+        for loop in [outer] + last:
+            loop.adtrans_synthetic = True
         self.run_segmented(stmt, prologue + [outer] + last)
 
     def run_segmented(self, stmt, statements):
@@ -987,6 +1006,7 @@ class Desugar:
             for condition in reversed(conditions):
                 body = [gast.If(condition, body, [])]
             body = [gast.For(target, iterable, body, [], None)]
+            body[0].adtrans_synthetic = True
         statements = [gast.Assign([gast.Name(items, gast.Store(), None, None)], empty, None)] + body
         for stmt in statements:
             for node in gast.walk(stmt):

@@ -522,11 +522,11 @@ def found_in_a_block_in_a_loop(xs, w):
     return found + h
 
 
-def test_block_in_a_loop_that_may_leave_a_new_name_unassigned():
-    with pytest.raises(adtrans.DifferentiationError, match="'found' may be left unassigned") as info:
-        adtrans.gradient(found_in_a_block_in_a_loop, [0.9, 0.1], 0.8)
-    assert info.value.lineno == found_in_a_block_in_a_loop.__code__.co_firstlineno + 3
-    assert "assign 'found' a value before the loop" in str(info.value)
+@pytest.mark.parametrize("xs", [[0.9, 0.1], [0.9, 1.3, 0.5, 0.2]])
+def test_block_in_a_loop_that_may_leave_a_new_name_unassigned(xs):
+    # The loop carries `found` from pass to pass (None before it), so a pass that leaves it
+    # unassigned keeps the last value: it was a located error before loops did so.
+    adtrans.check_gradient(found_in_a_block_in_a_loop, xs, 0.8)
 
 
 def growing(x, w):

@@ -392,3 +392,44 @@ def test_and_or_short_circuit_and_conditions_stay_as_written():
     assert adtrans.gradient(short_circuit, 2.0, 3.0) == (1.0, 0.0) and CALLS == []
     assert adtrans.gradient(short_circuit, 0.0, 3.0) == (0.0, 1.0) and CALLS == [1]
     assert "condition = x > 0 and y > 0" in adtrans.generated_source(condition_stays)
+
+
+def carried_without_a_start(xs, w):
+    h = 0.5
+    for x in xs:
+        if x > 0.25:
+            h = h + prev * x        # the previous pass's prev; the first pass does not read it
+        prev = x * w
+    return h
+
+
+def found_in_some_passes(xs, w):
+    h = w
+    for x in xs:
+        h = math.sin(h * x)
+        if h > 0.3:
+            found = h * w
+    return found + h
+
+
+def found_in_some_while_passes(xs, w):
+    h, i = w, 0
+    while i < len(xs):
+        h = math.sin(h * xs[i])
+        if h > 0.3:
+            found = h * w
+        i += 1
+    return found + h
+
+
+@pytest.mark.parametrize("f, xs", [(carried_without_a_start, [0.1, 0.3, 0.5, 0.2, 0.7]),
+                                   (found_in_some_passes, [0.9, 1.3, 0.5, 0.2]),
+                                   (found_in_some_while_passes, [0.9, 1.3, 0.5, 0.2])])
+def test_a_loop_carries_what_had_no_value_before_it(f, xs):
+    # Both gave silently wrong gradients (d/dw 0.0 for 0.32, 0.053 for 0.636): what a pass reads
+    # of the previous one, or what the last pass that assigned it left, was not carried.
+    value, g = adtrans.value_with_gradient(f, xs, 0.8, wrt=1)
+    assert value == f(xs, 0.8)
+    eps = 1e-6
+    assert g == pytest.approx((f(xs, 0.8 + eps) - f(xs, 0.8 - eps)) / (2 * eps), rel=1e-6)
+    adtrans.check_gradient(f, xs, 0.8)
