@@ -1021,7 +1021,7 @@ class ReverseTransform:
         _, written = _names_used(forward)
         # What the pullback part reads before it binds it itself (a name a replayed tape binds
         # again, `for run, h_1 in replay(tape)`, is not the forward's `h_1`).
-        reads = exposed_reads(gast.parse("\n".join(pullback)).body) | _loads(result_text)
+        reads = _read_before_bound(pullback) | _loads(result_text)
         # Not parameters (the caller holds them), floats, or what loop headers bind (indices,
         # elements of sequences the caller holds).
         kept = set(self.body.params) | self.known_floats | self.plain_numbers()
@@ -1877,6 +1877,21 @@ def _names_used(lines):
             else:
                 writes.add(node.id)
     return reads, writes
+
+
+def _read_before_bound(lines):
+    """The names `lines` of generated code may read before they bind them: read on a line before
+    (or on) the first line that binds them. Generated code binds a name it reads again before
+    reading it (a replayed tape's ``for ..., h_1 in replay(tape)``), or reads the outer one first."""
+    import ast
+    import textwrap
+
+    first_read, first_bound = {}, {}
+    for node in ast.walk(ast.parse(textwrap.dedent("\n".join(lines)))):
+        if isinstance(node, ast.Name):
+            seen = first_read if isinstance(node.ctx, ast.Load) else first_bound
+            seen[node.id] = min(seen.get(node.id, node.lineno), node.lineno)
+    return {name for name, line in first_read.items() if line <= first_bound.get(name, line)}
 
 
 def _loads(text):
