@@ -152,6 +152,25 @@ class Sequences:
                 builtins.float, builtins.abs, builtins.pow)
         return _number(value, found)
 
+    def _alike(self, a, b):
+        """Are `a` and `b` the same local, or made by the same ``+`` of the same locals (``(x + x) *
+        (x + x)``)? Then were one a list, so would the other be, and a list times a list is
+        Python's TypeError."""
+        if _same_name(a, b):
+            return True
+        if not (isinstance(a, gast.Name) and isinstance(b, gast.Name)):
+            return False
+        made = [self.assigned.get(n.id, ()) for n in (a, b)]
+        if not all(len(m) == 1 and isinstance(m[0], Assign) and isinstance(m[0].value, gast.BinOp)
+                   and isinstance(m[0].value.op, gast.Add) for m in made):
+            return False
+        (x,), (y,) = made
+        return all(_same_name(p, q) for p, q in ((x.value.left, y.value.left), (x.value.right, y.value.right)))
+
+    def _python_number(self, node):
+        """Is `node` a Python number (a constant, a local known to be a float), not an array?"""
+        return _numeric_constant(node) or isinstance(node, gast.Name) and node.id in self.floats
+
     def _may_repeat(self, sequence, count, found):
         return not _number(sequence, found) and not _no_int(count, self.not_ints)
 
@@ -168,8 +187,12 @@ class Sequences:
             elif isinstance(value, gast.BinOp) and isinstance(value.op, gast.Mult):
                 # Only an integer repeats a list. Taken from active statements only (see the module
                 # docstring): their pullback raises if a list was repeated after all.
+                # And only a Python number proves the operand no list (``array * xs`` takes a list),
+                # or the operand itself (``xs * xs`` is Python's TypeError).
                 if self.active(stmt.target):
-                    used += [operand for operand, other in _both_ways(value) if _no_int(other, self.not_ints)]
+                    used += [operand for operand, other in _both_ways(value)
+                             if _no_int(other, self.not_ints) and self._python_number(other)
+                             or self._alike(operand, other)]
             elif isinstance(value, gast.BinOp) and not isinstance(value.op, gast.MatMult):
                 # x + 1.0, x ** 2: no list takes a number (an array takes a list, so only numbers count).
                 used += [operand for operand, other in _both_ways(value)

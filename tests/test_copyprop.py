@@ -530,7 +530,7 @@ def euler_value_with_pullback(x0, v0, c):
             del x_1
             d_c_times_v_1 = unbroadcast(-d_a, c_times_v_1)
             del c_times_v_1, d_a
-            d_c += unbroadcast(d_c_times_v_1 * v_1, c)
+            d_c = add_into(d_c, unbroadcast(d_c_times_v_1 * v_1, c))
             d_v_1 = d_v_1 + unbroadcast(d_c_times_v_1 * c, v_1)
             del d_c_times_v_1, v_1
             d_x_1 = d_x_1 - d_neg_x_1

@@ -195,12 +195,12 @@ def summed_over(W, xs):
 
 
 def test_loop_accumulation_adds_into_its_own_zeros_and_nothing_else():
-    # d_W starts as zeros made by the pullback, so each pass adds into it ('d_W += ...');
-    # a gradient already handed out is never touched by a second call.
-    assert "d_W += " in adtrans.generated_source(summed_over, wrt=("W", "xs"))
-    # With xs constant, an x may be an int and W a list it repeats (W * x): W's cotangent is
-    # added by add_into, in place all the same for an array.
-    assert "d_W = add_into(d_W, " in adtrans.generated_source(summed_over, wrt=("W",))
+    # d_W starts as zeros made by the pullback, so each pass adds into it (add_into: in place
+    # for an array); a gradient already handed out is never touched by a second call. W may be
+    # a list (an x an array, W * x takes it; or an x an int repeating W), whose cotangents '+'
+    # would concatenate: so add_into, not 'd_W += ...'.
+    for wrt in (("W", "xs"), ("W",)):
+        assert "d_W = add_into(d_W, " in adtrans.generated_source(summed_over, wrt=wrt)
     W, xs = np.linspace(-1.0, 1.0, 6), [0.3, -0.7, 1.1]
     value, back = adtrans.value_with_pullback(summed_over, W, xs, wrt="W")
     first = back(1.0)
