@@ -237,6 +237,10 @@ class Desugar:
                 for target in stmt.targets:
                     self.assign(target, value, stmt)
                 return
+            written = self.written_into(value)
+            if written is not None:
+                # 'y = np.add(z, b, out=z)': z is the result, and y the same array.
+                others, (first, value) = [first] + others, written
             name = self.assign(first, value, stmt)
             for target in others:
                 self.assign(target, gast.Name(name, gast.Load(), None, None), stmt)
@@ -265,6 +269,10 @@ class Desugar:
             if self.grows_local_list(stmt.value):
                 self.grow_list(stmt.value, stmt)
                 return
+            written = self.written_into(stmt.value)
+            if written is not None:
+                self.assign(*written, stmt)
+                return
             self.check_expression(stmt.value)
             self.out.append(Effect(self.renamed(stmt), stmt))
         elif isinstance(stmt, gast.Assert):
@@ -279,6 +287,18 @@ class Desugar:
                 stmt, f"{construct_name(stmt)} is not supported",
                 "move the construct into a function with a registered derivative "
                 "(@adtrans.derivative(of=...))")
+
+    def written_into(self, call):
+        """``np.add(z, b, out=z)`` with `z` a local: (``z``, ``np.add(z, b)``), by value as
+        ``z += b`` is; None for any other expression."""
+        if not isinstance(call, gast.Call):
+            return None
+        out = [k for k in call.keywords if k.arg == "out"]
+        if len(out) != 1 or not isinstance(out[0].value, gast.Name) or out[0].value.id not in self.locals:
+            return None
+        target = gast.Name(out[0].value.id, gast.Store(), None, None)
+        plain = gast.Call(call.func, list(call.args), [k for k in call.keywords if k.arg != "out"])
+        return gast.copy_location(target, call), gast.copy_location(plain, call)
 
     def nested_function(self, stmt):
         """A nested ``def``: defined as written, reading the versions of outer variables current here.

@@ -19,6 +19,7 @@ import collections
 import copy
 import inspect
 import operator
+import types
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
@@ -365,6 +366,7 @@ class ReverseTransform:
         see `Desugar.grow_list`.)
         """
         varied = self.activity.varied
+        self.check_arguments_changed_by_callees()
         for stmt in self.flat:
             if not isinstance(stmt, Effect) or not isinstance(stmt.stmt, gast.Expr):
                 continue
@@ -387,6 +389,46 @@ class ReverseTransform:
                     "build a new value instead (xs = xs + [v], ys = sorted(ys), a = np.where(...)), "
                     "or wrap the arguments in 'without_derivative' if no derivative should flow "
                     "through them (a log of values)")
+
+    def check_arguments_changed_by_callees(self):
+        """A call of a function that changes an argument in place (`mutation`), whose caller
+        reads that argument afterwards, is an error: differentiated code passes values (the
+        callee's ``z += b`` makes a new ``z``), so the caller would read the old value where
+        Python reads the changed one."""
+        def read_later(name, index):
+            """Is `name` read after statement `index`, before a statement binds it again (a loop's
+            header version is bound again at the end of the pass)?"""
+            for later in self.flat[index + 1:]:
+                if name in _statement_loads(later):
+                    return True
+                if name in targets(later):
+                    return False
+            return False
+
+        for index, stmt in enumerate(self.flat):
+            op = self.ops[id(stmt)]
+            if op.kind not in ("transform", "checkpoint") or not isinstance(stmt, Assign):
+                continue
+            fn = _python_function(op.callee)
+            if not isinstance(fn, types.FunctionType) or getattr(fn, "_adtrans_outlined", False):
+                continue    # an outlined block returns what it changes
+            changed = mutation.changed_in(fn)
+            if not changed:
+                continue
+            call = stmt.value
+            try:
+                bound = inspect.signature(fn).bind(*call.args, **{k.arg: k.value for k in call.keywords}).arguments
+            except (TypeError, ValueError):
+                continue
+            for param in changed:
+                node = bound.get(param)
+                if isinstance(node, gast.Name) and node.id in self.ssa and read_later(node.id, index):
+                    raise self.source.error(
+                        stmt.origin, f"'{_short_name(fn)}' changes its argument '{param}' in place, and "
+                        "the value passed is read after the call: differentiated code would read it "
+                        "unchanged (a callee's 'z += b' makes a new z there)",
+                        f"return the changed value and assign it at the call, or pass a copy "
+                        f"('{param}.copy()') if the change is not meant to be seen")
 
     def zero_derivative_warnings(self, pairs):
         from adtrans.api import without_derivative
