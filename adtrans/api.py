@@ -1464,7 +1464,9 @@ def _closure_call_with_pullback(f, positions, args, kwargs, checkpoint=False):
     if not wrt:
         return f(*args, **kwargs), _no_tangents(positions)
     if checkpoint:
-        # The forward runs `f` as it is; the pullback runs its forward again (see `checkpointed`).
+        # The forward runs `f` as it is; the pullback runs its forward again (see `checkpointed`),
+        # with the generators it reads as they were before (`randomness`).
+        drawn = {n: randomness.random_state(v) for n, v in values.items() if isinstance(v, _GENERATORS)}
         value, again = _checkpointed_run(f, args, kwargs)
         derived, back = _derive(f, wrt, lifted=lifted), None
     else:
@@ -1472,7 +1474,8 @@ def _closure_call_with_pullback(f, positions, args, kwargs, checkpoint=False):
     bound = _bound_values_all(f, args, kwargs) if slots else None
 
     def pullback(d):
-        out = back(d) if back is not None else again(lambda *a, **k: derived(*a, **k, **values))[1](d)
+        out = back(d) if back is not None else again(lambda *a, **k: derived(
+            *a, **k, **{n: randomness.replayed(drawn[n]) if n in drawn else v for n, v in values.items()}))[1](d)
         found = dict(zip(wrt, (out,) if len(wrt) == 1 else out))
         tangents_ = [None] * len(positions)
         for i, tangent in zip(asked, _slot_tangents(slots, found, bound, star, collected) if slots else ()):

@@ -604,6 +604,7 @@ class Desugar:
         callee = DifferentiableFunction(fn, checkpoint=True)
         args = [gast.Name(self.current.get(n, n), gast.Load(), None, None) for n in inputs]
         call = _located(gast.Call(_synthetic_callee(function.name, callee), args, []), stmt)
+        self.keep_random_states(callee, call, stmt)
         if len(outputs) == 1:
             self.out.append(Assign(self.new_version(outputs[0]), call, stmt, stmt))
             return

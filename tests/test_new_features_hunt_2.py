@@ -832,8 +832,6 @@ def rng_lambda(x, w, rng):
     return np.sum(f(np.tanh(x)) ** 2) + np.sum(f(x))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: checkpointed lambda reading a captured rng: recomputation draws new "
-                   "numbers (wrong gradient) and advances the caller's generator")
 def test_checkpointed_lambda_drawing_from_rng():
     x, w = randn(5), 0.8
     expected_rng = np.random.default_rng(3)
@@ -856,8 +854,6 @@ def seg_dropout(x, Ws, rng):
     return np.sum(h)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: segmented loop body drawing from rng: recomputed runs draw new "
-                   "numbers: wrong gradient, pullback twice differs, caller's generator advanced")
 def test_segmented_drawing_from_rng():
     x, Ws = randn(2, 3), [randn(3, 3) for _ in range(5)]
     expected_rng = np.random.default_rng(9)
