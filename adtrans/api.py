@@ -951,11 +951,13 @@ def _value_with_pullback_slow(f, args, kwargs, wrt):
 _COLLECTS = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
 
 
-def _checkpointed_run(fn, args, kwargs):
+def _checkpointed_run(fn, args, kwargs, lifted=None):
     """Run checkpointed `fn` as it is: (its value, ``again(derived)``, which calls `derived` as
-    `fn` was called). Arguments `fn` changes in place are copies in this run (`mutation`); a
-    generator argument, and the global generators if `fn` draws from them, are given to
-    `derived` as they were before it (`randomness`)."""
+    `fn` was called, and with `lifted`, a closure's free variables by name, as keywords). Arguments
+    `fn` changes in place are copies in this run (`mutation`); a generator among the arguments
+    and `lifted`, and the global generators if `fn` draws from them, are given to `derived` as
+    they were before it (`randomness`)."""
+    lifted = lifted or {}
     changed = mutation.changed_in(fn)
     call_args, call_kwargs = args, kwargs
     if changed:
@@ -965,13 +967,15 @@ def _checkpointed_run(fn, args, kwargs):
                 bound.arguments[name] = mutation.copied(bound.arguments[name], kind)
         call_args, call_kwargs = bound.args, bound.kwargs
     states = {key: randomness.random_state(value)
-              for key, value in list(enumerate(args)) + list(kwargs.items()) if isinstance(value, _GENERATORS)}
+              for key, value in list(enumerate(args)) + list(kwargs.items()) + list(lifted.items())
+              if isinstance(value, _GENERATORS)}
     everywhere = randomness.global_random_state() if randomness.draws(fn)[1] else None
     value = fn(*call_args, **call_kwargs)
 
     def again(derived):
         again_args = [randomness.replayed(states[i]) if i in states else a for i, a in enumerate(args)]
-        again_kwargs = {k: randomness.replayed(states[k]) if k in states else v for k, v in kwargs.items()}
+        again_kwargs = {k: randomness.replayed(states[k]) if k in states else v
+                        for k, v in list(kwargs.items()) + list(lifted.items())}
         if everywhere is not None:
             return randomness.with_random_state(everywhere, derived, *again_args, **again_kwargs)
         return derived(*again_args, **again_kwargs)
@@ -1464,18 +1468,15 @@ def _closure_call_with_pullback(f, positions, args, kwargs, checkpoint=False):
     if not wrt:
         return f(*args, **kwargs), _no_tangents(positions)
     if checkpoint:
-        # The forward runs `f` as it is; the pullback runs its forward again (see `checkpointed`),
-        # with the generators it reads as they were before (`randomness`).
-        drawn = {n: randomness.random_state(v) for n, v in values.items() if isinstance(v, _GENERATORS)}
-        value, again = _checkpointed_run(f, args, kwargs)
-        derived, back = _derive(f, wrt, lifted=lifted), None
+        # The forward runs `f` as it is; the pullback runs its forward again (see `checkpointed`).
+        value, again = _checkpointed_run(f, args, kwargs, values)
+        back = None
     else:
         value, back = _derive(f, wrt, lifted=lifted)(*args, **kwargs, **values)
     bound = _bound_values_all(f, args, kwargs) if slots else None
 
     def pullback(d):
-        out = back(d) if back is not None else again(lambda *a, **k: derived(
-            *a, **k, **{n: randomness.replayed(drawn[n]) if n in drawn else v for n, v in values.items()}))[1](d)
+        out = back(d) if back is not None else again(_derive(f, wrt, lifted=lifted))[1](d)
         found = dict(zip(wrt, (out,) if len(wrt) == 1 else out))
         tangents_ = [None] * len(positions)
         for i, tangent in zip(asked, _slot_tangents(slots, found, bound, star, collected) if slots else ()):
