@@ -1489,11 +1489,6 @@ def _in_loop(function, stmt):
     return search(function, False)
 
 
-def exposed_reads(statements):
-    """Names `statements` may read before assigning them (their upward-exposed uses)."""
-    return _flow(statements)[0]
-
-
 def _flow(statements):
     """(the names `statements` may read before assigning them, the names they assign on every path)."""
     exposed = set()

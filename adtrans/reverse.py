@@ -30,7 +30,7 @@ from adtrans import mutation, randomness, registry, structures, tangents
 from adtrans.activity import analyse, targets
 from adtrans.codegen import unparse
 from adtrans.copyprop import propagate_copies
-from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack, exposed_reads
+from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
 from adtrans.errors import DifferentiationError
 from adtrans.naming import Namer, is_number, names_in
 from adtrans.release import release_dead
@@ -295,19 +295,21 @@ class ReverseTransform:
         a value the pullback closure holds: `tanh_cotangent` writes into `y` when one local holds
         it (a popped tape's, in the fused function), and a closure's cell counts the same, but the
         pullback may be called again."""
+        import ast
+
         helper = self.cell_ids.get(id(support.tanh_cotangent))
         if helper is None or helper not in text:
             return text
-        pullback = next(node for node in gast.walk(gast.parse(text)) if isinstance(node, gast.FunctionDef)
+        lines = text.split("\n")
+        pullback = next(node for node in ast.walk(ast.parse(text)) if isinstance(node, ast.FunctionDef)
                         and node.name == pullback_name)
-        held = exposed_reads(pullback.body)
-        calls = [node for node in gast.walk(pullback) if isinstance(node, gast.Call)
-                 and isinstance(node.func, gast.Name) and node.func.id == helper and len(node.args) == 2
-                 and isinstance(node.args[1], gast.Name) and node.args[1].id in held]
+        held = _read_before_bound(lines[pullback.lineno:pullback.end_lineno])
+        calls = [node for node in ast.walk(pullback) if isinstance(node, ast.Call)
+                 and isinstance(node.func, ast.Name) and node.func.id == helper and len(node.args) == 2
+                 and isinstance(node.args[1], ast.Name) and node.args[1].id in held]
         if not calls:
             return text
         kept = self.helper("tanh_cotangent_of_kept", support.tanh_cotangent_of_kept)
-        lines = text.split("\n")
         for call in sorted(calls, key=lambda c: (c.func.lineno, c.func.col_offset), reverse=True):
             line, col = call.func.lineno - 1, call.func.col_offset
             lines[line] = lines[line][:col] + kept + lines[line][col + len(helper):]
