@@ -24,12 +24,14 @@ import gast
 from adtrans.errors import DifferentiationError
 from adtrans.source import parse_function
 
-# Methods that change their object (lists, dicts, sets, arrays).
-_CHANGING_METHODS = frozenset({
+# Methods that change their object (lists, dicts, sets, arrays); the transform refuses them on
+# differentiated values too (`ReverseTransform.check_mutations`).
+CHANGING_METHODS = frozenset({
     "append", "extend", "insert", "pop", "remove", "sort", "reverse", "clear", "update",
     "setdefault", "popitem", "add", "discard", "fill", "put", "itemset", "resize", "partition",
-    "setflags", "__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "shuffle"})
-# Functions that change their first argument (``np.copyto(dst, src)``, ``np.add.at(a, i, v)``).
+    "setflags", "__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__"})
+# Functions that change their first argument (``np.copyto(dst, src)``, ``np.add.at(a, i, v)``,
+# ``rng.shuffle(x)``).
 _CHANGING_FIRST_ARGUMENT = frozenset({"copyto", "put", "place", "putmask", "fill_diagonal", "at",
                                       "shuffle"})
 
@@ -100,7 +102,7 @@ def parameters_changed(function):
                 change(target.value, 2)              # x[i] += v may add into the array x[i]
         elif isinstance(node, gast.Call):
             func = node.func
-            if isinstance(func, gast.Attribute) and func.attr in _CHANGING_METHODS:
+            if isinstance(func, gast.Attribute) and func.attr in CHANGING_METHODS:
                 change(func.value, 1)
             name = func.attr if isinstance(func, gast.Attribute) else getattr(func, "id", None)
             if name in _CHANGING_FIRST_ARGUMENT and node.args:

@@ -129,12 +129,6 @@ _IN_PLACE_OPERATORS = {gast.Add: "add", gast.Sub: "sub", gast.Mult: "mul", gast.
 _KEYED = (support.added, support.multiplied)
 
 
-# Methods that change their object in place (list, dict, set, ndarray).
-_MUTATING = frozenset({
-    "append", "extend", "insert", "pop", "remove", "sort", "reverse", "clear", "update",
-    "setdefault", "popitem", "add", "discard", "fill", "put", "itemset", "resize", "partition",
-    "setflags", "__setitem__", "__iadd__"})
-
 
 def _name(id_):
     return gast.Name(id_, gast.Load(), None, None)
@@ -374,7 +368,7 @@ class ReverseTransform:
                 continue
             call = stmt.stmt.value
             if not (isinstance(call, gast.Call) and isinstance(call.func, gast.Attribute)
-                    and call.func.attr in _MUTATING):
+                    and call.func.attr in mutation.CHANGING_METHODS):
                 continue
             receiver = call.func.value
             root = receiver
