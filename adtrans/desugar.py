@@ -27,8 +27,8 @@ from adtrans import randomness
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for, names_in
 from adtrans.rules.support import (
-    appended, enumerated, extended, listed_items, listed_keys, listed_values, merged, rebound, super_function,
-    with_field, with_item, zipped)
+    appended, enumerated, extended, listed_items, listed_keys, listed_values, merged, rebound, starred_parts,
+    super_function, with_field, with_item, zipped)
 from adtrans.trees import clone
 
 
@@ -826,6 +826,20 @@ class Desugar:
         self.out.append(Assign(name, _located(call, target), target, stmt))
 
     def unpack(self, target, source, stmt):
+        starred = [i for i, e in enumerate(target.elts) if isinstance(e, gast.Starred)]
+        if starred:
+            # "first, *rest = xs" runs as "first, rest = starred_parts(xs, 1, 0)": one call that
+            # checks the length as Python does and gives the starred name a list.
+            before = starred[0]
+            after = len(target.elts) - before - 1
+            call = gast.Call(_synthetic_callee("starred_parts", starred_parts),
+                             [gast.Name(source, gast.Load(), None, None), gast.Constant(before, None),
+                              gast.Constant(after, None)], [])
+            parts = self.hoist(_located(call, target), target, "parts")
+            elements = list(target.elts)
+            elements[before] = elements[before].value
+            target = _located(gast.Tuple(elements, gast.Store()), target)
+            source = parts.id
         names = []
         nested = []
         for element in target.elts:
@@ -835,9 +849,6 @@ class Desugar:
                 names.append(None)
                 nested.append((len(names) - 1, element))
             else:
-                if isinstance(element, gast.Starred):
-                    raise self.source.error(element, "starred assignment ('a, *rest = ...') is not "
-                                            "supported yet", "unpack into a fixed number of names")
                 raise self.unsupported_target(element)
         temps = {}
         for index, element in nested:

@@ -646,11 +646,6 @@ def ns_set_comprehension(x):
     return sum(s)
 
 
-def ns_starred_assignment(x):
-    first, *rest = [x, 2.0 * x, 3.0]  # <-
-    return first * rest[0]
-
-
 def ns_walrus(x):
     if (y := x * 2.0) > 0:  # <-
         return y
@@ -658,7 +653,7 @@ def ns_walrus(x):
 
 
 NOT_SUPPORTED = [ns_try, ns_with, ns_yield, ns_await, ns_global, ns_nonlocal, ns_decorated_nested,
-                 ns_set, ns_set_comprehension, ns_starred_assignment, ns_walrus]
+                 ns_set, ns_set_comprehension, ns_walrus]
 
 
 @pytest.mark.parametrize("fn", NOT_SUPPORTED, ids=[f.__name__ for f in NOT_SUPPORTED])

@@ -249,6 +249,63 @@ def test_unpacking_constants_needs_no_derivative():
     assert "unpacked_cotangents(d_t, ('', '*'), (x, rest))" in text
 
 
+# -- first, *rest = xs: starred assignment ---------------------------------------------------------
+
+def head_times_rest(xs):
+    first, *rest = xs
+    return np.sum(first * sum(rest))
+
+
+def ends_and_middle(v):
+    *init, last = v
+    a, *mid, b = init
+    return np.sum(last * a) + 2.0 * np.sum(sum(mid)) + np.sum(b ** 2)
+
+
+def starred_loop_target(rows):
+    total = 0.0
+    for a, *rest in rows:
+        total = total + a * sum(rest)
+    return total
+
+
+def starred_nested_target(x):
+    (a, *b), c = [x, 2.0 * x, np.sin(x)], x * x
+    return a * c + sum(b)
+
+
+def starred_empty_middle(x, y):
+    a, *rest, b = (x, y)
+    return a * b + len(rest)
+
+
+def test_starred_assignment_binds_a_list_as_python_does():
+    assert adtrans.gradient(head_times_rest, [2.0, 3.0, 4.0]) == [7.0, 2.0, 2.0]
+    grads = assert_gradient(head_times_rest, (2.0, 3.0, 4.0))
+    assert type(grads) is tuple
+    assert_gradient(head_times_rest, randn(4))             # rows of an array: the gradient is an array
+    assert_gradient(head_times_rest, [randn(3), randn(3), randn(3)])
+    assert_gradient(ends_and_middle, randn(6))
+    assert_gradient(ends_and_middle, randn(5, 2))
+    assert_gradient(ends_and_middle, [randn(2) for _ in range(3)])   # nothing in the middle
+    assert_gradient(starred_loop_target, [[1.0, 2.0, 3.0], [4.0, 5.0]])
+    assert_gradient(starred_nested_target, 0.7)
+    assert_gradient(starred_empty_middle, 1.5, -2.0)
+    value, grads = adtrans.value_with_gradient(starred_empty_middle, 1.5, -2.0)
+    assert value == starred_empty_middle(1.5, -2.0) and grads == (-2.0, 1.5)
+
+
+def test_starred_assignment_runs_as_one_call_and_checks_the_length_as_python_does():
+    text = adtrans.generated_source(ends_and_middle)
+    assert "parts = starred_parts(v, 0, 1)" in text
+    assert "a, mid, b = parts_1" in text
+    with pytest.raises(ValueError) as expected:
+        ends_and_middle(np.ones(1))
+    with pytest.raises(ValueError) as got:
+        adtrans.gradient(ends_and_middle, np.ones(1))
+    assert str(got.value) == str(expected.value)
+
+
 # -- zip(...) and enumerate(...) as values ---------------------------------------------------------
 
 def summed_pairs(Ws, bs):

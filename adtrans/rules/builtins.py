@@ -15,7 +15,7 @@ from adtrans.rules.support import (
     appended, appended_head, appended_last, assigned_cotangent, default_cotangent, each_cotangent, extended, extended_head,
     extended_tail, extremum_args_cotangent, field_cleared, field_cotangent, got_cotangent, item_cleared, merged,
     merged_cotangents, rebound, closure_rest, closure_parts, super_function, listed_items, listed_values,
-    listed_keys, items_cotangent, values_cotangent,
+    listed_keys, items_cotangent, values_cotangent, starred_parts, starred_cotangent,
     matmul_cotangent_a, matmul_cotangent_b, shaped_like, sign, sorted_cotangent, unbroadcast, with_field,
     with_item, xlogy)
 
@@ -53,6 +53,8 @@ rule(builtins.sorted, "iterable, *, key=None, reverse=False",
 rule(builtins.list, "iterable=()", iterable="shaped_like(d_y, iterable)")
 rule(builtins.tuple, "iterable=()", iterable="shaped_like(d_y, iterable)")
 # for k, v in d.items(), sum(d.values()): d.items() and d.values() run as lists.
+# first, *rest = xs runs as first, rest = starred_parts(xs, 1, 0).
+rule(starred_parts, "values, before, after", values="starred_cotangent(d_y, values, before, after)")
 rule(listed_items, "mapping", mapping="items_cotangent(d_y, mapping)")
 rule(listed_values, "mapping", mapping="values_cotangent(d_y, mapping)")
 # A closure read after a variable it reads was assigned again runs as rebound(g, names, *values).

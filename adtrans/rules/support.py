@@ -1136,6 +1136,34 @@ def closure_parts(g, names, values):
     return tuple(tangents.captured_cotangent(g, name, value) for name, value in zip(names, values))
 
 
+def starred_parts(values, before, after):
+    """``a, *rest, b = values`` in differentiated code: the parts Python binds, ``rest`` a list.
+
+    Too few values raise the ValueError Python raises for the assignment.
+    """
+    items = list(values)
+    if len(items) < before + after:
+        raise ValueError(f"not enough values to unpack (expected at least {before + after}, "
+                         f"got {len(items)})")
+    stop = len(items) - after
+    return (*items[:before], items[before:stop], *items[stop:])
+
+
+def starred_cotangent(g, values, before, after):
+    """The cotangent of `values` from that of ``starred_parts(values, before, after)``."""
+    items = list(values)
+    if g is None:
+        return _zero_like(values)
+    middle = g[before]
+    stop = len(items) - after
+    middle = [None] * (stop - before) if middle is None else list(middle)
+    parts = [*g[:before], *middle, *g[before + 1:]]
+    parts = [tangents.zeros_like(x) if d is None else d for d, x in zip(parts, items)]
+    if isinstance(values, (list, tuple)):
+        return _same_sequence(values, parts)
+    return shaped_like(parts, values)
+
+
 def listed_items(mapping):
     """``d.items()`` in differentiated code: the pairs of a dict as a list, which the pullback can
     index (anything else's ``items()`` as it is)."""
