@@ -57,7 +57,7 @@ def analyse(pairs, wrt, result, passthrough=()):
             if _blocks(op, passthrough):
                 continue
             if any(name in varied for name in op.diff_inputs):
-                for t in targets(stmt):
+                for t in _carrying(stmt):
                     if t not in varied:
                         varied.add(t)
                         changed = True
@@ -68,12 +68,21 @@ def analyse(pairs, wrt, result, passthrough=()):
         for stmt, op in reversed(pairs):
             if _blocks(op, passthrough):
                 continue
-            if any(t in useful for t in targets(stmt)):
+            if any(t in useful for t in _carrying(stmt)):
                 for name in op.diff_inputs:
                     if name not in useful:
                         useful.add(name)
                         changed = True
     return Activity(varied, useful)
+
+
+def _carrying(stmt):
+    """The names `stmt` binds that may carry a derivative: not the jump flags an outlined block
+    returns beside its values."""
+    names = targets(stmt)
+    if isinstance(stmt, Unpack) and stmt.flags:
+        return [t for t in names if t not in stmt.flags]
+    return names
 
 
 def _blocks(op, passthrough):

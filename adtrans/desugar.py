@@ -53,6 +53,7 @@ class Unpack:
     source: str
     node: gast.AST
     origin: gast.stmt
+    flags: frozenset = frozenset()    # targets that are jump flags (booleans): never differentiated
 
 
 @dataclass
@@ -163,7 +164,9 @@ class Desugar:
             if isinstance(node, (gast.FunctionDef, gast.Lambda)) and node is not self.source.node:
                 self.check_nested(node)
             self.check_region(node)
-        function = StructureJumps(self.source, self.namer).run(clone(self.source.node))
+        jumps = StructureJumps(self.source, self.namer)
+        function = jumps.run(clone(self.source.node))
+        self.flags = jumps.flags
         self.function = function
         self.locals = _assigned_names(function) | set(self.lifted)
         # A '*args' parameter is a tuple, a '**kwargs' one a dict: differentiated like any other
@@ -610,7 +613,9 @@ class Desugar:
             return
         values = self.namer.fresh("recomputed")
         self.out.append(Assign(values, call, stmt, stmt))
-        self.out.append(Unpack([self.new_version(n) for n in outputs], values, stmt, stmt))
+        versions = [self.new_version(n) for n in outputs]
+        flags = frozenset(v for n, v in zip(outputs, versions) if n in self.flags)
+        self.out.append(Unpack(versions, values, stmt, stmt, flags))
 
     def synthetic(self, names):
         """Those of `names` the user's function never mentions: the desugaring's own (a

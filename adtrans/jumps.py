@@ -48,6 +48,7 @@ class StructureJumps:
         self.namer = namer
         self.returned = None
         self.result = None
+        self.flags = set()      # every flag made: booleans, never differentiated
 
     def run(self, function):
         body = function.body
@@ -58,6 +59,7 @@ class StructureJumps:
         early = [r for r in returns if not (body and r is body[-1])]
         if early:
             self.returned = self.namer.fresh("returned")
+            self.flags.add(self.returned)
             self.result = self.namer.fresh("result")
             first = body[0]
             prologue = [_assign(self.returned, _false(), first),
@@ -105,11 +107,13 @@ class StructureJumps:
             self.require_loop(stmt, loop)
             if loop.broke is None:
                 loop.broke = self.namer.fresh("broke")
+                self.flags.add(loop.broke)
             return [_assign(loop.broke, _true(), stmt)], "always"
         if isinstance(stmt, gast.Continue):
             self.require_loop(stmt, loop)
             if loop.skipped is None:
                 loop.skipped = self.namer.fresh("skipped")
+                self.flags.add(loop.skipped)
             return [_assign(loop.skipped, _true(), stmt)], "always"
         if isinstance(stmt, gast.Return):
             if self.returned is None:

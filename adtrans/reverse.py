@@ -1325,6 +1325,8 @@ class ReverseTransform:
             for t in stmt.targets:
                 if t in self.defined:
                     parts.append(_name(self.adjoint(t)))
+                elif t in stmt.flags:
+                    parts.append(gast.Constant(None, None))     # a jump flag: a boolean, no cotangent
                 else:
                     zeros = zeros or self.helper("zeros_like", tangents.zeros_like)
                     parts.append(_call(_name(zeros), _name(t)))

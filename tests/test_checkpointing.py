@@ -288,6 +288,14 @@ def test_segmented_loop_that_breaks(limit, passes):
     assert same(g, adtrans.gradient(stops_early_plain, x, Ws, limit, wrt=(0, 1)))
 
 
+def test_a_break_flag_leaving_a_run_gets_no_cotangent():
+    # The flag is a boolean: the run's pullback is given None for it, and it is not carried back.
+    text = adtrans.generated_source(stops_early, wrt=(0, 1))
+    pullback = text.split("def pullback")[1]
+    assert "zeros_like" not in pullback and "d_broke" not in pullback
+    assert "d_recomputed = (d_h_1, None)" in pullback
+
+
 def test_segmented_loop_breaking_midway():
     x, Ws = RNG.normal(size=(3, 4)), [RNG.normal(size=(4, 4)) for _ in range(8)]
     sums = []

@@ -5,8 +5,8 @@ import builtins
 import operator
 
 from adtrans.rules.support import (
-    added, appended, enumerated, extended, listed_items, listed_values, merged, multiplied, rebound, unpacked,
-    with_field, with_item, zipped)
+    added, appended, enumerated, extended, listed_items, listed_values, merged, multiplied, rebound, starred_parts,
+    unpacked, with_field, with_item, zipped)
 
 import numpy as np
 import pytest
@@ -47,6 +47,9 @@ CASES = [
     # [x, *rest], (*a, *b), [*rows, x]: displays with * unpacking.
     case(unpacked, ("", "*"), 1.5, [A, VEC]), case(unpacked, ("*", "*"), (1.5, 2.0), [VEC]),
     case(unpacked, ("*", ""), A, VEC),
+    # first, *rest, last = xs: lists, tuples, the rows of an array, an empty middle.
+    case(starred_parts, [1.5, A, VEC, -0.5], 1, 1), case(starred_parts, (1.5, 2.0, VEC), 0, 1),
+    case(starred_parts, A, 1, 0), case(starred_parts, [A, VEC], 1, 1),
     # zip(...), enumerate(...) used as values: lists of tuples; zip stops at the shortest sequence.
     case(zipped, [1.5, A], (VEC, 2.0)), case(zipped, [1.5, 2.5, 0.5], [A]), case(zipped, A, VEC),
     case(enumerated, [1.5, A]), case(enumerated, (VEC, 2.0), start=1),
