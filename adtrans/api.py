@@ -925,9 +925,9 @@ _plans = {}
 
 def _value_with_pullback_slow(f, args, kwargs, wrt):
     if isinstance(f, types.MethodType):
+        wrt = _method_wrt(f, args, kwargs, wrt)
         args = (f.__self__,) + tuple(args)
         f = f.__func__
-        wrt = _shift_positions(wrt)
         return _value_with_pullback(f, args, kwargs, wrt)
     if isinstance(f, DifferentiableFunction) and f.vjp is not None:
         return _from_vjp(f.vjp, _signature(f.vjp), None, f, args, kwargs, wrt)
@@ -1540,12 +1540,38 @@ def _as_tuple(wrt):
     return (wrt,) if isinstance(wrt, (str, int)) else tuple(wrt)
 
 
+def _method_wrt(method, args, kwargs, wrt):
+    """`wrt` for ``gradient(obj.method, *args)``, as for ``method(obj, *args)``.
+
+    Positions count from the first argument after ``self``, as the caller
+    sees them. With no `wrt`, the differentiable arguments the caller passed,
+    not ``self`` (what ``jax.grad(obj.method)`` and Swift's
+    ``gradient(at: x, of: obj.method)`` do); ``self`` only when nothing else
+    is differentiable (``gradient(obj.energy)``), or when named.
+    """
+    if wrt is not None:
+        return _shift_positions(wrt)
+    fn = _python_function(method.__func__)
+    if fn is None:
+        return None
+    names = _parameter_names(fn)[1:]
+    passed = set(names[:len(args)]) | set(kwargs)
+    try:
+        values = _bound_values_all(fn, (method.__self__,) + tuple(args), kwargs)
+    except TypeError:
+        return None         # the call's own error, raised where it is made
+    chosen = tuple(n for n in names if n in passed and tangents.is_differentiable(values.get(n)))
+    if not chosen:
+        return None
+    return chosen[0] if len(chosen) == 1 else chosen
+
+
 def _shift_positions(wrt):
     if wrt is None or isinstance(wrt, str):
         return wrt
     if isinstance(wrt, int):
-        return wrt + 1
-    return type(wrt)(w + 1 if isinstance(w, int) else w for w in wrt)
+        return wrt + 1 if wrt >= 0 else wrt        # -1 is still the last
+    return type(wrt)(_shift_positions(w) if isinstance(w, int) else w for w in wrt)
 
 
 def _collecting_parameters(fn):

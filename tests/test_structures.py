@@ -779,3 +779,36 @@ def test_items_of_something_else_than_a_dict():
     assert adtrans.gradient(weighted_sum, Weights(2.0), 3.0, wrt="x") == 2.0
     with pytest.raises(TypeError, match=r"differentiates '\.items\(\)' of a dict, not of a WeightsRecord"):
         adtrans.gradient(weighted_sum, WeightsRecord(2.0), 3.0)
+
+
+@dataclasses.dataclass
+class Spring:
+    k: float
+    rest: float
+
+    def energy(self, x, scale=1.0):
+        return 0.5 * self.k * (x - self.rest) ** 2 * scale
+
+    def stored(self):
+        return self.k * self.rest ** 2
+
+
+def test_a_bound_method_differentiates_the_arguments_passed_not_its_object():
+    # As jax.grad(obj.method) and Swift's gradient(at: x, of: obj.method): the object is fixed.
+    s = Spring(3.0, 0.5)
+    assert adtrans.gradient(s.energy, 2.0) == pytest.approx(3.0 * 1.5)
+    assert adtrans.gradient(s.energy, 2.0, 4.0) == pytest.approx((3.0 * 1.5 * 4.0, 0.5 * 3.0 * 1.5 ** 2))
+    assert adtrans.gradient(s.energy, 2.0, scale=4.0) == pytest.approx((3.0 * 1.5 * 4.0, 0.5 * 3.0 * 1.5 ** 2))
+    assert adtrans.gradient_of(s.energy)(2.0) == pytest.approx(4.5)
+    value, pullback = adtrans.value_with_pullback(s.energy, np.array([1.0, 2.0]))
+    assert np.allclose(pullback(np.float64(2.0)), 2.0 * 3.0 * (np.array([1.0, 2.0]) - 0.5))
+    adtrans.check_gradient(s.energy, 2.0)
+    # Named, or the only differentiable value, the object gets its tangent.
+    d_s, d_x = adtrans.gradient(s.energy, 2.0, wrt=("self", "x"))
+    assert (d_s.k, d_s.rest, d_x) == pytest.approx((0.5 * 1.5 ** 2, -4.5, 4.5))
+    assert adtrans.gradient(s.energy, 2.0, wrt=0) == pytest.approx(4.5)      # positions as the caller sees them
+    assert adtrans.gradient(s.energy, 2.0, 4.0, wrt=-1) == pytest.approx(0.5 * 3.0 * 1.5 ** 2)
+    assert adtrans.gradient(s.energy, 2.0, 4.0, wrt=(-2,)) == pytest.approx((4.5 * 4.0,))
+    d_s = adtrans.gradient(s.stored)
+    assert (d_s.k, d_s.rest) == pytest.approx((0.25, 3.0))
+    assert adtrans.gradient(Spring.energy, s, 2.0)[1] == pytest.approx(4.5)   # unbound: self is an argument
