@@ -227,3 +227,293 @@ def augmented_broadcasts(x, row):
 def test_augmented_assignment_broadcasts():
     assert_gradient(augmented_broadcasts, A34, V4)
     assert_gradient(augmented_broadcasts, A34, V4[None, :])
+
+
+# -- Integer and boolean indexing, fancy assignment with repeated indices ----------------------------
+
+def gather_repeated(x):
+    y = x[[0, 0, 1]]
+    z = x[np.array([2, 2, 2, 0])]
+    w = x[[0, 2], 1:]
+    return np.sum(y ** 2) + np.sum(z * np.arange(1.0, 5.0)[:, None]) + np.sum(w ** 3)
+
+
+def test_gather_with_repeated_indices():
+    assert_gradient(gather_repeated, A34)
+
+
+def gather_two_index_arrays(x):
+    rows = np.array([0, 1, 1, 2])
+    cols = np.array([3, 0, 0, 3])
+    return np.sum(x[rows, cols] ** 2) + np.sum(x[rows[:, None], cols] * 0.5) + np.sum(x[:, [1, 1]] ** 3)
+
+
+def test_gather_with_two_index_arrays():
+    assert_gradient(gather_two_index_arrays, A34)
+
+
+def scatter_set_repeated(x, v):
+    y = x * 1.0
+    y[[0, 0, 2]] = v            # NumPy keeps the last write to row 0: v[1]
+    return np.sum(y ** 2 * np.arange(1.0, 5.0))
+
+
+def test_fancy_assignment_with_repeated_indices_keeps_the_last_write():
+    assert_gradient(scatter_set_repeated, A34, B42.T[:, :3].T.copy() if False else rng.standard_normal((3, 4)))
+
+
+def scatter_add_repeated(x, v):
+    y = x * 1.0
+    y[[0, 0, 2]] += v           # buffered: row 0 becomes x[0] + v[1] only (not x[0] + v[0] + v[1])
+    return np.sum(y ** 2 * np.arange(1.0, 5.0))
+
+
+def test_fancy_augmented_assignment_with_repeated_indices_is_buffered():
+    assert_gradient(scatter_add_repeated, A34, rng.standard_normal((3, 4)))
+
+
+def right_or_located_error(f, *args, line=None):
+    """f's gradient is right (against finite differences), or differentiating f is a located error."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", adtrans.ZeroDerivativeWarning)
+            adtrans.gradient(f, *args, wrt=tuple(range(len(args))))
+    except DifferentiationError as e:
+        assert e.filename.endswith("test_hunt6_numpy_edges.py") and e.lineno is not None, str(e)
+        if line is not None:
+            assert e.lineno == line, str(e)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", adtrans.ZeroDerivativeWarning)
+        assert_gradient(f, *args)
+
+
+def scatter_add_embeddings(table, tokens, upstream):
+    # The backward of an embedding lookup, written by hand the way NumPy users do: np.add.at.
+    grad_table = np.zeros_like(table)
+    np.add.at(grad_table, tokens, upstream * 2.0)
+    return np.sum(grad_table * table) + np.sum(grad_table ** 2)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: np.add.at(y, idx, v) is ignored: v gets a zero gradient "
+                                       "(with a ZeroDerivativeWarning saying the result does not depend on v)")
+def test_np_add_at_in_a_realistic_program():
+    tokens = np.array([0, 2, 0, 0, 1])
+    right_or_located_error(lambda table, upstream: scatter_add_embeddings(table, tokens, upstream),
+                           A34[:, :2], rng.standard_normal((5, 2)))
+
+
+def np_add_at(x, v):
+    y = np.zeros(3)
+    np.add.at(y, [0, 0, 2], v)      # unbuffered: y[0] = v[0] + v[1]
+    return np.sum(y * x)
+
+
+def np_multiply_at_active(x):
+    y = x * 1.0
+    np.multiply.at(y, [0, 0], 3.0)  # y[0] = 9 x[0]
+    return np.sum(y ** 2)
+
+
+def np_copyto(x, v):
+    y = np.zeros(3)
+    np.copyto(y, v)
+    return np.sum(y * x)
+
+
+def np_put(x, v):
+    y = np.zeros(3)
+    np.put(y, [0, 2], v[:2])
+    return np.sum(y * x)
+
+
+def np_putmask(x, v):
+    y = np.zeros(3)
+    np.putmask(y, x > 1.5, v)
+    return np.sum(y * x)
+
+
+def np_fill_diagonal(x):
+    y = np.outer(x, x)
+    np.fill_diagonal(y, 0.0)
+    return np.sum(y)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: functions that change their first argument in place (ufunc.at, "
+                                       "np.copyto, np.put, np.putmask, np.fill_diagonal) are not followed: "
+                                       "silently wrong gradients, no DifferentiationError")
+@pytest.mark.parametrize("f, args", [
+    (np_add_at, (np.array([1.0, 2.0, 3.0]), np.array([0.3, -1.2, 0.8]))),
+    (np_multiply_at_active, (np.array([1.0, 2.0, 3.0]),)),
+    (np_copyto, (np.array([1.0, 2.0, 3.0]), np.array([0.3, -1.2, 0.8]))),
+    (np_put, (np.array([1.0, 2.0, 3.0]), np.array([0.3, -1.2, 0.8]))),
+    (np_putmask, (np.array([1.0, 2.0, 3.0]), np.array([0.3, -1.2, 0.8]))),
+    (np_fill_diagonal, (np.array([1.0, 2.0, 3.0]),)),
+], ids=lambda v: getattr(v, "__name__", ""))
+def test_minimal_functions_changing_their_first_argument(f, args):
+    right_or_located_error(f, *args)
+
+
+def test_the_method_form_of_a_change_in_place_is_refused_at_its_line():
+    # What the functions above should match: y.fill(v) is a located DifferentiationError.
+    def fill(x, v):
+        y = np.zeros(3)
+        y.fill(v[0])
+        return np.sum(y * x)
+
+    with pytest.raises(DifferentiationError, match="changes a container in place"):
+        adtrans.gradient(fill, V3, V3)
+
+
+def out_keyword(x, v):
+    y = np.zeros(3)
+    np.exp(v, out=y)
+    z = x * 1.0
+    np.add(z, v, out=z)
+    np.clip(z, -1.0, 0.5, out=z)
+    return np.sum(y * x) + np.sum(z ** 2)
+
+
+def test_out_keyword_is_followed():
+    assert_gradient(out_keyword, np.array([1.0, 2.0, 3.0]), np.array([0.3, -1.2, 0.8]))
+
+
+def scatter_with_mask_and_slice(x, v):
+    y = x.copy()
+    y[y < 0] = 0.0
+    y[:, 1] = v
+    y[1:, ::2] *= 2.0
+    return np.sum(y ** 2) + np.sum(y[0] * v[0])
+
+
+def test_assignment_through_a_mask_a_column_and_a_strided_slice():
+    assert_gradient(scatter_with_mask_and_slice, DISTINCT, V3)
+
+
+def boolean_masks(x):
+    pos = x[x > 0]
+    neg = x[x < 0]
+    w = np.where(x > 0.2, x, 0.0)
+    m = x > 0
+    return np.sum(pos ** 2) - np.sum(neg ** 3) + np.sum(w * x) + np.sum(np.where(m, x ** 2, -x)) + x[m].mean()
+
+
+def test_boolean_masks():
+    assert_gradient(boolean_masks, DISTINCT)
+
+
+def masked_rows(x):
+    keep = x.sum(axis=1) > 0
+    return np.sum(x[keep] ** 2) + np.sum(x[~keep, 0])
+
+
+def test_boolean_mask_selecting_rows():
+    x = DISTINCT.copy()
+    assert_gradient(masked_rows, x)
+
+
+def integer_scalar_index_from_argmax(x):
+    i = np.argmax(x)
+    j = int(np.argmin(x[0]))
+    return x[i] * 2 + x[0, j] ** 2 + x.flat[5] if False else x.ravel()[i] * 2 + x[0, j] ** 2
+
+
+def test_index_from_argmax():
+    assert_gradient(integer_scalar_index_from_argmax, DISTINCT)
+
+
+def ellipsis_and_newaxis(x):
+    a = x[..., 1]
+    b = x[None, :, np.newaxis, :, 2]
+    c = x[1, ..., ::-1]
+    return np.sum(a * b[0, :, 0]) + np.sum(c ** 2) + np.sum(x[-1, -2:] ** 3)
+
+
+def test_ellipsis_newaxis_negative_steps():
+    assert_gradient(ellipsis_and_newaxis, C234)
+
+
+# -- max/min with ties, maximum with ties, abs at 0 -----------------------------------------------
+
+def max_with_ties(x):
+    return np.max(x) + x.min() + np.sum(np.max(x, axis=0)) + np.sum(x.max(axis=1, keepdims=True) * 0.5)
+
+
+def test_max_with_ties_shares_the_cotangent():
+    x = np.array([[1.0, 3.0, 3.0], [3.0, -1.0, -1.0]])
+    g = adtrans.gradient(max_with_ties, x)
+    # np.max: the three 3.0s share 1; x.min(): the two -1.0s share 1;
+    # max over axis 0: column maxima 3 (row 1), 3 (row 0), 3 (row 0), each unshared;
+    # max over axis 1 with weight 0.5: row 0 two 3s share 0.5, row 1 one 3 gets 0.5.
+    expected = np.array([[0.0, 1 / 3 + 1 + 0.25, 1 / 3 + 1 + 0.25], [1 / 3 + 1 + 0.5, 0.5, 0.5]])
+    np.testing.assert_allclose(g, expected, rtol=1e-12)
+
+
+def maximum_ties(x, y):
+    return np.sum(np.maximum(x, y)) + np.sum(np.minimum(x, 2.0 * y)) + np.sum(np.maximum(x, 0.0) * 3.0)
+
+
+def test_maximum_with_ties_splits_in_half():
+    x = np.array([1.0, 2.0, 0.0, -1.0])
+    y = np.array([1.0, 1.0, 0.0, 0.0])
+    gx, gy = adtrans.gradient(maximum_ties, x, y)
+    # maximum(x, y): tie at 0 and 2 (halves), x wins at 1, y wins at 3.
+    # minimum(x, 2y): 2y = [2, 2, 0, 0]: x wins at 0 and 3, tie at 1 and 2 (halves, y's half doubled).
+    # maximum(x, 0.0) * 3: a ReLU, nothing at x == 0: 3 at 0 and 1.
+    np.testing.assert_allclose(gx, [0.5 + 1 + 3, 1 + 0.5 + 3, 0.5 + 0.5, 0 + 1], rtol=1e-12)
+    np.testing.assert_allclose(gy, [0.5 + 0, 0 + 1.0, 0.5 + 1.0, 1 + 0], rtol=1e-12)
+
+
+def abs_at_zero(x):
+    return np.sum(np.abs(x)) + np.sum(abs(x)) + np.linalg.norm(x, 1) + abs(float(x[0]))
+
+
+def test_abs_at_zero_is_zero():
+    x = np.array([0.0, -2.0, 3.0])
+    g = adtrans.gradient(abs_at_zero, x)
+    np.testing.assert_array_equal(g, [0.0, -3.0, 3.0])
+
+
+# -- sort / argsort ----------------------------------------------------------------------------------
+
+def top_two_mean(x):
+    s = np.sort(x, axis=-1)
+    return np.mean(s[..., -2:]) + np.sum(s[:, 0] ** 2)
+
+
+def reorder_by_argsort(x, w):
+    order = np.argsort(x)
+    return np.sum(x[order] * w) + np.sum(np.take_along_axis(x, np.argsort(-x), axis=0)[:2] ** 2)
+
+
+def argsort_columns(x):
+    idx = np.argsort(x, axis=0)
+    return np.sum(np.take_along_axis(x, idx, axis=0) * np.arange(3.0)[:, None])
+
+
+def test_sort_and_argsort():
+    assert_gradient(top_two_mean, DISTINCT)
+    assert_gradient(reorder_by_argsort, DISTINCT[0] * 3 + DISTINCT[1], np.arange(1.0, 5.0))
+    assert_gradient(argsort_columns, DISTINCT)
+
+
+# -- cumsum / cumprod ------------------------------------------------------------------------------
+
+def cumulative(x):
+    return (np.sum(np.cumsum(x, axis=1) ** 2) + np.sum(x.cumsum(0)[-1] * 2) + np.sum(np.cumsum(x)[::3])
+            + np.sum(np.cumsum(x, axis=-2) * x))
+
+
+def test_cumsum_with_axis():
+    assert_gradient(cumulative, A34)
+
+
+def cumulative_product(x):
+    return np.sum(np.cumprod(x, axis=1)) + np.sum(x.cumprod())
+
+
+def test_cumprod_is_right_or_a_located_error():
+    try:
+        assert_gradient(cumulative_product, POS34 * 0.9)
+    except DifferentiationError as e:
+        assert "test_hunt6_numpy_edges.py" in str(e) and e.lineno is not None
