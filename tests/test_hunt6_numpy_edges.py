@@ -517,3 +517,365 @@ def test_cumprod_is_right_or_a_located_error():
         assert_gradient(cumulative_product, POS34 * 0.9)
     except DifferentiationError as e:
         assert "test_hunt6_numpy_edges.py" in str(e) and e.lineno is not None
+
+
+# -- Linear algebra, batched ---------------------------------------------------------------------------
+
+def gaussian_log_likelihood(cov, x):
+    # The log density of N(0, cov) at the rows of x, the way a user writes it.
+    n = x.shape[-1]
+    chol = np.linalg.cholesky(cov)
+    sign, logdet = np.linalg.slogdet(cov)
+    alpha = np.linalg.solve(cov, x.T)              # (3, k)
+    quad = np.sum(x.T * alpha, axis=0)
+    return -0.5 * np.sum(quad) - 0.5 * x.shape[0] * (logdet + n * np.log(2 * np.pi)) + 0.0 * np.sum(chol)
+
+
+def test_gaussian_log_likelihood():
+    # cholesky reads one triangle, so check with a symmetrised parametrisation of cov.
+    def f(m, x):
+        return gaussian_log_likelihood(m @ m.T + np.eye(3), x)
+    assert_gradient(f, SQ * 0.5, A34[:, :3].copy())
+
+
+def batched_linalg(a, b, v):
+    inv = np.linalg.inv(a)                         # (2, 3, 3)
+    det = np.linalg.det(a)                         # (2,)
+    sign, logdet = np.linalg.slogdet(a)
+    x_mat = np.linalg.solve(a, b)                  # b (2, 3, 4)
+    x_vec = np.linalg.solve(a[0], v)               # v (3,)
+    x_col = np.linalg.solve(a, v[:, None])         # (2, 3, 1), broadcasting b over the batch
+    return (np.sum(inv ** 2) + np.sum(det) + np.sum(logdet * np.array([1.0, -2.0])) + np.sum(x_mat * b)
+            + x_vec @ v + np.sum(x_col ** 2))
+
+
+def test_batched_inv_det_slogdet_solve():
+    assert_gradient(batched_linalg, SQ_BATCH, C234[:, :, :].copy() if False else rng.standard_normal((2, 3, 4)),
+                    V3, rtol=1e-5, atol=1e-6)
+
+
+def batched_cholesky(m):
+    spd = m @ np.swapaxes(m, -1, -2) + np.eye(3)
+    l = np.linalg.cholesky(spd)
+    logdet = 2.0 * np.sum(np.log(np.diagonal(l, axis1=-2, axis2=-1)), axis=-1)
+    return np.sum(logdet * np.array([1.0, 0.5])) + np.sum(l[..., 2, :] ** 2) + np.sum(np.tril(l, -1))
+
+
+def test_batched_cholesky_through_a_symmetric_product():
+    assert_gradient(batched_cholesky, SQ_BATCH * 0.5)
+
+
+def solve_vector_rhs_batched(a, b):
+    # NumPy 2: b of shape (2, 3) with a of shape (2, 3, 3) is a stack of vectors? No: only b.ndim == 1
+    # is a vector; (2, 3) is one matrix broadcast... so users write b[..., None] and squeeze.
+    return np.sum(np.linalg.solve(a, b[..., None])[..., 0] ** 2)
+
+
+def test_solve_with_a_stack_of_vectors():
+    assert_gradient(solve_vector_rhs_batched, SQ_BATCH, A34[:2, :3].copy())
+
+
+def norms(x, c):
+    return (np.linalg.norm(x) + np.linalg.norm(x, axis=1).sum() + np.linalg.norm(x, ord=1, axis=0).sum()
+            + np.linalg.norm(x, np.inf) + np.linalg.norm(x, ord="fro") + np.linalg.norm(x[0], ord=3)
+            + np.linalg.norm(c, axis=(1, 2)).sum() + np.linalg.norm(c, axis=-1, keepdims=True).sum()
+            + np.linalg.norm(x, ord=2, axis=(0, 1)) + np.linalg.norm(x[1], np.inf) + np.linalg.norm(x[2], -1))
+
+
+def test_norms_with_ord_and_axis():
+    assert_gradient(norms, DISTINCT + 0.013 * np.arange(12).reshape(3, 4), C234)
+
+
+def matrix_power_and_pinv(a):
+    return np.sum(np.linalg.matrix_power(a, 3)) + np.sum(np.linalg.pinv(a))
+
+
+def test_matrix_power_and_pinv_right_or_located():
+    right_or_located_error(matrix_power_and_pinv, SQ)
+
+
+def eigh_and_svd(a):
+    w, v = np.linalg.eigh(a + a.T)
+    s = np.linalg.svd(a, compute_uv=False)
+    return np.sum(w ** 2) + np.sum(s)
+
+
+def test_eigh_and_svd_right_or_located():
+    right_or_located_error(eigh_and_svd, SQ)
+
+
+# -- einsum, tensordot, outer -----------------------------------------------------------------
+
+def einsum_forms(a, b, c, sq):
+    return (np.einsum("ii->", sq) + np.einsum("ii", sq) * 2 + np.sum(np.einsum("ij,jk", a, b))
+            + np.sum(np.einsum("...ij,...jk->...ik", c, np.swapaxes(c, -1, -2)))
+            + np.sum(np.einsum("bij,jk->bik", c, b) ** 2) + np.einsum("ij,ij->", a, a)
+            + np.sum(np.einsum("i...->...", c)) + np.sum(np.einsum("...i", c) ** 2)
+            + np.sum(np.einsum("ij->ji", a) * a.T) + np.einsum("i,i", a[0], a[1])
+            + np.sum(np.einsum("ij...,j...->i...", a, b) ** 2) + np.sum(np.einsum("ba", a))
+            + np.sum(np.einsum("bii->b", np.stack([sq, sq.T]))))
+
+
+def test_einsum_spellings():
+    assert_gradient(einsum_forms, A34, B42, C234, SQ)
+
+
+def einsum_same_operand_twice(x):
+    return np.einsum("i,i->", x, x) + np.sum(np.einsum("ij,kj->ik", x.reshape(2, 2), x.reshape(2, 2)))
+
+
+def test_einsum_with_the_same_operand_twice():
+    assert_gradient(einsum_same_operand_twice, V4)
+
+
+def einsum_optimize(a, b, c):
+    return np.sum(np.einsum("ij,jk,kl->il", a, b, c, optimize=True)) + np.einsum("ij,jk,ki->", a, b, c,
+                                                                             optimize="greedy")
+
+
+def test_einsum_with_optimize():
+    assert_gradient(einsum_optimize, A34, B42, rng.standard_normal((2, 3)))
+
+
+def tensordot_forms(a, b, c):
+    return (np.sum(np.tensordot(a, b, axes=1)) + np.sum(np.tensordot(a, a, axes=([1], [1])) ** 2)
+            + np.sum(np.tensordot(c, a, axes=[[1, 2], [0, 1]])) + np.sum(np.tensordot(a, b, 0)[1, 2])
+            + np.tensordot(a, a) + np.sum(np.tensordot(c, c, axes=([0, 2], [0, 2])))
+            + np.sum(np.tensordot(b, c, axes=((0,), (2,))) ** 2) + np.sum(np.tensordot(c, b, axes=(-1, 0))))
+
+
+def test_tensordot_axes_forms():
+    assert_gradient(tensordot_forms, A34, B42, C234)
+
+
+def outer_forms(u, v, m):
+    return np.sum(np.outer(u, v) ** 2) + np.sum(np.outer(m, u)) + np.sum(u[:, None] * v[None, :] * np.outer(u, v))
+
+
+def test_outer_forms():
+    assert_gradient(outer_forms, V3, V4, A34[:2, :2].copy())
+
+
+def ufunc_outer(u, v):
+    return np.sum(np.multiply.outer(u, v) * 0.5) + np.sum(np.subtract.outer(u, v) ** 2)
+
+
+def test_ufunc_outer_right_or_located():
+    right_or_located_error(ufunc_outer, V3, V4)
+
+
+def matmul_shapes(a, b, v, c):
+    return (np.sum(a @ b) + v @ a.T @ v[:3] if False else np.sum(a @ b) + np.sum(v @ a.T) + np.sum(a @ v)
+            + np.sum(c @ b) + np.sum(np.matmul(c, v)) + np.sum(v @ c.transpose(0, 2, 1)) + (v @ v) ** 2)
+
+
+def test_matmul_with_vectors_and_stacks():
+    assert_gradient(matmul_shapes, A34, B42, V4, C234)
+
+
+# -- Joining, splitting and shape functions as users call them ----------------------------------------
+
+def join_and_split(x, v):
+    a = np.concatenate([x, x ** 2], axis=-1)                   # (3, 8)
+    b = np.concatenate((x, v[None, :]))                        # (4, 4)
+    c = np.stack([x, 2 * x, x ** 3], axis=1)                   # (3, 3, 4)
+    d = np.stack((v, v * 0.5), -1)                             # (4, 2)
+    p, q, r = np.split(a, [2, 5], axis=1)                      # widths 2, 3, 3
+    top, bottom = np.split(b, 2)
+    parts = np.array_split(v, [1, 3])                          # 1, 2, 1
+    uneven = np.array_split(x, 3, axis=1)                      # widths 2, 1, 1
+    return (np.sum(p ** 2) + np.sum(q * r) + np.sum(top * bottom) + np.sum(c[:, 1] * c[:, 2]) + np.sum(d ** 2)
+            + parts[0][0] * parts[1].sum() + np.sum(parts[2] ** 3) + np.sum(uneven[0]) + np.sum(uneven[2] ** 2))
+
+
+def test_join_and_split_with_axes_and_index_lists():
+    assert_gradient(join_and_split, A34, V4)
+
+
+def unpack_a_split_in_a_loop(x):
+    total = 0.0
+    for k, piece in enumerate(np.split(x, 4, axis=1)):
+        total = total + (k + 1) * np.sum(piece ** 2)
+    for row in np.split(x, 3):
+        total = total + np.sum(np.sin(row))
+    return total
+
+
+def test_split_pieces_iterated():
+    assert_gradient(unpack_a_split_in_a_loop, A34)
+
+
+def shape_functions(x, v):
+    return (np.sum(np.tile(v, 3) * np.arange(12.0)) + np.sum(np.tile(x, (2, 1, 2))[1] ** 2)
+            + np.sum(np.repeat(x, [1, 2, 0], axis=0) ** 2) + np.sum(np.repeat(v, 2) * np.arange(8.0))
+            + np.sum(x.repeat(3, axis=1)[:, ::5]) + np.sum(np.roll(x, -1, axis=0) * x)
+            + np.sum(np.roll(v, 2) * np.arange(4.0)) + np.sum(np.roll(x, (1, -2), axis=(0, 1)) * x ** 2)
+            + np.sum(np.flip(x) * x) + np.sum(np.flip(x, axis=-1)[0] * v) + np.sum(x[::-1, ::-1] * x)
+            + np.sum(np.expand_dims(v, axis=0) * x) + np.sum(np.expand_dims(x, (0, -1))[0, :, 1, 0] ** 2)
+            + np.sum(np.squeeze(x[:, 1:2]) ** 2) + np.sum(np.squeeze(x[None, 1:2], axis=(0, 1)) * v)
+            + np.sum(np.broadcast_to(v, (3, 4)) * x) + np.sum(np.broadcast_to(x[:, :1], (3, 4)) ** 2))
+
+
+def test_shape_functions():
+    assert_gradient(shape_functions, A34, V4)
+
+
+def padded(x, c):
+    return (np.sum(np.pad(x, 1) ** 2) + np.sum(np.pad(x, ((1, 2), (0, 1)), mode="reflect") * 0.5)
+            + np.sum(np.pad(x, 2, mode="symmetric") ** 2) + np.sum(np.pad(x, (1, 2), mode="edge") * np.arange(7.0))
+            + np.sum(np.pad(x, [(0, 0), (2, 2)], mode="wrap") ** 3) + np.sum(np.pad(x, 1, constant_values=c) ** 2)
+            + np.sum(np.pad(x, ((1, 1), (1, 1)), "constant", constant_values=(1.0, 2.0)) ** 2))
+
+
+def test_pad_modes():
+    assert_gradient(padded, A34, 0.7)
+
+
+def pad_per_side_values(x, c):
+    return np.sum(np.pad(x, ((1, 1), (1, 1)), "constant", constant_values=(c, 2.0 * c)) ** 2)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (unhelpful error): np.pad with a per-side constant_values holding a "
+                                       "differentiated value raises a bare NotImplementedError from the pullback "
+                                       "(rules/support.py), not a located DifferentiationError")
+def test_pad_per_side_differentiable_constant_values():
+    right_or_located_error(pad_per_side_values, A34, 0.7)
+
+
+def padded_unsupported_mode(x):
+    return np.sum(np.pad(x, 1, mode="maximum") ** 2)
+
+
+def test_pad_mode_without_derivative_is_not_silent():
+    # docs/rules.md: "other modes raise NotImplementedError in the pullback"
+    with pytest.raises((NotImplementedError, DifferentiationError)):
+        adtrans.gradient(padded_unsupported_mode, A34)
+
+
+def linspace_constants(x):
+    t = np.linspace(0.0, 1.0, 4)
+    grid = np.linspace(-1, 1, 3)[:, None]
+    w = np.arange(4) / 3.0
+    return np.sum(x * t) + np.sum(x * grid) + np.sum(x ** 2 * w) + np.sum(np.ones_like(x) * x)
+
+
+def test_linspace_and_arange_constants():
+    assert_gradient(linspace_constants, A34)
+
+
+def linspace_of_a_parameter(a, b):
+    t = np.linspace(a, b, 5)
+    return np.sum(t ** 2)
+
+
+def test_linspace_with_differentiable_ends_right_or_located():
+    right_or_located_error(linspace_of_a_parameter, 0.5, 2.0)
+
+
+# -- Array methods dispatched at run time ------------------------------------------------------------
+
+def rank_weighted_loss(x):
+    # Weight each score by its rank (a constant), the way a user writes it with methods.
+    ranks = x.argsort().argsort()
+    best = x.argmax()
+    return np.sum(x * ranks) + x[best] * 2.0
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: x.argsort().argsort() used as weights: unlocated DifferentiationError "
+                                       "'cannot differentiate <built-in method argsort ...>' (np.argsort is constant)")
+def test_rank_weights_from_argsort_method_are_constants():
+    x = np.array([0.3, -1.2, 0.8, 0.1])
+    g = adtrans.gradient(rank_weighted_loss, x)
+    np.testing.assert_array_equal(g, np.argsort(np.argsort(x)) + 2.0 * (np.arange(4) == np.argmax(x)))
+
+
+def argmax_method_in_arithmetic(x):
+    return np.sum(x[:, 0] * x.argmax(axis=1))
+
+
+def argmax_function_in_arithmetic(x):
+    return np.sum(x[:, 0] * np.argmax(x, axis=1))
+
+
+def all_method_in_arithmetic(x):
+    return np.sum(x * x.all())
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a method registered as constant (ndarray.argmax/argsort/all/any/"
+                                       "nonzero) on an argument, whose result meets differentiated values, is "
+                                       "refused at run time with an unlocated DifferentiationError")
+@pytest.mark.parametrize("f", [argmax_method_in_arithmetic, all_method_in_arithmetic],
+                         ids=lambda f: f.__name__)
+def test_minimal_constant_method_results_in_arithmetic(f):
+    assert_gradient(f, DISTINCT)
+
+
+def test_the_function_form_of_argmax_in_arithmetic_works():
+    assert_gradient(argmax_function_in_arithmetic, DISTINCT)
+
+
+def cumprod_method(x):
+    return np.sum(x.cumprod(axis=1))
+
+
+def round_method(x):
+    return np.sum(x.round(1) * x)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (unhelpful error): an ndarray method with no rule (x.cumprod(), "
+                                       "x.round()) on an argument gives a DifferentiationError with no "
+                                       "file/line/col (filename None); np.cumprod(x) is located")
+@pytest.mark.parametrize("f", [cumprod_method, round_method], ids=lambda f: f.__name__)
+def test_minimal_unknown_array_method_is_located(f):
+    right_or_located_error(f, POS34)
+
+
+# -- A nested def in one branch, another function in the other --------------------------------------
+
+def activation_chosen_by_branch(x, slope=None):
+    if slope is None:
+        act = np.tanh
+    else:
+        k = slope * 0.5
+
+        def act(t):
+            return np.where(t > 0, t, k * t)
+    return np.sum(act(x) ** 2)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a name bound to a nested def (with free variables) on one branch "
+                                       "and to another function on the other: the generated code rebinds the "
+                                       "closure after the join and crashes with UnboundLocalError on the "
+                                       "other branch")
+def test_activation_chosen_by_branch_without_the_closure():
+    assert_gradient(lambda x: activation_chosen_by_branch(x), A34)
+
+
+def test_activation_chosen_by_branch_with_the_closure():
+    assert_gradient(lambda x: activation_chosen_by_branch(x, 0.2), A34)
+
+
+def vectorized_square(x):
+    sq = np.vectorize(lambda t: t * t)
+    return np.sum(sq(x))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: np.vectorize(f)(x) crashes with UnboundLocalError inside the "
+                                       "generated code for numpy's vectorize._call_as_normal (same closure-in-"
+                                       "one-branch bug), not a located DifferentiationError")
+def test_np_vectorize_right_or_located():
+    right_or_located_error(vectorized_square, A34)
+
+
+# -- Reductions with where= and initial= ---------------------------------------------------------------
+
+def masked_mean(x, mask):
+    return np.mean(x ** 2, where=mask) + np.sum(x, where=mask, initial=0.0) + x.sum(where=~mask)
+
+
+@pytest.mark.xfail(strict=True, reason="GAP: np.sum/np.mean/ndarray.sum with where= or initial= are refused "
+                                       "('this call does not match np.sum(a, axis=None, dtype=None, out=None, "
+                                       "keepdims=False)'): valid NumPy calls, the rule signatures lack them")
+def test_masked_reductions_with_where():
+    mask = DISTINCT > 0
+    assert_gradient(lambda x: masked_mean(x, mask), DISTINCT)
