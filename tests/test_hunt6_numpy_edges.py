@@ -879,3 +879,198 @@ def masked_mean(x, mask):
 def test_masked_reductions_with_where():
     mask = DISTINCT > 0
     assert_gradient(lambda x: masked_mean(x, mask), DISTINCT)
+
+
+# -- Powers: negative bases, integer exponents, exponent 0 -----------------------------------------
+
+def powers_of_negative_bases(x):
+    return (np.sum(x ** 3) + np.sum(np.power(x, 2)) + np.sum(x ** -1) + np.sum(x ** -2.0) + np.sum((-x) ** 4)
+            + np.sum(np.power(x, np.array([1, 2, 3, 5]))) + np.sum(pow(x, 3)) + np.sum(np.float_power(x, 3))
+            + np.sum(x ** np.int64(3)) + np.sum(np.square(x) * np.reciprocal(x)))
+
+
+def test_powers_of_negative_bases_with_integer_exponents():
+    x = np.array([-1.3, -0.4, 0.7, 2.1])
+    assert_gradient(powers_of_negative_bases, x)
+
+
+def polynomial(x, c):
+    total = 0.0
+    for n in range(len(c)):
+        total = total + c[n] * x ** n
+    return total
+
+
+def polynomial_features(x, c):
+    features = x[:, None] ** np.arange(3)              # a Vandermonde matrix: 1, x, x**2
+    return np.sum(features @ c)
+
+
+def test_polynomial_away_from_zero():
+    c = np.array([1.0, 2.0, 3.0])
+    assert_gradient(polynomial, 0.5, c)
+    assert_gradient(polynomial_features, np.array([0.5, -1.5]), c)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: x ** n with n == 0 at x == 0: the pullback computes 0 * x ** -1, "
+                                       "ZeroDivisionError for a float and nan for an array; d/dx x**0 is 0 "
+                                       "(JAX and PyTorch give 0, so the polynomial's derivative at 0 is c[1])")
+def test_polynomial_at_zero():
+    c = np.array([1.0, 2.0, 3.0])
+    # d/dx (c0 + c1 x + c2 x^2) = c1 + 2 c2 x: 2 at x = 0; w.r.t. c: (1, x, x^2) = (1, 0, 0).
+    gx, gc = adtrans.gradient(polynomial, 0.0, c)
+    assert gx == 2.0
+    np.testing.assert_array_equal(gc, [1.0, 0.0, 0.0])
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: x[:, None] ** np.arange(3) at x == 0 gives a nan gradient "
+                                       "(0 * 0 ** -1 in the power rule); JAX and PyTorch give c[1]")
+def test_polynomial_features_at_zero():
+    c = np.array([1.0, 2.0, 3.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        g = adtrans.gradient(polynomial_features, np.array([0.0, 0.5]), c, wrt=0)
+    np.testing.assert_allclose(g, [2.0, 2.0 + 2 * 3.0 * 0.5], rtol=1e-12)
+
+
+def minimal_power_zero(x):
+    return np.sum(np.power(x, 0))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: np.power(x, 0) at x == 0 has a nan gradient, not 0")
+def test_minimal_power_zero_at_zero():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        g = adtrans.gradient(minimal_power_zero, np.array([0.0, 2.0]))
+    np.testing.assert_array_equal(g, [0.0, 0.0])
+
+
+# -- Elementwise maths near their edges ----------------------------------------------------------------
+
+def edge_functions(x, y):
+    return (np.sum(np.log1p(x ** 2)) + np.sum(np.expm1(-x)) + np.sum(np.hypot(x, y)) + np.sum(np.arctan2(y, x))
+            + np.sum(np.logaddexp(x, 2.0 * y)) + np.sum(np.log1p(np.exp(-np.abs(x))))
+            + np.sum(np.logaddexp(x, -np.inf)) + np.sum(np.expm1(1e-9 * x)) * 1e6)
+
+
+def test_log1p_expm1_hypot_arctan2_logaddexp():
+    assert_gradient(edge_functions, DISTINCT + 0.05, A34)
+
+
+def test_logaddexp_with_minus_infinity_gives_the_other_side_everything():
+    def f(x):
+        return np.sum(np.logaddexp(x, -np.inf) * np.arange(1.0, 4.0))
+    g = adtrans.gradient(f, np.array([-1.0, 0.0, 3.0]))
+    np.testing.assert_allclose(g, [1.0, 2.0, 3.0], rtol=1e-15)
+
+
+def stable_softplus(x):
+    return np.sum(np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x))))
+
+
+def test_stable_softplus_away_from_zero():
+    x = np.array([-3.0, -0.5, 0.5, 40.0])
+    np.testing.assert_allclose(adtrans.gradient(stable_softplus, x), 1 / (1 + np.exp(-x)), rtol=1e-12)
+
+
+@pytest.mark.xfail(strict=True, reason="CONVENTION: np.maximum(x, 0.0) gives x nothing at 0 (the documented ReLU "
+                                       "case) and |x|' = 0 there, so the stable softplus, smooth at 0 with "
+                                       "derivative 1/2, gets 0; jnp.maximum splits the tie and JAX gives 1/2")
+def test_stable_softplus_at_zero():
+    # softplus(x) = max(x, 0) + log1p(exp(-|x|)) is smooth; its derivative is sigmoid(x), 1/2 at 0.
+    # JAX: jnp.maximum's tie gives 1/2, jnp.abs' derivative at 0 is 0: 1/2 + 0 = 1/2, right.
+    # adtrans: the ReLU case gives 0, |x|' gives 0: 0.
+    g = adtrans.gradient(stable_softplus, np.array([0.0]))
+    np.testing.assert_allclose(g, [0.5], rtol=1e-12)
+
+
+# -- The guarded sqrt: NaN gradients through np.where (the JAX FAQ trap) --------------------------------
+
+def guarded_sqrt(x):
+    return np.sum(np.where(x > 0, np.sqrt(x), 0.0))
+
+
+def double_where_sqrt(x):
+    safe = np.where(x > 0, x, 1.0)
+    return np.sum(np.where(x > 0, np.sqrt(safe), 0.0))
+
+
+def test_guarded_sqrt_gives_nan_where_jax_does():
+    # JAX's FAQ ("gradients contain NaN where using where"): jnp.where(x > 0, jnp.sqrt(x), 0.) has a NaN
+    # gradient at x == 0 (0 cotangent times sqrt's infinite derivative) and at x < 0 (sqrt(x) is nan).
+    # adtrans behaves the same: its sqrt rule is d_y / (2 * y), 0 / 0 and 0 / nan. A JAX user expects this.
+    x = np.array([-1.0, 0.0, 4.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        value, g = adtrans.value_with_gradient(guarded_sqrt, x)
+        assert value == guarded_sqrt(x)
+    assert np.isnan(g[0]) and np.isnan(g[1])
+    assert g[2] == 0.25
+
+
+def test_double_where_sqrt_is_exact():
+    # The fix JAX's FAQ recommends works in adtrans too: the masked places get exactly 0.
+    x = np.array([-1.0, 0.0, 4.0])
+    g = adtrans.gradient(double_where_sqrt, x)
+    np.testing.assert_array_equal(g, [0.0, 0.0, 0.25])
+
+
+def distance_matrix(points):
+    diff = points[:, None, :] - points[None, :, :]
+    sq = np.sum(diff ** 2, axis=-1)
+    safe = np.where(sq > 0, sq, 1.0)
+    return np.sum(np.where(sq > 0, np.sqrt(safe), 0.0))
+
+
+def test_pairwise_distances_with_zero_diagonal():
+    pts = rng.standard_normal((4, 2))
+    assert_gradient(distance_matrix, pts)
+
+
+def test_norm_at_zero_is_zero_but_sqrt_of_sum_is_nan():
+    def via_norm(x):
+        return np.linalg.norm(x)
+
+    def via_sqrt(x):
+        return np.sqrt(np.sum(x ** 2))
+
+    z = np.zeros(3)
+    np.testing.assert_array_equal(adtrans.gradient(via_norm, z), np.zeros(3))     # docs: a subgradient
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert np.all(np.isnan(adtrans.gradient(via_sqrt, z)))                    # as in JAX: 0 * inf
+
+
+# -- logsumexp and softmax idioms ---------------------------------------------------------------------
+
+def logsumexp_scalar(x):
+    m = x.max()
+    return m + np.log(np.exp(x - m).sum())
+
+
+def logsumexp_rows(x):
+    m = np.max(x, axis=-1, keepdims=True)
+    return np.sum(m[..., 0] + np.log(np.sum(np.exp(x - m), axis=-1)))
+
+
+def softmax(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_loss(x, w):
+    return np.sum(softmax(x) * w) + np.sum(softmax(x, axis=0) ** 2)
+
+
+def test_logsumexp_is_softmax_even_with_ties_in_the_max():
+    x = np.array([1.0, 3.0, 3.0, -2.0])          # the max is tied: the tie convention must not matter
+    g = adtrans.gradient(logsumexp_scalar, x)
+    np.testing.assert_allclose(g, np.exp(x) / np.exp(x).sum(), rtol=1e-14)
+    xs = np.array([[1.0, 3.0, 3.0], [0.5, 0.5, 0.5]])
+    g = adtrans.gradient(logsumexp_rows, xs)
+    np.testing.assert_allclose(g, np.exp(xs) / np.exp(xs).sum(axis=1, keepdims=True), rtol=1e-14)
+
+
+def test_softmax_with_keepdims_on_both_axes():
+    assert_gradient(softmax_loss, A34, POS34)
+    float32_agrees(softmax_loss, A34, POS34)
