@@ -1074,3 +1074,91 @@ def test_logsumexp_is_softmax_even_with_ties_in_the_max():
 def test_softmax_with_keepdims_on_both_axes():
     assert_gradient(softmax_loss, A34, POS34)
     float32_agrees(softmax_loss, A34, POS34)
+
+
+# -- out= and writing through views --------------------------------------------------------------------
+
+def out_into_a_slice(x, v):
+    y = np.zeros(4)
+    np.exp(v, out=y[1:])
+    return np.sum(y * x)
+
+
+def out_as_a_tuple(x, v):
+    y = np.zeros(3)
+    np.sin(v, out=(y,))
+    return np.sum(y * x)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: out= a slice (out=y[1:]) or a tuple (out=(y,)): the value is right "
+                                       "but the ufunc's argument gets a zero gradient, silently")
+@pytest.mark.parametrize("f, args", [
+    (out_into_a_slice, (np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.3, -1.2, 0.8]))),
+    (out_as_a_tuple, (np.array([1.0, 2.0, 3.0]), np.array([0.3, -1.2, 0.8]))),
+], ids=["slice", "tuple"])
+def test_minimal_out_that_is_not_a_plain_local(f, args):
+    right_or_located_error(f, *args)
+
+
+def out_of_another_dtype(x, v):
+    y = np.zeros(3)                 # float64: np.exp(v, out=y) computes in float32, stores in float64
+    np.exp(v, out=y)
+    return np.sum(y * x)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: out=y is rewritten y = np.exp(v), which drops y's dtype: with "
+                                       "float32 v and float64 y the value is float32, not f's float64")
+def test_out_keeps_the_dtype_of_the_out_array():
+    x = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    v = np.array([0.3, -1.2, 0.8], dtype=np.float32)
+    value, g = adtrans.value_with_gradient(out_of_another_dtype, x, v)
+    expected = out_of_another_dtype(x, v)
+    assert value.dtype == expected.dtype and value == expected
+    assert g[0].dtype == np.float32 and g[1].dtype == np.float32
+
+
+def accumulate_rows_through_a_view(x, v):
+    out = np.zeros((2, 3))
+    for i in range(2):
+        row = out[i]                # a view: changing it changes out
+        row += v * (i + 1)
+    return np.sum(out * x)
+
+
+def write_through_transpose(x, v):
+    y = np.zeros((3, 2))
+    yt = y.T
+    yt[0] = v
+    return np.sum(y * x.T)
+
+
+def out_into_a_view(x, v):
+    y = np.zeros(3)
+    w = y[:2]
+    np.multiply(v[:2], 2.0, out=w)
+    return np.sum(y * x)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a change in place through a view of a local array (row = out[i]; "
+                                       "row += ..., yt = y.T; yt[0] = v, out=w with w = y[:2]) is lost: the "
+                                       "value differs from f's and the gradients are zero, with no error")
+@pytest.mark.parametrize("f, args", [
+    (accumulate_rows_through_a_view, (np.arange(1.0, 7.0).reshape(2, 3), np.array([0.3, -1.2, 0.8]))),
+    (write_through_transpose, (np.arange(1.0, 7.0).reshape(2, 3), np.array([0.3, -1.2, 0.8]))),
+    (out_into_a_view, (np.array([1.0, 2.0, 3.0]), np.array([0.3, -1.2, 0.8]))),
+], ids=lambda v: getattr(v, "__name__", ""))
+def test_changes_through_views_of_locals(f, args):
+    right_or_located_error(f, *args)
+
+
+def chained_subscript_assignment(x, v):
+    y = np.zeros((2, 3))
+    y[0][1] = v[0]
+    return np.sum(y * x)
+
+
+def test_chained_subscript_assignment_is_a_located_error():
+    # What the view cases above should do at least: y[0][1] = v is refused at its line.
+    with pytest.raises(DifferentiationError, match="not a local variable") as info:
+        adtrans.gradient(chained_subscript_assignment, A34[:2, :3].copy(), V3)
+    assert info.value.lineno == chained_subscript_assignment.__code__.co_firstlineno + 2
