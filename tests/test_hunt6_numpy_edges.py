@@ -1162,3 +1162,37 @@ def test_chained_subscript_assignment_is_a_located_error():
     with pytest.raises(DifferentiationError, match="not a local variable") as info:
         adtrans.gradient(chained_subscript_assignment, A34[:2, :3].copy(), V3)
     assert info.value.lineno == chained_subscript_assignment.__code__.co_firstlineno + 2
+
+
+# -- Two lambdas on one line, each calling NumPy -------------------------------------------------------
+
+ACTIVATIONS = {"tanh": lambda z: np.tanh(z), "sin": lambda z: np.sin(z)}
+
+
+def activation_loss(x, act):
+    return np.sum(act(x))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: two lambdas on one line whose bodies call np.<f>: source.py's "
+                                       "_same_code never matches (the recompiled bytecode differs), so the first "
+                                       "lambda on the line is differentiated for both: silently wrong gradient")
+def test_activations_in_a_dict_of_lambdas_on_one_line():
+    x = np.array([0.1, 0.2, -0.7])
+    g_tanh = adtrans.gradient(activation_loss, x, ACTIVATIONS["tanh"], wrt=0)
+    g_sin = adtrans.gradient(activation_loss, x, ACTIVATIONS["sin"], wrt=0)
+    np.testing.assert_allclose(g_tanh, 1 - np.tanh(x) ** 2, rtol=1e-14)
+    np.testing.assert_allclose(g_sin, np.cos(x), rtol=1e-14)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: lambdas on one line calling np.sum: the second gets the first's "
+                                       "derivative (d/dx sum(x**4) reported as 3 x**2)")
+def test_minimal_two_numpy_lambdas_on_one_line():
+    fs = [lambda x: np.sum(x ** 3), lambda x: np.sum(x ** 4)]
+    x = np.array([1.0, 2.0])
+    np.testing.assert_allclose(adtrans.gradient(fs[1], x), 4 * x ** 3, rtol=1e-14)
+
+
+def test_two_plain_lambdas_on_one_line_are_told_apart():
+    fs = [lambda x: x ** 3, lambda x: x ** 4]
+    assert adtrans.gradient(fs[0], 2.0) == 12.0
+    assert adtrans.gradient(fs[1], 2.0) == 32.0
