@@ -259,7 +259,7 @@ def scatter_set_repeated(x, v):
 
 
 def test_fancy_assignment_with_repeated_indices_keeps_the_last_write():
-    assert_gradient(scatter_set_repeated, A34, B42.T[:, :3].T.copy() if False else rng.standard_normal((3, 4)))
+    assert_gradient(scatter_set_repeated, A34, rng.standard_normal((3, 4)))
 
 
 def scatter_add_repeated(x, v):
@@ -415,7 +415,7 @@ def test_boolean_mask_selecting_rows():
 def integer_scalar_index_from_argmax(x):
     i = np.argmax(x)
     j = int(np.argmin(x[0]))
-    return x[i] * 2 + x[0, j] ** 2 + x.flat[5] if False else x.ravel()[i] * 2 + x[0, j] ** 2
+    return x.ravel()[i] * 2 + x[0, j] ** 2
 
 
 def test_index_from_argmax():
@@ -550,7 +550,7 @@ def batched_linalg(a, b, v):
 
 
 def test_batched_inv_det_slogdet_solve():
-    assert_gradient(batched_linalg, SQ_BATCH, C234[:, :, :].copy() if False else rng.standard_normal((2, 3, 4)),
+    assert_gradient(batched_linalg, SQ_BATCH, rng.standard_normal((2, 3, 4)),
                     V3, rtol=1e-5, atol=1e-6)
 
 
@@ -566,8 +566,7 @@ def test_batched_cholesky_through_a_symmetric_product():
 
 
 def solve_vector_rhs_batched(a, b):
-    # NumPy 2: b of shape (2, 3) with a of shape (2, 3, 3) is a stack of vectors? No: only b.ndim == 1
-    # is a vector; (2, 3) is one matrix broadcast... so users write b[..., None] and squeeze.
+    # NumPy 2 reads b as a vector only when b.ndim == 1, so a stack of vectors is written b[..., None].
     return np.sum(np.linalg.solve(a, b[..., None])[..., 0] ** 2)
 
 
@@ -665,7 +664,7 @@ def test_ufunc_outer_right_or_located():
 
 
 def matmul_shapes(a, b, v, c):
-    return (np.sum(a @ b) + v @ a.T @ v[:3] if False else np.sum(a @ b) + np.sum(v @ a.T) + np.sum(a @ v)
+    return (np.sum(a @ b) + np.sum(v @ a.T) + np.sum(a @ v)
             + np.sum(c @ b) + np.sum(np.matmul(c, v)) + np.sum(v @ c.transpose(0, 2, 1)) + (v @ v) ** 2)
 
 
@@ -1196,3 +1195,71 @@ def test_two_plain_lambdas_on_one_line_are_told_apart():
     fs = [lambda x: x ** 3, lambda x: x ** 4]
     assert adtrans.gradient(fs[0], 2.0) == 12.0
     assert adtrans.gradient(fs[1], 2.0) == 32.0
+
+
+# -- More assignment forms, einsum and solve broadcasting, mixed dtypes (all right) ---------------------
+
+def augmented_fancy_forms(x, w, u):
+    y = x * 1.0
+    y[[0, 0, 2]] *= w                        # buffered: row 0 is multiplied by w[1] only
+    y[[0, 0, 1], [1, 1, 3]] -= u             # buffered: (0, 1) gets -u[1]
+    m = x > 0
+    y[m] = w[m] * 3.0
+    y[-1, -2:] = u[:2]
+    y[..., 1] += 0.5 * u
+    return np.sum(y ** 2)
+
+
+def test_augmented_fancy_and_mask_assignments():
+    assert_gradient(augmented_fancy_forms, DISTINCT, rng.standard_normal((3, 4)), V3)
+
+
+def einsum_and_solve_broadcasting(a, b, m, c):
+    return (np.sum(np.einsum("...i,...i->...", a, b) ** 2)            # (2, 1, 3) with (4, 3)
+            + np.sum(np.einsum("ij,ij->i", b, a[0, :, :].repeat(4, axis=0)) ** 2)
+            + np.sum(np.linalg.solve(m, c[0, :, 0]) ** 2)             # a stack of matrices, one vector
+            + np.sum(np.linalg.solve(m[0], c) ** 2)                   # one matrix, a stack of right sides
+            + np.sum((b.T[:3, :3] @ c) ** 2))                         # (3, 3) @ (2, 3, 4)
+
+
+def test_einsum_and_solve_broadcasting():
+    assert_gradient(einsum_and_solve_broadcasting, rng.standard_normal((2, 1, 3)), rng.standard_normal((4, 3)),
+                    SQ_BATCH, rng.standard_normal((2, 3, 4)))
+
+
+def mixed_precision(x32, w64, s32):
+    return np.sum(x32 * w64) + np.sum((x32 @ w64.T) ** 2) + s32 * np.sum(x32) + np.sum(w64 * s32)
+
+
+def test_mixed_precision_keeps_each_arguments_dtype():
+    x32, s32 = A34.astype(np.float32), np.float32(1.5)
+    gx, gw, gs = adtrans.gradient(mixed_precision, x32, A34, s32)
+    assert gx.dtype == np.float32 and gw.dtype == np.float64 and type(gs) is np.float32
+    gx64, gw64, gs64 = adtrans.gradient(mixed_precision, x32.astype(np.float64), A34, float(s32))
+    np.testing.assert_allclose(gx, gx64, rtol=1e-4)
+    np.testing.assert_allclose(gw, gw64, rtol=1e-4)
+    np.testing.assert_allclose(gs, gs64, rtol=1e-4)
+
+
+def row_norms(x):
+    return np.sum(np.linalg.norm(x, axis=1)) + np.sum(np.linalg.norm(x, ord=1, axis=-1) * 2.0) \
+        + np.sum(np.linalg.norm(x, ord=np.inf, axis=1) * 3.0)
+
+
+def test_row_norms_with_a_zero_row():
+    x = np.array([[0.0, 0.0, 0.0], [3.0, -4.0, 0.0]])
+    # 2-norm: 0 at the zero row (docs), x / |x| = (0.6, -0.8, 0) otherwise;
+    # 1-norm: sign(x), 0 at 0; inf-norm: the largest |x| (here -4) gets sign: -1.
+    expected = np.array([[0.0, 0.0, 0.0], [0.6 + 2.0, -0.8 - 2.0 - 3.0, 0.0]])
+    np.testing.assert_allclose(adtrans.gradient(row_norms, x), expected, rtol=1e-14)
+
+
+def builtin_reductions_of_an_array(x):
+    return max(x) + min(x) + sum(x) + sum(x * x)
+
+
+def test_builtin_max_min_sum_over_a_1d_array():
+    x = np.array([1.0, 3.0, 3.0, -2.0])
+    # max: the tied 3.0s share 1 (docs); min: -2 gets 1; sum: 1 each; sum(x*x): 2x.
+    expected = np.array([0.0, 0.5, 0.5, 1.0]) + 1.0 + 2 * x
+    np.testing.assert_allclose(adtrans.gradient(builtin_reductions_of_an_array, x), expected, rtol=1e-14)
