@@ -916,3 +916,293 @@ def numpy_scalar_conversion(x):
 
 def test_numpy_scalar_conversions():
     check(numpy_scalar_conversion, 0.8)
+
+
+# == 9. More loops, recursion and call forms ===================================================
+
+def columns_rows_and_indices(A, w):
+    total = 0.0
+    for col in A.T:
+        total = total + np.dot(col, w) ** 2
+    for row in A[1:]:
+        total = total + row[0] * row[-1]
+    for i, x in enumerate(w, start=1):
+        total = total + i * x
+    for i in range(len(w))[::-1]:
+        total = total * 0.9 + w[i]
+    return total
+
+
+def test_columns_row_slices_enumerate_start_and_reversed_range_slice():
+    check(columns_rows_and_indices, randn(2, 3), randn(2))
+
+
+def while_index_condition(xs, w):
+    i = 0
+    acc = 0.0
+    while i < len(xs) and xs[i] > 0:
+        acc = acc + w * xs[i]
+        i += 1
+    return acc * i
+
+
+def test_while_with_an_index_and_a_data_condition():
+    check(while_index_condition, [0.5, 1.0, -1.0, 2.0], 0.7)
+
+
+def matmul_augmented(h, W):
+    h = h.copy()
+    for _ in range(2):
+        h @= W
+        h = np.tanh(h)
+    return np.sum(h)
+
+
+def test_matmul_augmented_assignment():
+    check(matmul_augmented, randn(2, 2), randn(2, 2))
+
+
+def options_get(x, **opts):
+    scale = opts.get("scale", 1.0)
+    shift = opts["shift"] if "shift" in opts else 0.0
+    return scale * x * x + shift
+
+
+def calls_options_get(x, s):
+    return options_get(x, scale=s) + options_get(x, shift=s) + options_get(x)
+
+
+def test_kwargs_get_and_membership():
+    check(calls_options_get, 0.6, 1.7)
+
+
+def sum_with_start_min_max(xs, x0):
+    return sum(xs, x0) + sum((x * x for x in xs), start=x0 * 2.0) + max(xs) * min(xs[0], x0)
+
+
+def test_sum_with_start_and_min_max():
+    check(sum_with_start_min_max, [0.5, 1.2, -0.3], 0.25)
+
+
+def mutual_even(x, n):
+    if n == 0:
+        return x
+    return mutual_odd(x * 1.5, n - 1)
+
+
+def mutual_odd(x, n):
+    if n == 0:
+        return math.sin(x)
+    return mutual_even(x + x * x, n - 1)
+
+
+def test_mutual_recursion():
+    check(mutual_even, 0.3, 5, wrt=(0,))
+    check(mutual_even, 0.3, 4, wrt=(0,))
+
+
+def split_product(xs):
+    if len(xs) == 1:
+        return xs[0]
+    mid = len(xs) // 2
+    return split_product(xs[:mid]) * split_product(xs[mid:]) + xs[0]
+
+
+def test_recursion_on_list_slices():
+    check(split_product, [0.5, 1.5, 2.0, -0.5, 0.7])
+    check(split_product, randn(5))
+
+
+def iterate_map(x, depth):
+    if depth == 0:
+        return x
+    return iterate_map(np.sin(x) * x, depth - 1) + 0.1 * x
+
+
+def sum_iterate_map(x, depth):
+    return np.sum(iterate_map(x, depth))
+
+
+def test_recursion_over_arrays():
+    check(sum_iterate_map, randn(3), 4, wrt=(0,))
+
+
+def swap_arrays(a, b):
+    for _ in range(3):
+        a, b = b * 0.5, a + b
+    return np.sum(a * b)
+
+
+def test_swap_of_arrays():
+    check(swap_arrays, randn(2), randn(2))
+
+
+def closure_defined_after_loop(xs, w):
+    total = 0.0
+    for x in xs:
+        total = total + w * x
+
+    def f(t):
+        return t * total
+    return f(2.0) + f(w)
+
+
+def test_closure_defined_after_a_loop_reads_its_result():
+    check(closure_defined_after_loop, [0.5, 1.5], 0.8)
+
+
+def assigned_in_if_used_next_pass(xs, w):
+    total = 0.0
+    prev = w
+    for x in xs:
+        if x > 0:
+            cur = prev * x
+        else:
+            cur = prev + x
+        total = total + cur
+        prev = cur
+    return total
+
+
+def test_value_assigned_in_both_branches_carried_to_the_next_pass():
+    check(assigned_in_if_used_next_pass, [0.5, -1.5, 0.7], 0.8)
+
+
+def for_inside_while_with_return(xs, w):
+    k = 0
+    acc = w
+    while k < 3:
+        for x in xs:
+            if x * acc > 10.0:
+                return acc
+            acc = acc * 1.5 + x
+        k += 1
+    return -acc
+
+
+def test_return_from_a_for_inside_a_while():
+    check(for_inside_while_with_return, [0.5, -1.5, 0.7], 0.8)
+    check(for_inside_while_with_return, [0.5, 1.5, 2.7], 0.8)
+
+
+def lambda_map(xs, a):
+    f = lambda t, s=a: s * t * t
+    return sum(map(f, xs)) + sum(map(lambda t: t * a, xs))
+
+
+def test_lambdas_with_defaults_mapped():
+    check(lambda_map, [0.5, -1.5, 0.7], 0.8)
+
+
+def conditional_in_comprehension(xs, a):
+    ys = [x * a if x > 0 else x / a for x in xs]
+    return sum(ys) + len(ys)
+
+
+def test_conditional_expression_in_a_comprehension():
+    check(conditional_in_comprehension, [0.5, -1.5, 0.7], 0.8)
+
+
+def zip_star_unzip(pairs):
+    a, b = zip(*pairs)
+    return sum(x * y for x, y in zip(a, b[::-1]))
+
+
+def test_zip_star_then_reverse():
+    check(zip_star_unzip, [(0.5, 1.0), (1.5, -2.0), (0.3, 0.2)])
+
+
+def sorted_dict_items(d, w):
+    total = 0.0
+    for k, v in sorted(d.items()):
+        total = total * w + v
+    return total
+
+
+def test_sorted_dict_items():
+    check(sorted_dict_items, {"b": 1.0, "a": 2.0, "c": -0.5}, 0.7)
+
+
+@dataclass
+class Lin:
+    W: np.ndarray
+
+    def __call__(self, x):
+        return np.tanh(self.W @ x)
+
+
+def layers_twice(layers, x):
+    for rep in range(2):
+        for layer in layers:
+            x = layer(x)
+    return np.sum(x)
+
+
+def test_layers_applied_twice_in_nested_loops_from_data():
+    # x starts as data: the inner loop's first pass of the second outer pass must still ask x's gradient
+    check(layers_twice, [Lin(randn(2, 2)), Lin(randn(2, 2))], randn(2), wrt=(0,))
+
+
+# -- tuple targets that are subscripts or attributes
+
+def gauss_pivot_solve(A, b):
+    A = A.copy()
+    b = b.copy()
+    n = len(b)
+    for k in range(n):
+        p = k + int(np.argmax(np.abs(A[k:, k])))
+        if p != k:
+            A[[k, p]] = A[[p, k]]
+            b[k], b[p] = b[p], b[k]
+        for i in range(k + 1, n):
+            m = A[i, k] / A[k, k]
+            A[i, k:] -= m * A[k, k:]
+            b[i] -= m * b[k]
+    x = np.zeros(n)
+    for i in range(n - 1, -1, -1):
+        x[i] = (b[i] - A[i, i + 1:] @ x[i + 1:]) / A[i, i]
+    return np.sum(x * np.arange(1.0, n + 1))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: `b[k], b[p] = b[p], b[k]` refused ('assignment to a subscript is "
+                   "not supported yet'); SPEC 5 covers tuple unpacking and assignment to subscripts")
+def test_gaussian_elimination_with_a_row_swap():
+    A = np.array([[0.1, 2.0, 1.0], [3.0, 1.0, -1.0], [1.0, -2.0, 4.0]])
+    b = np.array([1.0, -0.5, 2.0])
+    check(gauss_pivot_solve, A, b)
+    n = 3
+    x = np.linalg.solve(A, b)
+    np.testing.assert_allclose(adtrans.gradient(gauss_pivot_solve, A, b, wrt="b"),
+                               np.linalg.solve(A.T, np.arange(1.0, n + 1)), rtol=1e-10)
+
+
+def swap_items(x):
+    x = x.copy()
+    x[0], x[2] = x[2], x[0] * 2.0
+    return np.sum(x * np.arange(1.0, 4.0))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: tuple assignment to array items refused ('assignment to a "
+                   "subscript is not supported yet'; note 'assign to a new variable instead')")
+def test_minimal_swap_of_array_items():
+    # value [2 x0, x1, x2 ... ] -> d/dx = [3*2, 2, 1]
+    np.testing.assert_array_equal(adtrans.gradient(swap_items, np.array([1.0, 2.0, 3.0])), [6.0, 2.0, 1.0])
+
+
+@dataclass
+class Pair:
+    a: float
+    b: float
+
+
+def swap_fields(s):
+    s = Pair(s.a, s.b)
+    s.a, s.b = s.b, s.a * 2.0
+    return s.a * 3.0 + s.b
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: tuple assignment to attributes refused ('assignment to an "
+                   "attribute is not supported yet')")
+def test_minimal_swap_of_dataclass_fields():
+    g = adtrans.gradient(swap_fields, Pair(1.0, 2.0))
+    assert (g.a, g.b) == (2.0, 3.0)
