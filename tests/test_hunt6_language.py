@@ -1358,3 +1358,109 @@ def test_operations_that_are_fine_on_values():
     x = 1.5
     # d/dx[(x mod 1) x] = x + (x mod 1); bool(x) = 1; len("1.5") = 3
     assert adtrans.gradient(mixed, x) == pytest.approx(x + 0.5 + 1.0 + 3.0, rel=1e-12)
+
+
+# == 11. Augmented assignment through nested targets ===========================================
+
+def dict_items_augmented(x, w):
+    d = {"a": x, "b": 0.0}
+    for k in range(3):
+        d["a"] += w * d["b"]
+        d["b"] += x * k
+        d["a"] *= 0.5
+    return d["a"] + d["b"] ** 2
+
+
+def test_augmented_assignment_on_dict_items():
+    check(dict_items_augmented, 0.7, 1.3)
+
+
+def list_of_arrays_sgd_step(params, grads, lr):
+    params = [p.copy() for p in params]
+    for i in range(len(params)):
+        params[i] -= lr * grads[i]
+    return sum(np.sum(p ** 2) for p in params)
+
+
+def test_augmented_assignment_on_a_list_of_arrays():
+    check(list_of_arrays_sgd_step, [randn(2), randn(3)], [randn(2), randn(3)], 0.1)
+
+
+def works_or_is_located(fn, args, offset, want_gradient):
+    """Either the gradient is right, or a located DifferentiationError: never an internal crash."""
+    try:
+        g = adtrans.gradient(fn, *args, wrt=0)
+    except adtrans.DifferentiationError as error:
+        assert_located(error, fn, offset)
+    else:
+        np.testing.assert_allclose(g, want_gradient, rtol=1e-12)
+
+
+def nested_list_item_set(x):
+    m = [[0.0, 1.0], [2.0, 3.0]]
+    m[0][1] = x * 2.0
+    return m[0][1] * m[1][1]
+
+
+def nested_list_item_augmented(x):
+    m = [[0.0, 1.0], [2.0, 3.0]]
+    m[0][1] += x
+    return m[0][1] * m[1][1]
+
+
+def test_nested_list_item_assignment_works_or_is_located():
+    works_or_is_located(nested_list_item_set, (0.4,), 2, 6.0)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: AttributeError 'Subscript' object has no attribute 'id' in "
+                   "desugar.augmented_item for `m[0][1] += x`")
+def test_nested_list_item_augmented_assignment_works_or_is_located():
+    # d/dx (1 + x) * 3 = 3
+    works_or_is_located(nested_list_item_augmented, (0.4,), 2, 3.0)
+
+
+def chained_array_subscript_augmented(A, x):
+    B = A.copy()
+    for i in range(2):
+        B[i][0] += x
+    return np.sum(B * B)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: AttributeError 'Subscript' object has no attribute 'id' in "
+                   "desugar.augmented_item for `B[i][0] += x`")
+def test_chained_array_subscript_augmented_works_or_is_located():
+    A = np.array([[1.0, 2.0], [3.0, 4.0]])
+    # d/dx sum over column 0 of (A[i,0] + x)^2 = 2 (A00 + x) + 2 (A10 + x)
+    works_or_is_located(chained_array_subscript_augmented, (A, 0.3), 3,
+                        2 * (1.0 + 0.3) + 2 * (3.0 + 0.3))
+
+
+@dataclass
+class Buffer:
+    v: np.ndarray
+    s: float
+
+
+def field_item_augmented(x, st):
+    st = Buffer(st.v.copy(), st.s)
+    st.v[0] += x * st.s
+    return np.sum(st.v ** 2)
+
+
+def field_item_set(x, st):
+    st = Buffer(st.v.copy(), st.s)
+    st.v[0] = x * st.s
+    return np.sum(st.v ** 2)
+
+
+def test_field_item_assignment_works_or_is_located():
+    st = Buffer(np.array([1.0, 2.0]), 0.5)
+    works_or_is_located(field_item_set, (0.3, st), 2, 2 * 0.3 * 0.5 * 0.5)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: AttributeError 'Attribute' object has no attribute 'id' in "
+                   "desugar.augmented_item for `st.v[0] += ...`")
+def test_field_item_augmented_assignment_works_or_is_located():
+    st = Buffer(np.array([1.0, 2.0]), 0.5)
+    # d/dx (1 + 0.5 x)^2 = 2 (1 + 0.5 x) 0.5
+    works_or_is_located(field_item_augmented, (0.3, st), 2, 2 * (1.0 + 0.5 * 0.3) * 0.5)
