@@ -1464,3 +1464,172 @@ def test_field_item_augmented_assignment_works_or_is_located():
     st = Buffer(np.array([1.0, 2.0]), 0.5)
     # d/dx (1 + 0.5 x)^2 = 2 (1 + 0.5 x) 0.5
     works_or_is_located(field_item_augmented, (0.3, st), 2, 2 * (1.0 + 0.5 * 0.3) * 0.5)
+
+
+# == 12. Closures over changing variables, more iterables, user errors ========================
+
+def closure_called_before_and_after_a_loop(xs, w):
+    acc = w
+
+    def read():
+        return acc * acc
+    first = read()
+    for x in xs:
+        acc = acc * x + 1.0
+    return read() + first
+
+
+def closure_in_nested_loops(xs, w):
+    scale = w
+
+    def f(t):
+        return scale * t
+    total = 0.0
+    for i in range(2):
+        for x in xs:
+            total = total + f(x)
+            scale = scale + x
+    return total
+
+
+def closure_of_closure(x, w):
+    def g(t):
+        return w * t
+
+    def h(t):
+        return g(t) * g(t) + w
+    return h(x) + h(2.0 * x)
+
+
+def closure_defined_in_branches(x, w):
+    if x > 0:
+        def g(t):
+            return t * w
+    else:
+        def g(t):
+            return t / w
+    return g(x) + g(1.0)
+
+
+def closure_default_then_rebound(x, w):
+    def g(t, c=w):
+        return t * c
+    w = w * 10.0
+    return g(x) + w
+
+
+def closure_factory(w):
+    def make(a):
+        def f(t):
+            return a * t + w
+        return f
+    fs = [make(w * k) for k in range(3)]
+    return sum(f(1.5) for f in fs)
+
+
+@pytest.mark.parametrize("f, args", [
+    (closure_called_before_and_after_a_loop, ([0.5, 1.5], 0.7)),
+    (closure_in_nested_loops, ([0.5, -0.3], 0.7)),
+    (closure_of_closure, (0.4, 1.1)),
+    (closure_defined_in_branches, (0.4, 1.1)),
+    (closure_defined_in_branches, (-0.4, 1.1)),
+    (closure_default_then_rebound, (0.4, 1.1)),
+    (closure_factory, (0.6,)),
+])
+def test_closures_over_variables_that_change(f, args):
+    check(f, *args)
+
+
+def product_of_ranges(A, w):
+    import itertools
+    total = 0.0
+    for i, j in itertools.product(range(2), range(3)):
+        total = total + A[i, j] * w[j]
+    return total
+
+
+def ndindex_loop(A):
+    total = 0.0
+    for idx in np.ndindex(*A.shape):
+        total = total + A[idx] ** 2
+    return total
+
+
+def enumerate_reversed(xs):
+    total = 0.0
+    for i, x in enumerate(reversed(xs)):
+        total = total + i * x * x
+    return total
+
+
+def zip_of_three(xs, ys, zs):
+    return sum(x * y - z for x, y, z in zip(xs, ys, zs))
+
+
+def keys_loop(d):
+    total = 0.0
+    for k in d.keys():
+        total = total + d[k] ** 2
+    return total
+
+
+def ravel_loop(A):
+    total = 0.0
+    for v in A.ravel():
+        total = total + v ** 3
+    return total
+
+
+@pytest.mark.parametrize("f, args", [
+    (product_of_ranges, (randn(2, 3), randn(3))),
+    (ndindex_loop, (randn(2, 2),)),
+    (enumerate_reversed, ([0.5, 1.5, -2.0],)),
+    (zip_of_three, ([1.0, 2.0], [0.5, 0.3], [0.1, 0.2])),
+    (keys_loop, ({"a": 1.0, "b": 2.0},)),
+    (ravel_loop, (randn(2, 2),)),
+])
+def test_more_iterables(f, args):
+    check(f, *args)
+
+
+def flat_loop(A):
+    total = 0.0
+    for v in A.flat:
+        total = total + v ** 3
+    return total
+
+
+@pytest.mark.xfail(strict=True, reason="unhelpful error: `for v in A.flat` is refused as 'cannot differentiate "
+                   "a subscript of a value of type NoneType', which names neither .flat nor a way out")
+def test_loop_over_flat_works_or_names_flat():
+    A = np.array([[1.0, 2.0], [3.0, -1.0]])
+    try:
+        g = adtrans.gradient(flat_loop, A)
+    except adtrans.DifferentiationError as error:
+        assert_located(error, flat_loop, 2, "flat")
+    else:
+        np.testing.assert_allclose(g, 3 * A ** 2, rtol=1e-12)
+
+
+def unbound_in_branch(x):
+    if x > 10.0:
+        y = x * 2.0
+    return y
+
+
+def unbound_after_empty_loop(xs, w):
+    for x in xs:
+        y = x * w
+    return y
+
+
+def test_unbound_after_an_empty_loop_is_pythons_error():
+    with pytest.raises(UnboundLocalError, match="'y'"):
+        adtrans.gradient(unbound_after_empty_loop, [], 1.0, wrt=1)
+
+
+@pytest.mark.xfail(strict=True, reason="unhelpful error: UnboundLocalError names the SSA version 'y_1' (a "
+                   "generated name), not the user's 'y'")
+def test_unbound_after_an_untaken_branch_names_the_users_variable():
+    with pytest.raises(UnboundLocalError, match="'y'"):
+        adtrans.gradient(unbound_in_branch, 1.0)
