@@ -13,6 +13,7 @@ Each program is checked against central finite differences through the three ent
 twice.
 """
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -1541,7 +1542,6 @@ def test_closures_over_variables_that_change(f, args):
 
 
 def product_of_ranges(A, w):
-    import itertools
     total = 0.0
     for i, j in itertools.product(range(2), range(3)):
         total = total + A[i, j] * w[j]
