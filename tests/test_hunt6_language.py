@@ -1633,3 +1633,42 @@ def test_unbound_after_an_empty_loop_is_pythons_error():
 def test_unbound_after_an_untaken_branch_names_the_users_variable():
     with pytest.raises(UnboundLocalError, match="'y'"):
         adtrans.gradient(unbound_in_branch, 1.0)
+
+
+# == 13. One parameter, two types: the flow-insensitive "is a number" proof ===================
+
+def squared_radius_weighted(p, w):
+    # p: a point (x, y) or a radius
+    if isinstance(p, tuple):
+        r2 = p[0] ** 2 + p[1] ** 2
+    else:
+        r2 = p ** 2
+    return w * r2
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: d/dp (0.0, 1.5) for (0.9, 1.5): `p ** 2` on the branch not taken "
+                   "proves p a number, so the two tuple cotangents of p[0], p[1] are joined with + (concatenated, "
+                   "then cut to length 2 by tangents.like)")
+def test_helper_taking_a_point_or_a_radius():
+    check(squared_radius_weighted, (0.3, 0.5), 1.5)
+    check(squared_radius_weighted, 0.3, 1.5)
+
+
+def carried_pair_then_number(x):
+    v = (x, 2.0 * x)
+    for i in range(3):
+        if i == 0:
+            s = v[0] * v[1]
+        else:
+            s = -v
+        v = s * 1.5
+    return v
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: gradient 4.725 for 9.45: the loop-carried v is a tuple on the "
+                   "first pass and a number later; `-v` proves it a number, so its tuple cotangents are added with +")
+def test_loop_carried_value_a_tuple_then_a_number():
+    # v after pass 0 = 1.5 * 2 x^2; then negated and scaled twice: 1.5^3 * 2 x^2 -> d/dx = 1.5^3 * 4 x
+    x = 0.7
+    assert carried_pair_then_number(x) == pytest.approx(1.5 ** 3 * 2 * x * x)
+    assert adtrans.gradient(carried_pair_then_number, x) == pytest.approx(1.5 ** 3 * 4 * x, rel=1e-12)
