@@ -1628,11 +1628,19 @@ def test_unbound_after_an_empty_loop_is_pythons_error():
         adtrans.gradient(unbound_after_empty_loop, [], 1.0, wrt=1)
 
 
+@pytest.mark.xfail(strict=True, reason="BUG: gradient() returns 0.0 for a function whose plain run raises "
+                   "UnboundLocalError (the gradient-only fused code never reads the unassigned result)")
+def test_unbound_after_an_untaken_branch_is_an_error_in_gradient():
+    with pytest.raises(UnboundLocalError):
+        g = adtrans.gradient(unbound_in_branch, 1.0)
+        pytest.fail(f"no error; gradient {g}")
+
+
 @pytest.mark.xfail(strict=True, reason="unhelpful error: UnboundLocalError names the SSA version 'y_1' (a "
                    "generated name), not the user's 'y'")
 def test_unbound_after_an_untaken_branch_names_the_users_variable():
     with pytest.raises(UnboundLocalError, match="'y'"):
-        adtrans.gradient(unbound_in_branch, 1.0)
+        adtrans.value_with_gradient(unbound_in_branch, 1.0)
 
 
 # == 13. One parameter, two types: the flow-insensitive "is a number" proof ===================
@@ -1672,3 +1680,24 @@ def test_loop_carried_value_a_tuple_then_a_number():
     x = 0.7
     assert carried_pair_then_number(x) == pytest.approx(1.5 ** 3 * 2 * x * x)
     assert adtrans.gradient(carried_pair_then_number, x) == pytest.approx(1.5 ** 3 * 4 * x, rel=1e-12)
+
+
+# == 14. Keyword-only parameters and **extra named in wrt ======================================
+
+def keyword_only_loss(x, *, scale, shift=0.5):
+    return scale * x * x + shift * x
+
+
+def varargs_loss(*xs, scale=1.0, **extra):
+    return scale * sum(x * x for x in xs) + extra.get("bias", 0.0)
+
+
+def test_keyword_only_and_extra_keywords_by_name():
+    x = 1.5
+    assert adtrans.gradient(keyword_only_loss, x, scale=2.0) == pytest.approx((2 * 2.0 * x + 0.5, x * x))
+    assert adtrans.gradient(keyword_only_loss, x, scale=2.0, wrt=("x", "shift")) == pytest.approx((6.5, x))
+    assert adtrans.gradient_of(keyword_only_loss, wrt="scale")(x, scale=2.0) == pytest.approx(x * x)
+    assert adtrans.gradient(varargs_loss, 1.0, 2.0, scale=3.0) == pytest.approx((6.0, 12.0, 5.0))
+    assert adtrans.gradient(varargs_loss, 1.0, 2.0, scale=3.0, bias=1.0, wrt="bias") == pytest.approx(1.0)
+    v, _ = adtrans.value_with_gradient(varargs_loss, 1.0, 2.0, scale=3.0, bias=1.0)
+    assert v == varargs_loss(1.0, 2.0, scale=3.0, bias=1.0)
