@@ -975,3 +975,84 @@ def test_float32_model_gradient_and_updates_stay_float32():
         assert g.layers[0].weight.dtype == np.float32 and g.layers[1].bias.dtype == np.float32
         model = sgd.update(model, along=g)
         assert model.layers[0].weight.dtype == np.float32
+
+
+# -- 12. More found on the way -------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="BUG: for a bound method, a negative wrt position is shifted by one "
+                                        "(_shift_positions): wrt=-1 gives the tangent of self, not of y")
+def test_bound_method_negative_wrt_position():
+    @dataclass
+    class Quad:
+        a: float
+
+        def f(self, x, y):
+            return self.a * x * x * y
+
+    q = Quad(2.0)
+    # like jax.grad(q.f, argnums=-1)(3.0, 2.0): d/dy (a x^2 y) = a x^2 = 18, d/dx = 2 a x y = 24
+    assert adtrans.gradient(q.f, 3.0, 2.0, wrt=-1) == 18.0
+    assert adtrans.gradient(q.f, 3.0, 2.0, wrt=-2) == 24.0
+
+
+CALLS = [0]
+STATS = {"evaluations": 0}
+
+
+def counted_rosenbrock(p):
+    CALLS[0] += 1                      # an evaluation counter, as scipy users write
+    return (1.0 - p[0]) ** 2 + 100.0 * (p[1] - p[0] ** 2) ** 2
+
+
+def counted_in_a_dict(x):
+    STATS["evaluations"] += 1
+    return np.sum(np.sin(x))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: 'COUNTER[0] += 1' on a global container crashes the generated "
+                                        "code with UnboundLocalError (desugar.augmented_item has no locality check)")
+@pytest.mark.parametrize("f, x", [(counted_rosenbrock, np.array([0.5, 0.8])), (counted_in_a_dict, np.array([0.1, 0.2]))])
+def test_augmented_assignment_to_an_item_of_a_global_container(f, x):
+    # Either it works as Python does (the counter goes up once per call and the gradient is right),
+    # or it is a located DifferentiationError, as 'COUNTER[0] = COUNTER[0] + 1' is; never an internal crash.
+    before = (CALLS[0], STATS["evaluations"])
+    try:
+        g = adtrans.gradient(f, x)
+    except adtrans.DifferentiationError as e:
+        assert e.lineno is not None and e.lineno == f.__code__.co_firstlineno + 1, e
+        return
+    np.testing.assert_allclose(g, central(f, x), rtol=1e-6)
+    assert (CALLS[0], STATS["evaluations"]) != before
+
+
+def test_minimal_plain_assignment_to_an_item_of_a_global_is_a_located_error():
+    def f(x):
+        CALLS[0] = CALLS[0] + 1
+        return x * 2.0
+
+    with pytest.raises(adtrans.DifferentiationError) as info:
+        adtrans.gradient(f, 1.5)
+    assert info.value.lineno == f.__code__.co_firstlineno + 1
+
+
+ACTIVATIONS = {"tanh": lambda x: np.sum(np.tanh(x)), "softplus": lambda x: np.sum(np.log1p(np.exp(x)))}
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: two lambdas on one line calling np.*: the second is "
+                                        "differentiated from the first's source (source._same_code never matches)")
+def test_lambdas_on_one_line_calling_numpy_are_told_apart():
+    x = np.array([0.3, -0.2])
+    np.testing.assert_allclose(adtrans.gradient(ACTIVATIONS["tanh"], x), 1.0 - np.tanh(x) ** 2, rtol=1e-12)
+    np.testing.assert_allclose(adtrans.gradient(ACTIVATIONS["softplus"], x), 1.0 / (1.0 + np.exp(-x)), rtol=1e-12)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: two lambdas on one line calling np.*: the second is "
+                                        "differentiated from the first's source (source._same_code never matches)")
+def test_minimal_two_lambdas_on_one_line_with_a_module_attribute_call():
+    square, sine = lambda x: x * x, lambda x: np.sin(x)
+    assert adtrans.gradient(sine, 0.3) == pytest.approx(np.cos(0.3))      # got 0.6, the square's
+
+
+def test_lambdas_on_one_line_without_module_calls_are_told_apart():
+    square, cube = (lambda x: x * x), (lambda x: x * x * x)
+    assert adtrans.gradient(square, 2.0) == 4.0 and adtrans.gradient(cube, 2.0) == 12.0
