@@ -1130,3 +1130,22 @@ def test_gradients_of_two_arguments_are_right_when_updated_in_place_one_after_th
     gx, gy = adtrans.gradient(f, np.ones(2), np.ones(2))
     np.testing.assert_array_equal(gx, [2.0, 2.0])
     np.testing.assert_array_equal(gy, [2.0, 2.0])
+
+
+def test_hooks_and_without_derivative_on_the_scalar_fast_paths():
+    import math
+    seen = []
+
+    def f(x, y):
+        a = adtrans.with_derivative(math.sin(x) * y, seen.append)
+        b = adtrans.with_derivative(a * a, lambda d: d * 0.5)
+        return b + adtrans.without_derivative(a) * x
+
+    # b's cotangent 1 -> 0.5; a's: 0.5 * 2a = a; dx = a cos(x) y + a (the stopped term's x); dy = a sin(x)
+    a = math.sin(0.3) * 2.0
+    expected = (a * math.cos(0.3) * 2.0 + a, a * math.sin(0.3))
+    g = adtrans.gradient_of(f)
+    for k in range(3):          # the first call builds the typed entries, the next ones use them
+        for got in (g(0.3, 2.0), adtrans.gradient(f, 0.3, 2.0), adtrans.value_with_gradient(f, 0.3, 2.0)[1]):
+            assert got == pytest.approx(expected, rel=1e-12)
+        assert len(seen) == 3 * (k + 1) and seen[-1] == pytest.approx(a)
