@@ -1,0 +1,869 @@
+"""Whole scientific programs, written the way a scientist writes NumPy, differentiated end to end.
+
+Each program is 10-40 lines of the kind found in a physics, finance,
+statistics or signal-processing notebook: finite-difference stencils on
+slices with boundaries set by chained assignment (``u[0] = u[-1] = 0``),
+pairwise distances by broadcasting with a masked diagonal, Verlet and
+leapfrog integrators, a ``while`` loop stopped by a physical condition,
+``math.erf`` option pricing, linear solves, power iteration, convolutions
+by loops over slices, an RNN over characters, an HMM forward pass in log
+space... Arguments are Python floats, float64 and float32 arrays, tuples,
+NamedTuples and dataclasses of parameters.
+
+Every program is checked against central finite differences in float64
+through ``gradient``, ``value_with_gradient`` and ``value_with_pullback``
+(`assert_gradient`, which also checks the value is ``f``'s, bit for bit)
+and through ``adtrans.check_gradient``; some also against a closed form
+(Black-Scholes Greeks, the derivative of a ridge solution, of an
+eigenvalue). Some are differentiated again with ``checkpointed``,
+``@differentiable(checkpoint=True)``, ``recomputed()`` and ``segmented``
+and must give the plain program's gradient.
+
+Bugs found are kept as the correct expectation, marked ``xfail(strict=True)``
+with a minimal reproducer beside the realistic program (``test_minimal_*``).
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+import adtrans
+from structured_check import assert_gradient
+
+
+def check(f, *args, wrt=None, rtol=1e-5, atol=1e-7):
+    """Finite differences through the three entry points, then adtrans's own dot-product check."""
+    grads = assert_gradient(f, *args, wrt=wrt, rtol=rtol, atol=atol)
+    adtrans.check_gradient(f, *args, wrt=wrt)
+    return grads
+
+
+def leaves(t):
+    """The arrays and floats of a tangent, in order."""
+    if isinstance(t, (list, tuple)):
+        return [x for item in t for x in leaves(item)]
+    if dataclasses.is_dataclass(t):
+        return [x for f in dataclasses.fields(t) for x in leaves(getattr(t, f.name))]
+    return [t]
+
+
+def to_float32(a):
+    if isinstance(a, np.ndarray) and a.dtype == np.float64:
+        return a.astype(np.float32)
+    if isinstance(a, float):
+        return np.float32(a)
+    if isinstance(a, tuple) and hasattr(a, "_fields"):
+        return type(a)(*[to_float32(x) for x in a])
+    if isinstance(a, (list, tuple)):
+        return type(a)(to_float32(x) for x in a)
+    return a
+
+
+def check_float32(f, *args, rtol=2e-3):
+    """In float32 the value is f's (same bits, same type), every gradient stays float32, and it is
+    the float64 gradient to float32 accuracy."""
+    args32 = tuple(to_float32(a) for a in args)
+    positions = tuple(i for i, a in enumerate(args) if not isinstance(a, (int, list)) or isinstance(a, bool)
+                      or (isinstance(a, list) and isinstance(a[0], np.ndarray)))
+    value, grads = adtrans.value_with_gradient(f, *args32, wrt=positions)
+    expected = f(*args32)
+    assert type(value) is type(expected) and np.array_equal(value, expected), (value, expected)
+    _, grads64 = adtrans.value_with_gradient(f, *args, wrt=positions)
+    for g32, g64 in zip(leaves(grads), leaves(grads64)):
+        assert np.asarray(g32).dtype == np.float32, (type(g32), getattr(g32, "dtype", None))
+        scale = max(1.0, float(np.max(np.abs(g64))))
+        np.testing.assert_allclose(np.asarray(g32, dtype=np.float64), g64, rtol=rtol, atol=rtol * scale)
+
+
+# == 1. Partial differential equations on grids ==================================================
+
+def wave_1d(c, u0, v0, dt=0.01, dx=0.1, steps=30):
+    """Leapfrog for u_tt = c^2 u_xx with fixed ends; returns the L2 energy at the end."""
+    u_prev = u0.copy()
+    u = u0 + dt * v0
+    u[0] = u[-1] = 0.0
+    r2 = (c * dt / dx) ** 2
+    for _ in range(steps):
+        u_next = np.empty_like(u)
+        u_next[1:-1] = 2 * u[1:-1] - u_prev[1:-1] + r2 * (u[2:] - 2 * u[1:-1] + u[:-2])
+        u_next[0] = u_next[-1] = 0.0
+        u_prev, u = u, u_next
+    return np.sum(u ** 2) * dx
+
+
+def test_wave_equation_leapfrog_with_fixed_ends():
+    rng = np.random.default_rng(1)
+    u0 = np.sin(np.linspace(0, np.pi, 12))
+    v0 = 0.1 * rng.standard_normal(12)
+    check(wave_1d, 1.3, u0, v0)
+    check_float32(wave_1d, 1.3, u0, v0)
+
+
+def heat_in_place(u0, alpha, steps=20):
+    u = u0.copy()
+    for _ in range(steps):
+        u[1:-1] += alpha * (u[2:] - 2 * u[1:-1] + u[:-2])
+        u[0] = u[-1] = 0.0
+    return np.sum(u * np.linspace(0, 1, len(u)))
+
+
+def test_heat_equation_with_an_augmented_slice_update():
+    rng = np.random.default_rng(2)
+    u0 = np.sin(np.linspace(0, np.pi, 10)) + 0.1 * rng.standard_normal(10)
+    check(heat_in_place, u0, 0.2)
+
+
+def jacobi_poisson(f, n_iter=30):
+    """Jacobi sweeps for -laplace(u) = f on the unit square, zero boundary."""
+    n = f.shape[0]
+    u = np.zeros((n + 2, n + 2))
+    h2 = (1.0 / (n + 1)) ** 2
+    for _ in range(n_iter):
+        u[1:-1, 1:-1] = 0.25 * (u[2:, 1:-1] + u[:-2, 1:-1] + u[1:-1, 2:] + u[1:-1, :-2] + h2 * f)
+    return np.sum(u ** 2)
+
+
+def test_jacobi_iteration_for_poisson_in_two_dimensions():
+    check(jacobi_poisson, np.random.default_rng(3).standard_normal((4, 4)))
+
+
+# == 2. Particles =================================================================================
+
+def nbody_potential(x, m, eps=0.1):
+    n = x.shape[0]
+    r = x[:, None, :] - x[None, :, :]
+    d2 = np.sum(r ** 2, axis=-1) + eps ** 2
+    inv = 1.0 / np.sqrt(d2)
+    mask = ~np.eye(n, dtype=bool)
+    return -0.5 * np.sum((m[:, None] * m[None, :] * inv)[mask])
+
+
+def test_softened_gravitational_potential_with_a_boolean_mask():
+    rng = np.random.default_rng(4)
+    x, m = rng.standard_normal((4, 3)), rng.uniform(1, 2, 4)
+    check(nbody_potential, x, m)
+    check_float32(nbody_potential, x, m)
+    # the force on each body is minus the gradient: momentum is conserved, forces sum to zero
+    force = -adtrans.gradient(nbody_potential, x, m, wrt=0)
+    np.testing.assert_allclose(force.sum(axis=0), 0.0, atol=1e-12)
+
+
+def nbody_simulation(x, v, m, dt=0.01, steps=10, eps=0.1):
+    n = x.shape[0]
+    for _ in range(steps):
+        r = x[None, :, :] - x[:, None, :]
+        d2 = np.sum(r * r, axis=2) + eps * eps
+        inv3 = d2 ** -1.5
+        inv3[np.arange(n), np.arange(n)] = 0.0
+        a = np.sum(m[None, :, None] * r * inv3[:, :, None], axis=1)
+        v = v + dt * a
+        x = x + dt * v
+    return np.sum(x[:, 0]) + 0.5 * np.sum(m * np.sum(v ** 2, axis=1))
+
+
+def test_nbody_euler_cromer_with_a_diagonal_set_by_fancy_indexing():
+    rng = np.random.default_rng(5)
+    check(nbody_simulation, rng.standard_normal((4, 2)), 0.1 * rng.standard_normal((4, 2)),
+          rng.uniform(1, 2, 4))
+
+
+def lennard_jones(positions, sigma, epsilon):
+    """A list of 3-vectors, a double loop over pairs, math.sqrt of a dot product."""
+    n = len(positions)
+    energy = 0.0
+    for i in range(n):
+        for j in range(i + 1, n):
+            d = positions[i] - positions[j]
+            r = math.sqrt(d @ d)
+            sr6 = (sigma / r) ** 6
+            energy += 4 * epsilon * (sr6 ** 2 - sr6)
+    return energy
+
+
+def test_lennard_jones_over_a_list_of_positions():
+    rng = np.random.default_rng(6)
+    positions = [2.0 * rng.standard_normal(3) for _ in range(4)]
+    grads = check(lennard_jones, positions, 1.0, 0.5)
+    # translation invariance: the forces on all particles sum to zero
+    np.testing.assert_allclose(np.sum(grads[0], axis=0), 0.0, atol=1e-10)
+    # energy is homogeneous of degree one in epsilon
+    assert math.isclose(grads[2], lennard_jones(positions, 1.0, 0.5) / 0.5, rel_tol=1e-12)
+
+
+def spring_chain(k, x0, m=1.0, dt=0.05, steps=40):
+    """Velocity Verlet for a chain of masses joined by springs of rest length one."""
+    n = len(x0)
+    x = x0.copy()
+    v = np.zeros(n)
+
+    def force(x):
+        f = np.zeros_like(x)
+        ext = x[1:] - x[:-1] - 1.0
+        f[:-1] += k * ext
+        f[1:] -= k * ext
+        return f
+
+    a = force(x) / m
+    for _ in range(steps):
+        x = x + dt * v + 0.5 * dt ** 2 * a
+        a_new = force(x) / m
+        v = v + 0.5 * dt * (a + a_new)
+        a = a_new
+    return x[-1] - x[0]
+
+
+def test_spring_chain_velocity_verlet_with_a_nested_force():
+    check(spring_chain, 2.0, np.arange(5.0) * 1.1)
+
+
+def projectile_range(v0, angle, drag):
+    x, y = 0.0, 0.0
+    vx = v0 * math.cos(angle)
+    vy = v0 * math.sin(angle)
+    dt = 0.01
+    g = 9.81
+    while y >= 0.0:
+        speed = math.sqrt(vx * vx + vy * vy)
+        vx -= drag * speed * vx * dt
+        vy -= (g + drag * speed * vy) * dt
+        x += vx * dt
+        y += vy * dt
+    return x
+
+
+def projectile_landing(v0, angle, drag):
+    """The same with `while True` / `break` and a linear interpolation of the landing point."""
+    x, y = 0.0, 0.0
+    vx, vy = v0 * math.cos(angle), v0 * math.sin(angle)
+    dt = 0.02
+    while True:
+        x_prev, y_prev = x, y
+        speed = math.hypot(vx, vy)
+        vx, vy = vx - drag * speed * vx * dt, vy - (9.81 + drag * speed * vy) * dt
+        x, y = x + vx * dt, y + vy * dt
+        if y < 0.0:
+            break
+    return x_prev + (x - x_prev) * y_prev / (y_prev - y)
+
+
+@pytest.mark.parametrize("program", [projectile_range, projectile_landing])
+def test_projectile_with_drag_stopped_by_the_ground(program):
+    check(program, 10.0, 0.7, 0.05)
+    # without drag, the interpolated range is close to v0^2 sin(2a) / g, and so is its derivative
+    if program is projectile_landing:
+        g_v0 = adtrans.gradient(program, 10.0, 0.7, 0.0, wrt=0)
+        assert abs(g_v0 - 2 * 10.0 * math.sin(1.4) / 9.81) < 0.05
+
+
+def nbody_accel(x, m, eps):
+    n = x.shape[0]
+    r = x[None, :, :] - x[:, None, :]
+    d2 = np.sum(r * r, axis=2) + eps * eps
+    inv3 = d2 ** -1.5
+    inv3[np.arange(n), np.arange(n)] = 0.0
+    return np.sum(m[None, :, None] * r * inv3[:, :, None], axis=1)
+
+
+def leapfrog_step(state, m, dt):
+    x, v = state
+    v = v + 0.5 * dt * nbody_accel(x, m, 0.1)
+    x = x + dt * v
+    v = v + 0.5 * dt * nbody_accel(x, m, 0.1)
+    return (x, v)
+
+
+@adtrans.differentiable(checkpoint=True)
+def leapfrog_step_checkpointed(state, m, dt):
+    x, v = state
+    v = v + 0.5 * dt * nbody_accel(x, m, 0.1)
+    x = x + dt * v
+    v = v + 0.5 * dt * nbody_accel(x, m, 0.1)
+    return (x, v)
+
+
+def nbody_leapfrog(state, m, dt, steps=6):
+    for _ in range(steps):
+        state = leapfrog_step(state, m, dt)
+    x, v = state
+    return np.sum(x[:, 0] * m) + 0.5 * np.sum(m[:, None] * v ** 2)
+
+
+def nbody_leapfrog_checkpointed(state, m, dt, steps=6):
+    for _ in range(steps):
+        state = leapfrog_step_checkpointed(state, m, dt)
+    x, v = state
+    return np.sum(x[:, 0] * m) + 0.5 * np.sum(m[:, None] * v ** 2)
+
+
+def test_leapfrog_on_a_tuple_state_checkpointed_equals_plain():
+    rng = np.random.default_rng(7)
+    state = (3.0 * rng.standard_normal((3, 2)), 0.1 * rng.standard_normal((3, 2)))
+    m = rng.uniform(1, 2, 3)
+    plain = check(nbody_leapfrog, state, m, 0.05)
+    value, ckpt = adtrans.value_with_gradient(nbody_leapfrog_checkpointed, state, m, 0.05)
+    assert value == nbody_leapfrog(state, m, 0.05)
+    for a, b in zip(leaves(ckpt), leaves(plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+class Pendulum(NamedTuple):
+    m1: float
+    m2: float
+    l1: float
+    l2: float
+
+
+def double_pendulum(p, th, om, dt=0.01, steps=20):
+    """A 2x2 mass matrix built with np.array from scalars and solved each step."""
+    g = 9.81
+    for _ in range(steps):
+        d = th[0] - th[1]
+        M = np.array([[(p.m1 + p.m2) * p.l1, p.m2 * p.l2 * np.cos(d)],
+                      [p.l1 * np.cos(d), p.l2]])
+        rhs = np.array([-p.m2 * p.l2 * om[1] ** 2 * np.sin(d) - (p.m1 + p.m2) * g * np.sin(th[0]),
+                        p.l1 * om[0] ** 2 * np.sin(d) - g * np.sin(th[1])])
+        acc = np.linalg.solve(M, rhs)
+        om = om + dt * acc
+        th = th + dt * om
+    return th[1]
+
+
+def test_double_pendulum_with_a_namedtuple_of_parameters():
+    check(double_pendulum, Pendulum(1.0, 1.5, 1.0, 0.7), np.array([0.5, -0.3]), np.array([0.0, 0.1]))
+
+
+@dataclass
+class LotkaVolterra:
+    alpha: float
+    beta: float
+    gamma: float
+    delta: float
+
+
+def lotka_volterra_fit(p, y0, data, dt=0.05):
+    """ODE parameter fit: a trajectory written row by row into a preallocated array."""
+    T = data.shape[0]
+    traj = np.zeros((T, 2))
+    y = y0.copy()
+    for t in range(T):
+        traj[t] = y
+        prey, pred = y[0], y[1]
+        dy = np.array([p.alpha * prey - p.beta * prey * pred,
+                       p.delta * prey * pred - p.gamma * pred])
+        y = y + dt * dy
+    return np.mean((traj - data) ** 2)
+
+
+def test_lotka_volterra_fit_with_a_dataclass_of_floats():
+    rng = np.random.default_rng(8)
+    check(lotka_volterra_fit, LotkaVolterra(1.0, 0.4, 0.8, 0.3), np.array([2.0, 1.0]),
+          rng.uniform(0.5, 2, (10, 2)))
+
+
+def mean_field_ising(J, h, beta, iters=40):
+    m = np.zeros(len(h))
+    for _ in range(iters):
+        m = 0.5 * m + 0.5 * np.tanh(beta * (J @ m + h))
+    return np.sum(m)
+
+
+def test_mean_field_ising_damped_fixed_point():
+    rng = np.random.default_rng(9)
+    A = rng.standard_normal((4, 4))
+    check(mean_field_ising, 0.1 * (A + A.T), 0.2 * rng.standard_normal(4), 1.3)
+
+
+# == 3. Finance ===================================================================================
+
+def black_scholes_call(S, K, T, r, sigma):
+    d1 = (math.log(S / K) + (r + 0.5 * sigma ** 2) * T) / (sigma * math.sqrt(T))
+    d2 = d1 - sigma * math.sqrt(T)
+    N = lambda z: 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+    return S * N(d1) - K * math.exp(-r * T) * N(d2)
+
+
+def test_black_scholes_greeks_against_their_closed_forms():
+    S, K, T, r, sigma = 100.0, 95.0, 0.5, 0.03, 0.2
+    delta, dK, dT, rho, vega = check(black_scholes_call, S, K, T, r, sigma)
+    d1 = (math.log(S / K) + (r + 0.5 * sigma ** 2) * T) / (sigma * math.sqrt(T))
+    d2 = d1 - sigma * math.sqrt(T)
+    N = lambda z: 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+    phi = math.exp(-0.5 * d1 * d1) / math.sqrt(2 * math.pi)
+    assert math.isclose(delta, N(d1), rel_tol=1e-12)
+    assert math.isclose(dK, -math.exp(-r * T) * N(d2), rel_tol=1e-12)
+    assert math.isclose(dT, S * phi * sigma / (2 * math.sqrt(T)) + r * K * math.exp(-r * T) * N(d2), rel_tol=1e-12)
+    assert math.isclose(rho, K * T * math.exp(-r * T) * N(d2), rel_tol=1e-12)
+    assert math.isclose(vega, S * phi * math.sqrt(T), rel_tol=1e-12)
+    assert all(type(g) is float for g in (delta, dK, dT, rho, vega))
+
+
+def monte_carlo_call(S0, sigma, r, T, K, z):
+    ST = S0 * np.exp((r - 0.5 * sigma ** 2) * T + sigma * np.sqrt(T) * z)
+    payoff = np.maximum(ST - K, 0.0)
+    return np.exp(-r * T) * payoff.mean()
+
+
+def test_monte_carlo_call_pathwise_delta_and_vega():
+    z = np.random.default_rng(10).standard_normal(400)
+    S0, sigma, r, T, K = 100.0, 0.2, 0.03, 1.0, 100.0
+    grads = check(monte_carlo_call, S0, sigma, r, T, K, z, wrt=(0, 1))
+    # the pathwise delta is the discounted mean of ST/S0 over the paths in the money
+    ST = S0 * np.exp((r - 0.5 * sigma ** 2) * T + sigma * np.sqrt(T) * z)
+    assert math.isclose(grads[0], np.exp(-r * T) * np.mean(np.where(ST > K, ST / S0, 0.0)), rel_tol=1e-12)
+
+
+# == 4. Statistics and machine learning ===========================================================
+
+def ridge_error(w_true, X, y, lam):
+    A = X.T @ X + lam * np.eye(X.shape[1])
+    w = np.linalg.solve(A, X.T @ y)
+    return np.sum((w - w_true) ** 2)
+
+
+def test_ridge_regression_through_solve_and_its_closed_form_in_lambda():
+    rng = np.random.default_rng(11)
+    w_true, X, y = rng.standard_normal(3), rng.standard_normal((10, 3)), rng.standard_normal(10)
+    grads = check(ridge_error, w_true, X, y, 0.5)
+    A = X.T @ X + 0.5 * np.eye(3)
+    w = np.linalg.solve(A, X.T @ y)
+    # dw/dlam = -A^{-1} w
+    assert math.isclose(grads[3], -2 * (w - w_true) @ np.linalg.solve(A, w), rel_tol=1e-10)
+
+
+def power_iteration(A, iters=60):
+    v = np.ones(A.shape[0]) / np.sqrt(A.shape[0])
+    for _ in range(iters):
+        w = A @ v
+        v = w / np.linalg.norm(w)
+    return v @ A @ v
+
+
+def test_power_iteration_eigenvalue_derivative_is_v_v_transpose():
+    B = np.random.default_rng(12).standard_normal((4, 4))
+    A = B @ B.T
+    (g,) = check(power_iteration, A)
+    vals, vecs = np.linalg.eigh(A)
+    v = vecs[:, -1]
+    np.testing.assert_allclose(g, np.outer(v, v), atol=1e-8)
+
+
+def pca_deflation(X, k=2, iters=60):
+    C = X.T @ X / X.shape[0]
+    total = 0.0
+    for _ in range(k):
+        v = np.ones(C.shape[0])
+        for _ in range(iters):
+            v = C @ v
+            v /= np.linalg.norm(v)
+        lam = v @ C @ v
+        total += lam
+        C = C - lam * np.outer(v, v)
+    return total
+
+
+def test_pca_by_power_iteration_with_deflation():
+    X = np.random.default_rng(13).standard_normal((10, 4)) * np.array([3.0, 2.0, 1.0, 0.5])
+    (g,) = check(pca_deflation, X)
+    # the sum of the top two eigenvalues of X^T X / n: its gradient is 2 X V V^T / n
+    _, vecs = np.linalg.eigh(X.T @ X / 10)
+    V = vecs[:, -2:]
+    np.testing.assert_allclose(g, 2 * X @ V @ V.T / 10, atol=1e-7)
+
+
+def soft_kmeans(X, C, beta=2.0):
+    d = np.sum((X[:, None, :] - C[None, :, :]) ** 2, axis=-1)
+    logits = -beta * d
+    logits = logits - logits.max(axis=1, keepdims=True)
+    r = np.exp(logits)
+    r /= r.sum(axis=1, keepdims=True)
+    return np.sum(r * d)
+
+
+def test_soft_kmeans_responsibilities():
+    rng = np.random.default_rng(14)
+    X, C = rng.standard_normal((8, 2)), rng.standard_normal((3, 2))
+    check(soft_kmeans, X, C)
+    check_float32(soft_kmeans, X, C)
+
+
+def svm_objective(w, b, X, y, C=1.0):
+    margins = y * (X @ w + b)
+    return 0.5 * w @ w + C * np.sum(np.maximum(0, 1 - margins))
+
+
+def test_linear_svm_hinge_loss_against_its_subgradient():
+    rng = np.random.default_rng(15)
+    w, X, y = rng.standard_normal(3), rng.standard_normal((10, 3)), np.sign(rng.standard_normal(10))
+    gw, gb = check(svm_objective, w, 0.1, X, y, wrt=(0, 1))
+    active = (y * (X @ w + 0.1)) < 1
+    np.testing.assert_allclose(gw, w - X[active].T @ y[active], rtol=1e-12)
+    assert math.isclose(gb, -np.sum(y[active]), rel_tol=1e-12)
+
+
+def batch_norm_loss(x, gamma, beta, eps=1e-5):
+    mu = x.mean(axis=0, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=0, keepdims=True)
+    xhat = (x - mu) / np.sqrt(var + eps)
+    out = gamma * xhat + beta
+    return np.sum(out ** 3)
+
+
+def test_batch_norm_by_hand_float64_and_float32():
+    rng = np.random.default_rng(16)
+    args = (rng.standard_normal((6, 3)), rng.standard_normal(3), rng.standard_normal(3))
+    gx, _, _ = check(batch_norm_loss, *args)
+    # the normalised output does not change when x is shifted per column: gradient columns sum to 0
+    np.testing.assert_allclose(gx.sum(axis=0), 0.0, atol=1e-9)
+    check_float32(batch_norm_loss, *args)
+
+
+def softmax_xent(W, X, y):
+    logits = X @ W
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    n = X.shape[0]
+    return -np.mean(np.log(p[np.arange(n), y]))
+
+
+def test_softmax_cross_entropy_with_integer_labels_by_fancy_indexing():
+    rng = np.random.default_rng(17)
+    W, X, y = rng.standard_normal((3, 4)), rng.standard_normal((6, 3)), np.array([0, 1, 3, 2, 1, 0])
+    (g,) = check(softmax_xent, W, X, y, wrt=(0,))
+    P = np.exp(X @ W)
+    P /= P.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(g, X.T @ (P - np.eye(4)[y]) / 6, rtol=1e-10, atol=1e-14)
+
+
+def char_rnn_loss(Wxh, Whh, Why, xs, ys):
+    h = np.zeros(Whh.shape[0])
+    loss = 0.0
+    for t in range(len(xs)):
+        x = np.zeros(Wxh.shape[1])
+        x[xs[t]] = 1.0
+        h = np.tanh(Wxh @ x + Whh @ h)
+        logits = Why @ h
+        p = np.exp(logits - np.max(logits))
+        p /= p.sum()
+        loss += -np.log(p[ys[t]])
+    return loss
+
+
+def test_character_rnn_with_one_hot_inputs():
+    rng = np.random.default_rng(18)
+    Ws = (0.5 * rng.standard_normal((4, 5)), 0.5 * rng.standard_normal((4, 4)), 0.5 * rng.standard_normal((5, 4)))
+    check(char_rnn_loss, *Ws, [0, 3, 1, 4], [3, 1, 4, 2], wrt=(0, 1, 2))
+
+
+@dataclass
+class RNNParams:
+    Wxh: np.ndarray
+    Whh: np.ndarray
+    Why: np.ndarray
+    vocab: int = field(default=5, metadata={"no_derivative": True})
+
+
+def char_rnn_segmented(p, xs, ys, k):
+    h = np.zeros(p.Whh.shape[0])
+    loss = 0.0
+    for x_t, y_t in adtrans.segmented(zip(xs, ys), k):
+        x = np.zeros(p.vocab)
+        x[x_t] = 1.0
+        h = np.tanh(p.Wxh @ x + p.Whh @ h)
+        logits = p.Why @ h
+        p_t = np.exp(logits - np.max(logits))
+        p_t /= p_t.sum()
+        loss += -np.log(p_t[y_t])
+    return loss
+
+
+def char_rnn_plain(p, xs, ys, k):
+    h = np.zeros(p.Whh.shape[0])
+    loss = 0.0
+    for x_t, y_t in zip(xs, ys):
+        x = np.zeros(p.vocab)
+        x[x_t] = 1.0
+        h = np.tanh(p.Wxh @ x + p.Whh @ h)
+        logits = p.Why @ h
+        p_t = np.exp(logits - np.max(logits))
+        p_t /= p_t.sum()
+        loss += -np.log(p_t[y_t])
+    return loss
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 7, 10])
+def test_character_rnn_on_a_dataclass_segmented_equals_plain(k):
+    rng = np.random.default_rng(19)
+    p = RNNParams(0.5 * rng.standard_normal((4, 5)), 0.5 * rng.standard_normal((4, 4)),
+                  0.5 * rng.standard_normal((5, 4)))
+    xs, ys = [0, 3, 1, 4, 2, 2, 0], [3, 1, 4, 2, 2, 0, 1]
+    (plain,) = check(char_rnn_plain, p, xs, ys, k, wrt=(0,))
+    value, seg = adtrans.value_with_gradient(char_rnn_segmented, p, xs, ys, k, wrt=0)
+    assert value == char_rnn_plain(p, xs, ys, k)
+    assert isinstance(seg, type(plain))
+    for a, b in zip(leaves(seg), leaves(plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def gaussian_loglik(mu, L, X):
+    S = L @ L.T + 0.1 * np.eye(len(mu))
+    sign, logdet = np.linalg.slogdet(S)
+    D = X - mu
+    sol = np.linalg.solve(S, D.T)
+    n, d = X.shape
+    return -0.5 * (np.sum(D.T * sol) + n * logdet + n * d * np.log(2 * np.pi))
+
+
+def test_multivariate_gaussian_log_likelihood_with_slogdet_and_solve():
+    rng = np.random.default_rng(20)
+    mu, L, X = rng.standard_normal(3), rng.standard_normal((3, 3)), rng.standard_normal((5, 3))
+    g_mu, _, _ = check(gaussian_loglik, mu, L, X)
+    S = L @ L.T + 0.1 * np.eye(3)
+    np.testing.assert_allclose(g_mu, np.linalg.solve(S, np.sum(X - mu, axis=0)), rtol=1e-10)
+
+
+def poisson_nll(w, X, y):
+    eta = X @ w
+    return -np.sum(y * eta - np.exp(eta))
+
+
+def test_poisson_regression_negative_log_likelihood():
+    rng = np.random.default_rng(21)
+    w, X = 0.3 * rng.standard_normal(3), rng.standard_normal((8, 3))
+    y = rng.poisson(1.0, 8).astype(float)
+    (g,) = check(poisson_nll, w, X, y, wrt=(0,))
+    np.testing.assert_allclose(g, X.T @ (np.exp(X @ w) - y), rtol=1e-12)
+
+
+def huber(pred, target, delta=1.0):
+    r = pred - target
+    a = np.abs(r)
+    return np.mean(np.where(a <= delta, 0.5 * r ** 2, delta * (a - 0.5 * delta)))
+
+
+def test_huber_loss_is_a_clipped_residual():
+    rng = np.random.default_rng(22)
+    pred, target = 2.0 * rng.standard_normal(10), rng.standard_normal(10)
+    (g,) = check(huber, pred, target, wrt=(0,))
+    np.testing.assert_allclose(g, np.clip(pred - target, -1.0, 1.0) / 10, rtol=1e-12)
+    check_float32(huber, pred, target)
+
+
+def mixture_density_nll(logit_pi, mu, log_s, y):
+    lp = logit_pi - np.max(logit_pi)
+    lp = lp - np.log(np.sum(np.exp(lp)))
+    comp = -0.5 * ((y[:, None] - mu) / np.exp(log_s)) ** 2 - log_s - 0.5 * np.log(2 * np.pi)
+    a = lp + comp
+    m = a.max(axis=1, keepdims=True)
+    return -np.sum(m[:, 0] + np.log(np.sum(np.exp(a - m), axis=1)))
+
+
+def test_mixture_density_negative_log_likelihood_with_logsumexp():
+    rng = np.random.default_rng(23)
+    check(mixture_density_nll, rng.standard_normal(3), rng.standard_normal(3), 0.3 * rng.standard_normal(3),
+          rng.standard_normal(5))
+
+
+def logsumexp(a, axis=None, keepdims=False):
+    m = np.max(a, axis=axis, keepdims=True)
+    out = m + np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True))
+    if not keepdims:
+        out = np.squeeze(out, axis=axis)
+    return out
+
+
+def hmm_forward(log_pi, log_A, log_B, obs):
+    alpha = log_pi + log_B[:, obs[0]]
+    for t in range(1, len(obs)):
+        alpha = logsumexp(alpha[:, None] + log_A, axis=0) + log_B[:, obs[t]]
+    return logsumexp(alpha)
+
+
+def test_hmm_forward_algorithm_in_log_space():
+    log_pi = np.log(np.array([0.6, 0.4]))
+    log_A = np.log(np.array([[0.7, 0.3], [0.2, 0.8]]))
+    log_B = np.log(np.array([[0.5, 0.4, 0.1], [0.1, 0.3, 0.6]]))
+    obs = [0, 1, 2, 2, 1]
+    g_pi, g_A, g_B = check(hmm_forward, log_pi, log_A, log_B, obs)
+    # d log p / d log pi_i is the posterior of the first state: a probability vector
+    assert math.isclose(np.sum(g_pi), 1.0, rel_tol=1e-12)
+    # each observation is explained by exactly one state: the expected counts sum to len(obs)
+    assert math.isclose(np.sum(g_B), len(obs), rel_tol=1e-12)
+    assert math.isclose(np.sum(g_A), len(obs) - 1, rel_tol=1e-12)
+
+
+def kde_loglik(data, bandwidth, pts):
+    d = (pts[:, None] - data[None, :]) / bandwidth
+    logk = -0.5 * d ** 2 - np.log(bandwidth) - 0.5 * np.log(2 * np.pi)
+    return np.sum(logsumexp(logk, axis=1) - np.log(len(data)))
+
+
+def test_kernel_density_log_likelihood_in_the_bandwidth():
+    rng = np.random.default_rng(24)
+    check(kde_loglik, rng.standard_normal(8), 0.7, rng.standard_normal(5))
+
+
+def ista_lasso(A, b, lam, steps=25):
+    L = np.linalg.norm(A, 2) ** 2
+    w = np.zeros(A.shape[1])
+    for _ in range(steps):
+        g = A.T @ (A @ w - b)
+        z = w - g / L
+        w = np.sign(z) * np.maximum(np.abs(z) - lam / L, 0.0)
+    return np.sum((A @ w - b) ** 2)
+
+
+def test_unrolled_ista_with_soft_thresholding():
+    rng = np.random.default_rng(25)
+    check(ista_lasso, rng.standard_normal((6, 4)), rng.standard_normal(6), 0.3, wrt=(1, 2))
+
+
+def conjugate_gradient_loss(A_half, b, tol=1e-10):
+    A = A_half @ A_half.T + np.eye(len(b))
+    x = np.zeros_like(b)
+    r = b - A @ x
+    p = r.copy()
+    rs = r @ r
+    while np.sqrt(rs) > tol:
+        Ap = A @ p
+        alpha = rs / (p @ Ap)
+        x = x + alpha * p
+        r = r - alpha * Ap
+        rs_new = r @ r
+        p = r + (rs_new / rs) * p
+        rs = rs_new
+    return np.sum(x ** 2)
+
+
+def test_conjugate_gradient_unrolled_until_the_residual_is_small():
+    rng = np.random.default_rng(26)
+    A_half, b = 0.5 * rng.standard_normal((4, 4)), rng.standard_normal(4)
+    _, gb = check(conjugate_gradient_loss, A_half, b)
+    A = A_half @ A_half.T + np.eye(4)
+    np.testing.assert_allclose(gb, 2 * np.linalg.solve(A, np.linalg.solve(A, b)), rtol=1e-7)
+
+
+# == 5. Signals, images, geometry =================================================================
+
+def conv1d_loops(x, w):
+    k = len(w)
+    n = len(x) - k + 1
+    out = np.zeros(n)
+    for i in range(n):
+        out[i] = np.sum(x[i:i + k] * w)
+    return np.sum(np.tanh(out))
+
+
+def conv2d_loops(img, kern):
+    H, W = img.shape
+    kh, kw = kern.shape
+    out = np.zeros((H - kh + 1, W - kw + 1))
+    for i in range(H - kh + 1):
+        for j in range(W - kw + 1):
+            out[i, j] = (img[i:i + kh, j:j + kw] * kern).sum()
+    return np.sum(out ** 2)
+
+
+def max_pool_2x2(x):
+    H, W = x.shape
+    p = x.reshape(H // 2, 2, W // 2, 2).max(axis=(1, 3))
+    return np.sum(p * np.arange(p.size).reshape(p.shape))
+
+
+def test_convolutions_by_loops_over_slices_and_reshape_max_pooling():
+    rng = np.random.default_rng(27)
+    check(conv1d_loops, rng.standard_normal(10), rng.standard_normal(3))
+    check(conv2d_loops, rng.standard_normal((5, 5)), rng.standard_normal((2, 3)))
+    x = rng.standard_normal((4, 6))
+    (g,) = check(max_pool_2x2, x)
+    # each window's maximum gets its output's weight, the others nothing
+    assert np.count_nonzero(g) == 5 and sorted(g[g != 0]) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    check_float32(conv2d_loops, rng.standard_normal((5, 5)), rng.standard_normal((2, 3)))
+
+
+def bezier_length(P, n=50):
+    t = np.linspace(0, 1, n)[:, None]
+    pts = (1 - t) ** 3 * P[0] + 3 * (1 - t) ** 2 * t * P[1] + 3 * (1 - t) * t ** 2 * P[2] + t ** 3 * P[3]
+    seg = np.diff(pts, axis=0)
+    return np.sum(np.sqrt(np.sum(seg ** 2, axis=1)))
+
+
+def test_bezier_curve_length():
+    P = np.random.default_rng(28).standard_normal((4, 2))
+    (g,) = check(bezier_length, P)
+    # length is invariant under translation: the control-point gradients sum to zero
+    np.testing.assert_allclose(g.sum(axis=0), 0.0, atol=1e-12)
+    # and homogeneous of degree one under scaling
+    assert math.isclose(np.sum(g * P), bezier_length(P), rel_tol=1e-12)
+
+
+def arm_reach(angles, lengths, target):
+    phi = np.cumsum(angles)
+    x = np.sum(lengths * np.cos(phi))
+    y = np.sum(lengths * np.sin(phi))
+    return (x - target[0]) ** 2 + (y - target[1]) ** 2
+
+
+def test_robot_arm_forward_kinematics_with_cumulative_angles():
+    rng = np.random.default_rng(29)
+    angles, lengths, target = rng.standard_normal(3), np.array([1.0, 0.8, 0.5]), np.array([1.0, 1.0])
+    g_angles, _, _ = check(arm_reach, angles, lengths, target)
+    check_float32(arm_reach, angles, lengths, target)
+    # the Jacobian transpose of the end effector, by hand
+    phi = np.cumsum(angles)
+    ex, ey = np.sum(lengths * np.cos(phi)) - 1.0, np.sum(lengths * np.sin(phi)) - 1.0
+    dx = -np.cumsum((lengths * np.sin(phi))[::-1])[::-1]
+    dy = np.cumsum((lengths * np.cos(phi))[::-1])[::-1]
+    np.testing.assert_allclose(g_angles, 2 * (ex * dx + ey * dy), rtol=1e-12)
+
+
+def bilinear_sample(grid, pts):
+    ix = np.floor(pts[:, 0]).astype(int)
+    iy = np.floor(pts[:, 1]).astype(int)
+    tx = pts[:, 0] - ix
+    ty = pts[:, 1] - iy
+    v00 = grid[ix, iy]
+    v10 = grid[ix + 1, iy]
+    v01 = grid[ix, iy + 1]
+    v11 = grid[ix + 1, iy + 1]
+    val = (1 - tx) * (1 - ty) * v00 + tx * (1 - ty) * v10 + (1 - tx) * ty * v01 + tx * ty * v11
+    return np.sum(val ** 2)
+
+
+def hermite_spline(ys, ms, xq):
+    xs = np.arange(len(ys), dtype=float)
+    i = np.clip(np.searchsorted(xs, xq) - 1, 0, len(ys) - 2)
+    t = xq - xs[i]
+    h00 = 2 * t ** 3 - 3 * t ** 2 + 1
+    h10 = t ** 3 - 2 * t ** 2 + t
+    h01 = -2 * t ** 3 + 3 * t ** 2
+    h11 = t ** 3 - t ** 2
+    return np.sum(h00 * ys[i] + h10 * ms[i] + h01 * ys[i + 1] + h11 * ms[i + 1])
+
+
+def test_interpolation_with_integer_cells_computed_from_the_points():
+    rng = np.random.default_rng(30)
+    check(bilinear_sample, rng.standard_normal((5, 5)), rng.uniform(0, 3.9, (6, 2)))
+    check(hermite_spline, rng.standard_normal(5), rng.standard_normal(5), rng.uniform(0.1, 3.9, 7))
+
+
+def ray_sphere_depth(origin, direction, center, radius):
+    d = direction / np.linalg.norm(direction, axis=1, keepdims=True)
+    oc = origin - center
+    b = np.sum(oc * d, axis=1)
+    c = np.sum(oc * oc, axis=1) - radius ** 2
+    disc = b * b - c
+    hit = disc > 0
+    t = np.where(hit, -b - np.sqrt(np.where(hit, disc, 1.0)), 0.0)
+    return np.sum(t)
+
+
+def test_ray_sphere_intersection_with_the_double_where_trick():
+    rng = np.random.default_rng(31)
+    grads = check(ray_sphere_depth, rng.standard_normal((5, 3)), rng.standard_normal((5, 3)),
+                  np.array([0.1, 0.2, 0.3]), 1.5)
+    assert all(np.all(np.isfinite(g)) for g in leaves(grads))
