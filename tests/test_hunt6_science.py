@@ -867,3 +867,278 @@ def test_ray_sphere_intersection_with_the_double_where_trick():
     grads = check(ray_sphere_depth, rng.standard_normal((5, 3)), rng.standard_normal((5, 3)),
                   np.array([0.1, 0.2, 0.3]), 1.5)
     assert all(np.all(np.isfinite(g)) for g in leaves(grads))
+
+
+# == 6. Bugs: changes in place seen through another name (a view or an alias) =====================
+#
+# NumPy's `+=`, `-=`, `/=` and `a[i] = v` change the array object, so every other name for it
+# (a view `q = y[:n]`, a row `for row in P`, a reshape, a plain alias `z = y`, a list holding it)
+# sees the change. Differentiated code makes a new value instead (SPEC "changes in place are
+# values"), so the other name keeps the old one: the VALUE differs from Python's and the gradient
+# is silently wrong. The right outcome is Python's value with its gradient, or a located
+# DifferentiationError at the user's line; a different number is neither.
+
+def right_or_refused(f, *args, wrt=None):
+    """f's gradient is right (its value Python's), or differentiating f is refused at one of f's
+    own lines in this file."""
+    try:
+        assert_gradient(f, *args, wrt=wrt)
+    except adtrans.DifferentiationError as error:
+        first = f.__code__.co_firstlineno
+        last = first + len(__import__("inspect").getsource(f).splitlines())
+        assert error.filename is not None and error.filename.endswith("test_hunt6_science.py"), error.filename
+        assert first <= error.lineno < last, (error.lineno, first, last, str(error))
+
+
+def symplectic_euler_on_views(y0, k, dt=0.1, steps=5):
+    """Positions and momenta are views of one state vector, updated in place."""
+    n = len(y0) // 2
+    y = y0.copy()
+    q = y[:n]
+    p = y[n:]
+    for _ in range(steps):
+        p -= dt * k * q
+        q += dt * p
+    return np.sum(y ** 2)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: 'p -= ...' on a view 'p = y[n:]' does not change y: value and gradient wrong (k reported as not used)")
+def test_symplectic_euler_on_views_of_a_state_vector():
+    right_or_refused(symplectic_euler_on_views, np.random.default_rng(40).standard_normal(6), 1.5)
+
+
+def normalise_rows_in_place(A):
+    P = np.exp(A)
+    for row in P:
+        row /= row.sum()
+    return np.sum(P * A)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: 'for row in P: row /= row.sum()' does not change P: value and gradient wrong")
+def test_row_normalisation_through_the_rows_of_a_loop():
+    right_or_refused(normalise_rows_in_place, np.random.default_rng(41).standard_normal((3, 4)))
+
+
+def heat_with_ghost_cells(u0, alpha, steps=3):
+    u = np.zeros(len(u0) + 2)
+    interior = u[1:-1]
+    interior[:] = u0
+    for _ in range(steps):
+        u[0] = u[1]
+        u[-1] = u[-2]
+        lap = u[2:] - 2 * u[1:-1] + u[:-2]
+        interior += alpha * lap
+    return np.sum(interior ** 2)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: writing through 'interior = u[1:-1]' does not change u: value and gradient wrong")
+def test_heat_equation_with_ghost_cells_and_an_interior_view():
+    right_or_refused(heat_with_ghost_cells, np.random.default_rng(42).standard_normal(5), 0.2)
+
+
+def center_first_column(X):
+    Y = X.copy()
+    c = Y[:, 0]
+    c -= c.mean()
+    return np.sum(Y ** 2)
+
+
+def fill_through_reshape(x):
+    z = np.zeros(6)
+    m = z.reshape(2, 3)
+    m[0] = x
+    return np.sum(z * np.arange(6))
+
+
+def fill_through_transpose(x):
+    z = np.zeros((3, 2))
+    zt = z.T
+    zt[0] = x
+    return np.sum(z ** 2)
+
+
+def alias_then_add_in_place(x):
+    y = x * 2
+    z = y
+    z += 1
+    return np.sum(y * z)
+
+
+def alias_then_set_item(x):
+    y = x * 2
+    z = y
+    z[0] = 0.0
+    return np.sum(y ** 2)
+
+
+def trajectory_of_one_array(x0, v, dt=0.1):
+    x = x0.copy()
+    traj = []
+    for _ in range(3):
+        traj.append(x)
+        x += dt * v
+    return np.sum(np.stack(traj) ** 2)
+
+
+def array_held_in_a_dict(x):
+    params = {"w": x * 1.0}
+    w = params["w"]
+    w -= 0.1
+    return np.sum(params["w"] ** 2)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a change in place through one name is not seen through another (view or alias)")
+@pytest.mark.parametrize("f", [center_first_column, fill_through_reshape, fill_through_transpose,
+                               alias_then_add_in_place, alias_then_set_item, trajectory_of_one_array,
+                               array_held_in_a_dict])
+def test_minimal_change_in_place_through_another_name(f):
+    x = np.random.default_rng(43).uniform(1, 2, (4, 3) if f is center_first_column else 3)
+    args = (x, np.array([0.3, -0.2, 0.5])) if f is trajectory_of_one_array else (x,)
+    right_or_refused(f, *args)
+
+
+def alias_of_an_argument(x):
+    y = x
+    y *= 2.0
+    return np.sum(x)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: 'y = x; y *= 2.0; return np.sum(x)' returns sum(x), Python returns 2 * sum(x)")
+def test_minimal_alias_of_an_argument_changed_in_place():
+    x0 = np.array([1.0, 2.0, 3.0])
+    try:
+        value, grad = adtrans.value_with_gradient(alias_of_an_argument, x0.copy())
+    except adtrans.DifferentiationError as error:
+        assert error.filename.endswith("test_hunt6_science.py")
+        return
+    # Python: y is x, so x is doubled before it is summed
+    assert value == alias_of_an_argument(x0.copy()) == 12.0
+    np.testing.assert_array_equal(grad, [2.0, 2.0, 2.0])
+
+
+# == 7. Bugs: NumPy functions that change their first argument =====================================
+#
+# `np.add.at(a, i, v)` (scatter-add: finite-element assembly, graph message passing), `np.copyto`,
+# `np.put`, `np.putmask`, `np.place`, `np.fill_diagonal`, and `out=` a part of a local array
+# change an array the transform treats as unchanged: the value is Python's (the same object is
+# changed) but the pullback never sees the change, so the gradient is silently wrong.
+# `adtrans/mutation.py` lists these functions (_CHANGING_FIRST_ARGUMENT), but only for
+# checkpoint copies; `ReverseTransform.check_mutations` only refuses methods.
+
+def gnn_message_passing(H, W, src, dst):
+    msg = np.tanh(H[src] @ W)
+    agg = np.zeros((H.shape[0], W.shape[1]))
+    np.add.at(agg, dst, msg)
+    return np.sum(agg ** 2)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: np.add.at(agg, dst, msg) into a local: gradient of H and W is zero")
+def test_graph_message_passing_with_scatter_add():
+    rng = np.random.default_rng(44)
+    right_or_refused(gnn_message_passing, rng.standard_normal((4, 3)), rng.standard_normal((3, 2)),
+                     np.array([0, 1, 2, 3, 0]), np.array([1, 1, 3, 0, 1]), wrt=(0, 1))
+
+
+def fem_compliance(k_el, n_nodes):
+    """Assemble a 1-D stiffness matrix from element matrices with np.add.at, solve, compliance."""
+    K = np.zeros((n_nodes, n_nodes))
+    for e in range(n_nodes - 1):
+        idx = np.array([e, e + 1])
+        ke = k_el[e] * np.array([[1.0, -1.0], [-1.0, 1.0]])
+        np.add.at(K, (idx[:, None], idx[None, :]), ke)
+    K[0, 0] += 1.0
+    f = np.ones(n_nodes)
+    u = np.linalg.solve(K, f)
+    return f @ u
+
+
+def fem_compliance_by_slices(k_el, n_nodes):
+    K = np.zeros((n_nodes, n_nodes))
+    for e in range(n_nodes - 1):
+        K[e:e + 2, e:e + 2] += k_el[e] * np.array([[1.0, -1.0], [-1.0, 1.0]])
+    K[0, 0] += 1.0
+    f = np.ones(n_nodes)
+    u = np.linalg.solve(K, f)
+    return f @ u
+
+
+def test_finite_element_assembly_by_slices():
+    check(fem_compliance_by_slices, np.random.default_rng(45).uniform(1, 2, 4), 5, wrt=(0,))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: np.add.at(K, idx, ke) assembly: gradient of the element stiffnesses is zero")
+def test_finite_element_assembly_with_add_at():
+    right_or_refused(fem_compliance, np.random.default_rng(45).uniform(1, 2, 4), 5, wrt=(0,))
+
+
+def scatter_add(vals, idx):
+    out = np.zeros(4)
+    np.add.at(out, idx, vals)
+    return np.sum(out ** 2)
+
+
+def scatter_subtract(vals, idx):
+    out = np.ones(4)
+    np.subtract.at(out, idx, vals)
+    return np.sum(out ** 2)
+
+
+def copy_into(x, idx):
+    out = np.zeros(3)
+    np.copyto(out, x[:3])
+    return np.sum(out ** 2)
+
+
+def put_into(x, idx):
+    out = np.zeros(5)
+    np.put(out, idx[:2], x[:2])
+    return np.sum(out ** 2)
+
+
+def putmask_into(x, idx):
+    z = x * 1.0
+    np.putmask(z, z > 1.5, x[::-1])
+    return np.sum(z ** 2)
+
+
+def place_into(x, idx):
+    z = x * 1.0
+    np.place(z, z > 1.5, x[:2])
+    return np.sum(z ** 2)
+
+
+def zero_diagonal_of_a_gram_matrix(x, idx):
+    S = np.outer(x, x)
+    np.fill_diagonal(S, 0.0)
+    return np.sum(np.exp(S))
+
+
+def out_into_a_row(x, idx):
+    z = np.zeros((2, 6))
+    np.exp(x, out=z[0])
+    return np.sum(z ** 2)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: NumPy functions changing their first argument in place are not followed: gradient silently wrong")
+@pytest.mark.parametrize("f", [scatter_add, scatter_subtract, copy_into, put_into, putmask_into, place_into,
+                               zero_diagonal_of_a_gram_matrix, out_into_a_row])
+def test_minimal_numpy_function_changing_its_first_argument(f):
+    x = np.random.default_rng(46).uniform(1, 2, 6)
+    right_or_refused(f, x, np.array([0, 1, 1, 3, 0, 0]), wrt=(0,))
+
+
+# == 8. Bug: differentiating gradient_of =========================================================
+
+def sine_times_x(x):
+    return math.sin(x) * x
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: gradient(gradient_of(f)) crashes with NameError: name 'math' is not defined inside generated code")
+def test_minimal_gradient_of_gradient_of_is_right_or_a_located_error():
+    # Black-Scholes gamma is what a user wants this for; second order is a later feature (SPEC
+    # section 11), so a DifferentiationError is acceptable, an internal NameError is not.
+    try:
+        second = adtrans.gradient(adtrans.gradient_of(sine_times_x), 0.5)
+    except adtrans.DifferentiationError:
+        return
+    assert math.isclose(second, 2 * math.cos(0.5) - 0.5 * math.sin(0.5), rel_tol=1e-12)
