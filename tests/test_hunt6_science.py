@@ -869,6 +869,267 @@ def test_ray_sphere_intersection_with_the_double_where_trick():
     assert all(np.all(np.isfinite(g)) for g in leaves(grads))
 
 
+
+# == 5b. Periodic and Neumann boundaries, buffer rotation, checkpointed time loops ===============
+
+def diffusion_roll(u0, D, steps=10):
+    u = u0.copy()
+    for _ in range(steps):
+        u = u + D * (np.roll(u, 1) - 2 * u + np.roll(u, -1))
+    return np.sum(u ** 3)
+
+
+def diffusion_padded(u0, D, mode, steps=10):
+    u = u0.copy()
+    for _ in range(steps):
+        up = np.pad(u, 1, mode=mode)
+        u = u + D * (up[2:] - 2 * up[1:-1] + up[:-2])
+    return np.sum(u ** 3)
+
+
+def test_periodic_diffusion_by_roll_and_by_wrap_padding_agree():
+    u0 = np.random.default_rng(50).standard_normal(8)
+    g_roll = check(diffusion_roll, u0, 0.2)
+    g_wrap = check(diffusion_padded, u0, 0.2, "wrap", wrt=(0, 1))
+    np.testing.assert_allclose(g_wrap[0], g_roll[0], rtol=1e-12)
+    assert math.isclose(g_wrap[1], g_roll[1], rel_tol=1e-12)
+    # periodic diffusion conserves the total: d sum(u) / d u0 is all ones and d sum(u) / d D zero
+    g_u, g_D = adtrans.gradient(periodic_total, u0, 0.2)
+    np.testing.assert_allclose(g_u, 1.0, rtol=1e-12)
+    assert abs(g_D) < 1e-12
+
+
+def periodic_total(u0, D, steps=10):
+    u = u0.copy()
+    for _ in range(steps):
+        u = u + D * (np.roll(u, 1) - 2 * u + np.roll(u, -1))
+    return np.sum(u)
+
+
+@pytest.mark.parametrize("mode", ["edge", "reflect"])
+def test_diffusion_with_padded_neumann_boundaries(mode):
+    check(diffusion_padded, np.random.default_rng(51).standard_normal(8), 0.2, mode, wrt=(0, 1))
+
+
+def wave_rotating_buffers(c, u0, steps=12):
+    """Three preallocated buffers, written in place and rotated, as in C."""
+    u_prev = u0.copy()
+    u = u0.copy()
+    u_next = np.zeros_like(u0)
+    r2 = (c * 0.1) ** 2
+    for _ in range(steps):
+        u_next[1:-1] = 2 * u[1:-1] - u_prev[1:-1] + r2 * (u[2:] - 2 * u[1:-1] + u[:-2])
+        u_next[0] = 0.0
+        u_next[-1] = 0.0
+        u_prev, u, u_next = u, u_next, u_prev
+    return np.sum(u ** 2)
+
+
+def wave_step(u, u_prev, r2):
+    u_next = np.empty_like(u)
+    u_next[1:-1] = 2 * u[1:-1] - u_prev[1:-1] + r2 * (u[2:] - 2 * u[1:-1] + u[:-2])
+    u_next[0] = u_next[-1] = 0.0
+    return u_next, u
+
+
+wave_step_checkpointed = adtrans.checkpointed(wave_step)
+
+
+def wave_by_steps(c, u0, steps=13):
+    u_prev = u0.copy()
+    u = u0.copy()
+    r2 = (c * 0.1) ** 2
+    for _ in range(steps):
+        u, u_prev = wave_step(u, u_prev, r2)
+    return np.sum(u ** 2)
+
+
+def wave_by_checkpointed_steps(c, u0, steps=13):
+    u_prev = u0.copy()
+    u = u0.copy()
+    r2 = (c * 0.1) ** 2
+    for _ in range(steps):
+        u, u_prev = wave_step_checkpointed(u, u_prev, r2)
+    return np.sum(u ** 2)
+
+
+def wave_segmented(c, u0, steps=13):
+    u_prev = u0.copy()
+    u = u0.copy()
+    r2 = (c * 0.1) ** 2
+    for _ in adtrans.segmented(range(steps), 4):
+        u_next = np.empty_like(u)
+        u_next[1:-1] = 2 * u[1:-1] - u_prev[1:-1] + r2 * (u[2:] - 2 * u[1:-1] + u[:-2])
+        u_next[0] = u_next[-1] = 0.0
+        u_prev, u = u, u_next
+    return np.sum(u ** 2)
+
+
+def wave_recomputed(c, u0, steps=13):
+    u_prev = u0.copy()
+    u = u0.copy()
+    r2 = (c * 0.1) ** 2
+    for _ in range(steps):
+        with adtrans.recomputed():
+            u_next = np.empty_like(u)
+            u_next[1:-1] = 2 * u[1:-1] - u_prev[1:-1] + r2 * (u[2:] - 2 * u[1:-1] + u[:-2])
+            u_next[0] = u_next[-1] = 0.0
+            u_prev, u = u, u_next
+    return np.sum(u ** 2)
+
+
+def heat_in_place_segmented(u0, alpha, steps=11):
+    u = u0.copy()
+    for _ in adtrans.segmented(range(steps), 3):
+        u[1:-1] += alpha * (u[2:] - 2 * u[1:-1] + u[:-2])
+        u[0] = u[-1] = 0.0
+    return np.sum(u * np.linspace(0, 1, len(u)))
+
+
+def test_wave_equation_checkpointed_segmented_recomputed_equal_plain():
+    u0 = np.sin(np.linspace(0, np.pi, 9))
+    c_plain, u_plain = check(wave_by_steps, 1.3, u0)
+    c_rot, u_rot = check(wave_rotating_buffers, 1.3, u0, wrt=(0, 1))
+    assert math.isclose(c_rot, adtrans.gradient(wave_rotating_buffers, 1.3, u0, wrt=0), rel_tol=1e-12)
+    for program in (wave_by_checkpointed_steps, wave_segmented, wave_recomputed):
+        value, (gc, gu) = adtrans.value_with_gradient(program, 1.3, u0)
+        assert value == wave_by_steps(1.3, u0)
+        assert type(gc) is float
+        assert math.isclose(gc, c_plain, rel_tol=1e-12)
+        np.testing.assert_allclose(gu, u_plain, rtol=1e-12, atol=1e-14)
+    u1 = u0 + 0.1
+    g_plain = adtrans.gradient(heat_in_place, u1, 0.2, steps=11)
+    value, g_seg = adtrans.value_with_gradient(heat_in_place_segmented, u1, 0.2)
+    assert value == heat_in_place(u1, 0.2, steps=11)
+    np.testing.assert_allclose(g_seg[0], g_plain[0], rtol=1e-12, atol=1e-14)
+    assert math.isclose(g_seg[1], g_plain[1], rel_tol=1e-12)
+
+
+# == 5c. More statistics and a dataclass model with methods =====================================
+
+def reparameterised_gaussian(mu, L_raw, eps):
+    """A Cholesky factor with a positive diagonal set through np.diag_indices, then z = mu + eps L^T."""
+    L = np.tril(L_raw)
+    L[np.diag_indices(len(mu))] = np.exp(np.diag(L_raw))
+    z = mu + eps @ L.T
+    return np.mean(np.sum(z ** 2, axis=1))
+
+
+def test_reparameterised_gaussian_samples_with_a_cholesky_factor():
+    rng = np.random.default_rng(52)
+    g_mu, g_L = check(reparameterised_gaussian, rng.standard_normal(3), rng.standard_normal((3, 3)),
+                      rng.standard_normal((5, 3)), wrt=(0, 1))
+    assert np.all(g_L[np.triu_indices(3, 1)] == 0.0)
+
+
+def pair_repulsion(X):
+    i, j = np.triu_indices(X.shape[0], k=1)
+    d = np.linalg.norm(X[i] - X[j], axis=1)
+    return np.sum(1.0 / d)
+
+
+def sorted_median(x):
+    s = np.sort(x)
+    n = len(s)
+    return 0.5 * (s[n // 2 - 1] + s[n // 2]) if n % 2 == 0 else s[n // 2]
+
+
+def test_pairs_by_triu_indices_and_a_median_by_sort():
+    rng = np.random.default_rng(53)
+    (g,) = check(pair_repulsion, rng.standard_normal((4, 3)))
+    np.testing.assert_allclose(g.sum(axis=0), 0.0, atol=1e-12)
+    x = rng.standard_normal(6)
+    (gm,) = check(sorted_median, x)
+    order = np.argsort(x)
+    expected = np.zeros(6)
+    expected[order[2]] = expected[order[3]] = 0.5
+    np.testing.assert_array_equal(gm, expected)
+
+
+@dataclass
+class Oscillator:
+    omega: float
+    zeta: float
+    amp: float
+    n_steps: int = field(default=50, metadata={"no_derivative": True})
+
+    @property
+    def damping(self):
+        return 2.0 * self.zeta * self.omega
+
+    def accel(self, x, v):
+        return -self.omega ** 2 * x - self.damping * v
+
+    def simulate(self, dt):
+        x, v = self.amp, 0.0
+        xs = []
+        for _ in range(self.n_steps):
+            v = v + dt * self.accel(x, v)
+            x = x + dt * v
+            xs.append(x)
+        return np.array(xs)
+
+
+def oscillator_misfit(osc, data, dt=0.02):
+    pred = osc.simulate(dt)
+    return np.mean((pred - data) ** 2)
+
+
+def test_damped_oscillator_fit_with_a_dataclass_and_move():
+    rng = np.random.default_rng(54)
+    data = Oscillator(3.0, 0.1, 1.0).simulate(0.02) + 0.01 * rng.standard_normal(50)
+    osc = Oscillator(2.8, 0.15, 0.9)
+    (g,) = check(oscillator_misfit, osc, data, wrt=(0,))
+    assert all(type(getattr(g, name)) is float for name in ("omega", "zeta", "amp"))
+    loss = oscillator_misfit(osc, data)
+    for _ in range(3):
+        osc = adtrans.move(osc, adtrans.gradient(oscillator_misfit, osc, data, wrt=0), scale=-0.05)
+    assert oscillator_misfit(osc, data) < loss and osc.n_steps == 50
+
+
+# == 5d. Bugs: np.r_ / np.c_ and np.full_like ====================================================
+
+def heat_with_dirichlet_values(u0, left, right, alpha=0.2, steps=10):
+    """Boundary values glued on with np.r_, as in many notebooks."""
+    u = u0.copy()
+    for _ in range(steps):
+        ext = np.r_[left, u, right]
+        u = u + alpha * (ext[2:] - 2 * ext[1:-1] + ext[:-2])
+    return np.sum(u ** 2)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: np.r_[left, u, right] carries no derivative: gradients of u0, left, right are zero (with a ZeroDerivativeWarning)")
+def test_heat_equation_with_boundary_values_glued_by_r_():
+    right_or_refused(heat_with_dirichlet_values, np.random.default_rng(55).standard_normal(6), 1.0, -0.5)
+
+
+def glue_r(a, b):
+    return np.sum(np.r_[a, b] ** 2)
+
+
+def glue_c(a, b):
+    return np.sum(np.c_[a, b] ** 3)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: np.r_[a, b] / np.c_[a, b] of differentiated arrays: zero gradient, not concatenate's")
+@pytest.mark.parametrize("f", [glue_r, glue_c])
+def test_minimal_r_and_c_index_tricks(f):
+    rng = np.random.default_rng(56)
+    right_or_refused(f, rng.standard_normal(3), rng.standard_normal(3))
+
+
+def initial_temperature(T_ambient, u):
+    T = np.full_like(u, T_ambient)
+    return np.sum(T * u)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: np.full_like(u, c) refused as 'not differentiable with respect to a' though a only gives the shape; c's derivative is wanted")
+def test_minimal_full_like_with_a_differentiated_fill_value_and_template():
+    u = np.array([0.5, 1.5, -1.0])
+    g_T, g_u = check(initial_temperature, 20.0, u)
+    assert g_T == np.sum(u)
+    np.testing.assert_array_equal(g_u, np.full(3, 20.0))
+
 # == 6. Bugs: changes in place seen through another name (a view or an alias) =====================
 #
 # NumPy's `+=`, `-=`, `/=` and `a[i] = v` change the array object, so every other name for it
