@@ -1547,10 +1547,13 @@ def _method_wrt(method, args, kwargs, wrt):
     sees them. With no `wrt`, the differentiable arguments the caller passed,
     not ``self`` (what ``jax.grad(obj.method)`` and Swift's
     ``gradient(at: x, of: obj.method)`` do); ``self`` only when nothing else
-    is differentiable (``gradient(obj.energy)``), or when named.
+    is differentiable (``gradient(obj.energy)``), or when named, here or by
+    ``@differentiable(wrt=...)`` on the method.
     """
     if wrt is not None:
         return _shift_positions(wrt)
+    if isinstance(method.__func__, DifferentiableFunction) and method.__func__.wrt is not None:
+        return None         # @differentiable(wrt=...) on the method says
     fn = _python_function(method.__func__)
     if fn is None:
         return None

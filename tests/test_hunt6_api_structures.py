@@ -738,15 +738,20 @@ def test_decorated_method_with_wrt_and_property_getter():
     assert by_getter.b == g.b
 
 
-def test_bound_method_gradient_includes_self_unless_wrt_names_a_position():
-    # Reported, not a bug: jax.grad(obj.method) differentiates the first explicit argument only;
-    # adtrans.gradient(obj.method, x) with wrt=None gives (d_self, d_x), as gradient(Cls.method, obj, x).
+def test_bound_method_gradient_is_for_the_explicit_arguments_unless_wrt_names_self():
+    # As jax.grad(obj.method): the explicit arguments only (docs/index.md, Decisions); naming
+    # self in wrt gives what gradient(Cls.method, obj, x) gives.
     m, x, y = _regressor_data()
-    by_bound = adtrans.gradient(m.loss, x, y)
+    by_bound = adtrans.gradient(m.loss, x, y, wrt=("self", "x"))
     by_function = adtrans.gradient(Regressor.loss, m, x, y)
     assert isinstance(by_bound, tuple) and len(by_bound) == 2
     np.testing.assert_allclose(by_bound[0].w, by_function[0].w, rtol=1e-12)
     np.testing.assert_allclose(by_bound[1], by_function[1], rtol=1e-12)
+    by_decorator = adtrans.gradient(m.loss, x, y)       # @differentiable(wrt=("self", "x")) says
+    np.testing.assert_allclose(by_decorator[0].w, by_function[0].w, rtol=1e-12)
+    d = np.ones((4, 2))
+    np.testing.assert_allclose(adtrans.value_with_pullback(m.predict, x)[1](d),
+                               adtrans.value_with_pullback(Regressor.predict, m, x, wrt=1)[1](d), rtol=1e-12)
 
     @dataclass
     class Quad:
@@ -756,7 +761,8 @@ def test_bound_method_gradient_includes_self_unless_wrt_names_a_position():
             return self.a * x * x
 
     q = Quad(2.0)
-    assert adtrans.gradient(q.f, 3.0) == (Quad(9.0), 12.0)
+    assert adtrans.gradient(q.f, 3.0) == 12.0
+    assert adtrans.gradient(q.f, 3.0, wrt=("self", "x")) == (Quad(9.0), 12.0)
     assert adtrans.gradient(q.f, 3.0, wrt=0) == 12.0       # positions count the explicit arguments
     assert adtrans.gradient(q.f, 3.0, wrt="x") == 12.0
     assert adtrans.gradient_of(q.f, wrt=0)(3.0) == 12.0
@@ -979,8 +985,6 @@ def test_float32_model_gradient_and_updates_stay_float32():
 
 # -- 12. More found on the way -------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: for a bound method, a negative wrt position is shifted by one "
-                                        "(_shift_positions): wrt=-1 gives the tangent of self, not of y")
 def test_bound_method_negative_wrt_position():
     @dataclass
     class Quad:

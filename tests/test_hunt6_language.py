@@ -1256,11 +1256,6 @@ def uses_raise(x):
     return x * x
 
 
-def uses_starred_target(xs):
-    first, *rest = xs
-    return first * sum(rest)
-
-
 def uses_class(x):
     class Box:
         pass
@@ -1311,7 +1306,6 @@ def uses_floor_div(x):
     (uses_walrus_in_lambda, (1.0,), 1, ":="),
     (uses_match, (1.0, "square"), 1, "'match' statement"),
     (uses_raise, (1.0,), 2, "'raise' statement"),
-    (uses_starred_target, ([1.0, 2.0, 3.0],), 1, "starred assignment"),
     (uses_class, (1.0,), 1, "class definition"),
     (uses_import, (1.0,), 1, "'import' statement"),
     (uses_nonlocal_counter, (1.0,), 4, "'nonlocal'"),
