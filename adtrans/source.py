@@ -85,13 +85,13 @@ def function_location(fn):
     return Location(display_filename(code.co_filename), code.co_firstlineno, 1)
 
 
-def _source_unavailable(fn, why):
+def _source_unavailable(fn, why, note=None):
     name = getattr(fn, "__qualname__", repr(fn))
     return DifferentiationError(
         f"cannot read the source of '{name}' ({why})",
         function_location(fn),
-        ["adtrans differentiates Python source: define the function in a file (or a notebook cell), "
-         "or register its derivative with @adtrans.derivative(of=...)"],
+        [note or "adtrans differentiates Python source: define the function in a file (or a notebook "
+                 "cell), or register its derivative with @adtrans.derivative(of=...)"],
     )
 
 
@@ -155,7 +155,11 @@ def parse_function(fn) -> FunctionSource:
         parsed = _parse_file(filename, "".join(lines))
     except SyntaxError as e:
         raise _source_unavailable(fn, f"its file does not parse: {e.msg}") from None
-    node = _find_definition(parsed, code)
+    try:
+        node = _find_definition(parsed, code)
+    except _Ambiguous as several:
+        raise _source_unavailable(fn, f"{several} different lambdas on line {code.co_firstlineno} could "
+                                  "be it", "put each lambda on a line of its own, or make them defs") from None
     if node is None:
         raise _source_unavailable(fn, "its definition was not found in its file, which may have changed "
                                   "since it was imported")
@@ -181,8 +185,33 @@ def _find_definition(parsed, code):
     if len(candidates) > 1:
         candidates = [c for c in candidates if _same_parameters(c, code)] or candidates
     if len(candidates) > 1:
-        candidates = [c for c in candidates if _same_code(c, code)] or candidates[:1]
+        candidates = (_enclosing(candidates, code) or [c for c in candidates if _same_code(c, code)]
+                      or [c for c in candidates if _same_names(c, code)])
+    if len({ast.dump(c) for c in candidates}) > 1:
+        raise _Ambiguous(len(candidates))
     return candidates[0] if candidates else None
+
+
+class _Ambiguous(Exception):
+    """Several definitions on one line could be the function, and they differ."""
+
+
+def _enclosing(candidates, code):
+    """Of the definitions on a line, the innermost holding every column `code` was compiled
+    from (Python 3.11+ records them); empty where columns are not known."""
+    if not hasattr(code, "co_positions"):
+        return []
+    spans = [(line, column, end_line, end_column)
+             for line, end_line, column, end_column in code.co_positions()
+             if line is not None and column is not None and (end_line, end_column) > (line, column)]
+    if not spans:
+        return []
+    holding = [c for c in candidates
+               if all((c.lineno, c.col_offset) <= (line, column)
+                      and (end_line, end_column) <= (c.end_lineno, c.end_col_offset)
+                      for line, column, end_line, end_column in spans)]
+    holding.sort(key=lambda c: (c.end_lineno - c.lineno, c.end_col_offset - c.col_offset))
+    return holding[:1]
 
 
 def _same_parameters(node, code):
@@ -209,6 +238,21 @@ def _same_code(node, code):
             return (const.co_code == code.co_code and const.co_names == code.co_names
                     and _constants(const) == _constants(code))
     return False
+
+
+def _same_names(node, code):
+    """Do `node` and `code` (with the code nested in it) read the same names and attributes?
+    Where the bytecode differs only by how a name is loaded (a global, a closure cell)."""
+    written = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    written |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+    written |= {n.arg for n in ast.walk(node) if isinstance(n, ast.arg)}
+    compiled = set()
+    pending = [code]
+    while pending:
+        c = pending.pop()
+        compiled.update(c.co_names, c.co_varnames, c.co_freevars, c.co_cellvars)
+        pending.extend(const for const in c.co_consts if inspect.iscode(const))
+    return written == {n for n in compiled if not n.startswith(".")}
 
 
 def _constants(code):

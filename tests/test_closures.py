@@ -193,3 +193,23 @@ def test_a_default_computed_from_locals_is_a_located_error():
         adtrans.gradient(f, 1.5, 2.0)
     assert info.value.lineno == f.__code__.co_firstlineno + 1
     assert "give the default that name" in str(info.value)
+
+
+# Several lambdas on one line: each is found by the columns its code came from (Python 3.11+),
+# or by its bytecode and the names it reads.
+POWERS = [lambda x: np.sum(x ** 3), lambda x: np.sum(x ** 4), lambda x: (lambda y: np.sum(y * x))(2.0)]
+
+
+def lambdas_over_locals_on_one_line(x, a, b):
+    scaled, waved = (lambda t: a * t), (lambda t: b * np.sin(t))
+    return np.sum(waved(x)) + np.sum(scaled(x))
+
+
+def test_each_lambda_on_a_line_is_differentiated_from_its_own_source():
+    x = np.array([0.5, -1.5, 2.0])
+    np.testing.assert_allclose(adtrans.gradient(POWERS[0], x), 3 * x ** 2)
+    np.testing.assert_allclose(adtrans.gradient(POWERS[1], x), 4 * x ** 3)
+    np.testing.assert_allclose(adtrans.gradient(POWERS[2], x), np.full(3, 2.0))
+    d_x, d_a, d_b = adtrans.gradient(lambdas_over_locals_on_one_line, x, 0.7, -1.3)
+    np.testing.assert_allclose(d_x, -1.3 * np.cos(x) + 0.7)
+    assert (d_a, d_b) == pytest.approx((np.sum(x), np.sum(np.sin(x))))

@@ -1042,16 +1042,12 @@ def test_minimal_plain_assignment_to_an_item_of_a_global_is_a_located_error():
 ACTIVATIONS = {"tanh": lambda x: np.sum(np.tanh(x)), "softplus": lambda x: np.sum(np.log1p(np.exp(x)))}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: two lambdas on one line calling np.*: the second is "
-                                        "differentiated from the first's source (source._same_code never matches)")
 def test_lambdas_on_one_line_calling_numpy_are_told_apart():
     x = np.array([0.3, -0.2])
     np.testing.assert_allclose(adtrans.gradient(ACTIVATIONS["tanh"], x), 1.0 - np.tanh(x) ** 2, rtol=1e-12)
     np.testing.assert_allclose(adtrans.gradient(ACTIVATIONS["softplus"], x), 1.0 / (1.0 + np.exp(-x)), rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: two lambdas on one line calling np.*: the second is "
-                                        "differentiated from the first's source (source._same_code never matches)")
 def test_minimal_two_lambdas_on_one_line_with_a_module_attribute_call():
     square, sine = lambda x: x * x, lambda x: np.sin(x)
     assert adtrans.gradient(sine, 0.3) == pytest.approx(np.cos(0.3))      # got 0.6, the square's
