@@ -220,7 +220,8 @@ class ReverseTransform:
         # A + or * that may concatenate or repeat lists pulls back by the operands' types at run time.
         assigned = {t for s in self.flat for t in targets(s)}
         counters = {n for loop in _loops(self.statements) for n in _loop_names(loop)} - assigned
-        sequences = Sequences(self.flat, self.ops, body.params, counters, self.activity, self.known_floats)
+        sequences = Sequences(self.flat, self.ops, body.params, counters, self.activity, self.known_floats,
+                              self.statements)
         self.ops.update(sequences.keyed)
         self.numbers = sequences.numbers
         self.shape_sources = self.shape_sources_of()

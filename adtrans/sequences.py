@@ -40,7 +40,7 @@ import numpy as np
 
 from adtrans import registry
 from adtrans.activity import targets
-from adtrans.desugar import Assign, Effect, Unpack
+from adtrans.desugar import Assign, Effect, If, Loop, Unpack
 from adtrans.naming import is_number
 from adtrans.resolve import Operation
 from adtrans.rules import support
@@ -61,8 +61,13 @@ class Sequences:
     known to hold Python floats.
     """
 
-    def __init__(self, statements, ops, params, counters, activity, floats):
+    def __init__(self, statements, ops, params, counters, activity, floats, blocks=()):
         self.statements = [s for s in statements if isinstance(s, (Assign, Unpack, Effect))]
+        self.guards = dict(_guards(blocks))
+        self.carrying = {}      # a loop header's name: the body of the loop it is the header of
+        for loop in _loops(blocks):
+            for name in loop.headers:
+                self.carrying.setdefault(name, set()).add((id(loop), "body"))
         self.ops = ops
         self.params = set(params)
         self.counters = set(counters)
@@ -175,35 +180,78 @@ class Sequences:
         return not _number(sequence, found) and not _no_int(count, self.not_ints)
 
     def _used_as_numbers(self, found):
-        """Locals an operation needs to be numbers (a list there would be Python's TypeError)."""
-        used = []
+        """Locals an operation needs to be numbers (a list there would be Python's TypeError),
+        where it runs whenever they have their value: a use in a branch, or in a loop that may
+        run no pass, proves nothing of a value made outside it (``-v`` where ``v`` is a number,
+        beside ``v[0]`` on the other branch)."""
+        proved = set()
         for stmt in self.statements:
-            if not isinstance(stmt, Assign):
-                continue
-            value = stmt.value
-            op = self.ops[id(stmt)]
-            if isinstance(value, gast.UnaryOp) and isinstance(value.op, (gast.USub, gast.UAdd)):
-                used.append(value.operand)
-            elif isinstance(value, gast.BinOp) and isinstance(value.op, gast.Mult):
-                # Only an integer repeats a list. Taken from active statements only (see the module
-                # docstring): their pullback raises if a list was repeated after all.
-                # And only a Python number proves the operand no list (``array * xs`` takes a list),
-                # or the operand itself (``xs * xs`` is Python's TypeError).
-                if self.active(stmt.target):
-                    used += [operand for operand, other in _both_ways(value)
-                             if _no_int(other, self.not_ints) and self._python_number(other)
-                             or self._alike(operand, other)]
-            elif isinstance(value, gast.BinOp) and not isinstance(value.op, gast.MatMult):
-                # x + 1.0, x ** 2: no list takes a number (an array takes a list, so only numbers count).
+            if isinstance(stmt, Assign):
+                proved.update(n for n in self._used_in(stmt, found) if self._runs_with(stmt, n))
+        return proved
+
+    def _runs_with(self, stmt, name):
+        """Does `stmt` run whenever `name` has been given a value (inside every block that
+        assigns it)?"""
+        # A loop's body runs for each pass of it that ran; the pullback's own passes are the same
+        # ones, so a use in every pass proves the value its header carries into that pass.
+        inside = set(self.guards.get(id(stmt), ())) - self.carrying.get(name, set())
+        made = self.assigned.get(name, ())
+        if not made:
+            return not inside       # a parameter, a loop counter: from the start
+        return all(inside <= set(self.guards.get(id(d), ())) for d in made)
+
+    def _used_in(self, stmt, found):
+        """The locals `stmt` needs to be numbers."""
+        used = []
+        value = stmt.value
+        op = self.ops[id(stmt)]
+        if isinstance(value, gast.UnaryOp) and isinstance(value.op, (gast.USub, gast.UAdd)):
+            used.append(value.operand)
+        elif isinstance(value, gast.BinOp) and isinstance(value.op, gast.Mult):
+            # Only an integer repeats a list. Taken from active statements only (see the module
+            # docstring): their pullback raises if a list was repeated after all.
+            # And only a Python number proves the operand no list (``array * xs`` takes a list),
+            # or the operand itself (``xs * xs`` is Python's TypeError).
+            if self.active(stmt.target):
                 used += [operand for operand, other in _both_ways(value)
-                         if _numeric_constant(other) or isinstance(other, gast.Name) and other.id in self.floats]
-                if (isinstance(value.op, gast.Add) and _same_name(value.left, value.right)
-                        and stmt.target in found):
-                    used.append(value.left)     # x + x is a number: so is x
-            elif op.kind == "rule" and (op.callee is builtins.float or (
-                    getattr(op.callee, "__module__", None) == "math" and op.callee not in _MATH_OF_SEQUENCES)):
-                used += list(op.binding.values())
+                         if _no_int(other, self.not_ints) and self._python_number(other)
+                         or self._alike(operand, other)]
+        elif isinstance(value, gast.BinOp) and not isinstance(value.op, gast.MatMult):
+            # x + 1.0, x ** 2: no list takes a number (an array takes a list, so only numbers count).
+            used += [operand for operand, other in _both_ways(value)
+                     if _numeric_constant(other) or isinstance(other, gast.Name) and other.id in self.floats]
+            if (isinstance(value.op, gast.Add) and _same_name(value.left, value.right)
+                    and stmt.target in found):
+                used.append(value.left)     # x + x is a number: so is x
+        elif op.kind == "rule" and (op.callee is builtins.float or (
+                getattr(op.callee, "__module__", None) == "math" and op.callee not in _MATH_OF_SEQUENCES)):
+            used += list(op.binding.values())
         return {n.id for n in used if isinstance(n, gast.Name) and n.id in self.locals}
+
+
+def _loops(blocks):
+    for stmt in blocks:
+        if isinstance(stmt, If):
+            yield from _loops(stmt.body)
+            yield from _loops(stmt.orelse)
+        elif isinstance(stmt, Loop):
+            yield stmt
+            yield from _loops(stmt.body)
+
+
+def _guards(blocks, around=()):
+    """(id(statement), the branches and loop bodies it runs in) for every simple statement of
+    `blocks`. A while loop's condition runs at least once: it counts as outside the loop."""
+    for stmt in blocks:
+        if isinstance(stmt, If):
+            yield from _guards(stmt.body, around + ((id(stmt), "body"),))
+            yield from _guards(stmt.orelse, around + ((id(stmt), "orelse"),))
+        elif isinstance(stmt, Loop):
+            yield from _guards(stmt.condition, around)
+            yield from _guards(stmt.body, around + ((id(stmt), "body"),))
+        else:
+            yield id(stmt), around
 
 
 def _largest(candidates, assigned, fixed, makes):

@@ -249,6 +249,10 @@ def like(tangent, value):
         return tangent
     if isinstance(value, (tuple, list)) and isinstance(tangent, (tuple, list, np.ndarray)):
         # An ndarray: a NumPy function took the list as an array (np.sin(xs)); the tangent is the list's.
+        if len(tangent) != len(value):
+            # Cotangents of a list joined with + (concatenated) would get here: never cut them.
+            raise RuntimeError(f"adtrans internal error: a tangent of {len(tangent)} items for a "
+                               f"{type(value).__name__} of {len(value)}; please report it")
         parts = [like(t, v) for t, v in zip(tangent, value)]
         if hasattr(value, "_fields"):
             return type(value)(*parts)

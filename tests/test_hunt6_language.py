@@ -545,8 +545,6 @@ def tree_sum(node, w):
     return math.sin(node)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: zero gradient: `node` taken for a number (math.sin(node) on the "
-                   "other branch), so its tuple cotangents are summed with + (concatenated)")
 def test_recursion_over_a_nested_tuple_with_isinstance():
     tree = ((0.3, 0.4), (1.0, (0.2, -0.5)))
     check(tree_sum, tree, 0.8)
@@ -675,8 +673,6 @@ def pair_or_number(v, w):
     return -v * w
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: gradient (0.0, 0.0) for (3.0, 1.0): `-v` on the branch not "
-                   "taken proves v a number (sequences._used_as_numbers), so d_v's tuple parts are added with +")
 def test_minimal_parameter_a_tuple_on_one_branch_and_a_number_on_the_other():
     d_v, d_w = adtrans.gradient(pair_or_number, (0.5, 1.5), 2.0)
     assert d_v == (3.0, 1.0) and d_w == 0.75
@@ -689,8 +685,6 @@ def concatenated_on_one_branch(node):
     return node * 3.0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: gradient (0.0, 0.0) for (0.4, 0.3): `node * 3.0` on the other "
-                   "branch proves node a number, so `node + node` is pulled back as an addition")
 def test_minimal_concatenation_on_a_branch_where_the_other_multiplies():
     assert adtrans.gradient(concatenated_on_one_branch, (0.3, 0.4)) == (0.4, 0.3)
 
@@ -1648,9 +1642,6 @@ def squared_radius_weighted(p, w):
     return w * r2
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: d/dp (0.0, 1.5) for (0.9, 1.5): `p ** 2` on the branch not taken "
-                   "proves p a number, so the two tuple cotangents of p[0], p[1] are joined with + (concatenated, "
-                   "then cut to length 2 by tangents.like)")
 def test_helper_taking_a_point_or_a_radius():
     check(squared_radius_weighted, (0.3, 0.5), 1.5)
     check(squared_radius_weighted, 0.3, 1.5)
@@ -1667,8 +1658,6 @@ def carried_pair_then_number(x):
     return v
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: gradient 4.725 for 9.45: the loop-carried v is a tuple on the "
-                   "first pass and a number later; `-v` proves it a number, so its tuple cotangents are added with +")
 def test_loop_carried_value_a_tuple_then_a_number():
     # v after pass 0 = 1.5 * 2 x^2; then negated and scaled twice: 1.5^3 * 2 x^2 -> d/dx = 1.5^3 * 4 x
     x = 0.7
