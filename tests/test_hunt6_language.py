@@ -514,8 +514,6 @@ def late_binding_closure(w):
     return fs[0](1.0) + fs[1](2.0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: AttributeError 'float' object has no attribute 'get' in "
-                   "captured_cotangent: appended_last gives 0.0 for a list item that is a closure never called")
 def test_lambdas_in_a_loop_bind_late_like_python():
     # Python semantics: all lambdas see the final k == 2, so result = w[2]*1 + w[2]*2
     w = randn(3)
@@ -661,8 +659,6 @@ def closures_appended_one_called(w):
     return fs[0](2.0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: AttributeError in captured_cotangent: the cotangent of the "
-                   "uncalled closure appended to a list is 0.0 (support.appended_last/_zero_like), not None")
 def test_minimal_list_of_appended_closures_not_all_called():
     assert adtrans.gradient(closures_appended_one_called, 1.5) == 2.0
 

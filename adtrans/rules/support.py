@@ -177,7 +177,9 @@ def _zero_like(x):
         return _float_dtype(x).type(0)
     if isinstance(x, (list, tuple)):
         return _same_sequence(x, [_zero_like(xi) for xi in x])
-    return 0.0
+    if isinstance(x, (int, float)):
+        return 0.0
+    return tangents.zeros_like(x)     # a structure's zero tangent; a function's is None
 
 
 def _float_dtype(x):
