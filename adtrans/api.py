@@ -943,6 +943,9 @@ def _value_with_pullback_slow(f, args, kwargs, wrt):
     if fn is not None and fn.__code__.co_flags & _COLLECTS:
         checkpoint = isinstance(f, DifferentiableFunction) and f.checkpoint
         return _with_collected(fn, args, kwargs, wrt, checkpoint)
+    if isinstance(getattr(type(f), "__call__", None), (types.FunctionType, DifferentiableFunction)):
+        # A layer, or any object whose class defines __call__ in Python: that method, bound.
+        return _value_with_pullback(f.__call__, args, kwargs, wrt)
     raise DifferentiationError(
         f"cannot differentiate {f!r}: it is not a Python function and has no registered derivative",
         None, ["register one with @adtrans.derivative(of=...)"])

@@ -231,6 +231,10 @@ class Resolver:
         if isinstance(target, types.MethodType) and isinstance(target.__func__, (types.FunctionType,
                                                                                 DifferentiableFunction)):
             return Operation("dynamic", inputs, arg_inputs, callee=target, description=name)
+        if not isinstance(target, type) and isinstance(getattr(type(target), "__call__", None), (
+                types.FunctionType, DifferentiableFunction)):
+            # A layer held by a global: its class's __call__, dispatched when the call runs.
+            return Operation("dynamic", inputs, arg_inputs, callee=target, description=name)
         return Operation("unknown", inputs, arg_inputs, callee=target, description=name)
 
     def vjp_inputs(self, entry, call, arg_inputs):

@@ -479,3 +479,25 @@ def test_a_layer_without_parameters_through_run_time_dispatch():
     d_seq, d_x_seq = adtrans.gradient(_squared_sum, nn.Sequential(model.layers), x)
     np.testing.assert_allclose(d_x, d_x_seq)
     np.testing.assert_allclose(d_model.layers[0].weight, d_seq.layers[0].weight)
+
+
+# A layer held by a global, called in differentiated code or differentiated itself.
+GLOBAL_LAYER = nn.Dense(3, 2, nn.tanh)
+
+
+def through_a_global_layer(x):
+    return np.sum(GLOBAL_LAYER(x) ** 2)
+
+
+def test_a_layer_held_by_a_global_is_called_and_differentiated_like_a_function():
+    x = randn(4, 3)
+    adtrans.check_gradient(through_a_global_layer, x)
+    value, pullback = adtrans.value_with_pullback(GLOBAL_LAYER, x)
+    np.testing.assert_array_equal(value, GLOBAL_LAYER(x))
+    d = randn(4, 2)
+    d_x = pullback(d)                       # as jax.grad(layer): the input only; the layer is fixed
+    d_layer, d_x_too = adtrans.value_with_pullback(GLOBAL_LAYER, x, wrt=("self", "x"))[1](d)
+    np.testing.assert_allclose(d_x, d_x_too)
+    want = adtrans.value_with_pullback(lambda layer, x: layer(x), GLOBAL_LAYER, x)[1](d)
+    np.testing.assert_allclose(d_layer.weight, want[0].weight)
+    np.testing.assert_allclose(d_x, want[1])
