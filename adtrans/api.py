@@ -10,6 +10,8 @@ second request for the same function costs a dictionary lookup.
 import functools
 import inspect
 import math
+import numbers
+import operator
 import random
 import sys
 import types
@@ -1058,7 +1060,7 @@ def _argument_slots(fn, names, star, named, args, kwargs, wrt, bind, collected=N
         elif w in extra:
             slots.append(("**", w))
         else:
-            slots.extend(_names_from((w,), names + [collected] if collected else names, fn))
+            slots.extend(_names_from((w,), names + [collected] if collected else names, fn, named))
     for slot in slots:
         value = _slot_value(slot, values, star, collected)
         if isinstance(value, bool) or not _can_differentiate(value):
@@ -1143,7 +1145,9 @@ def _from_vjp(vjp, signature, registered_wrt, f, args, kwargs, wrt, selective=Fa
         wanted = [n for n in returned if tangents.is_differentiable(values.get(n))]
         single = len(wanted) == 1
     else:
-        wanted = _names_from(wrt, names, f)
+        positional = len(names) if signature is None else sum(
+            1 for p in signature.parameters.values() if p.kind in _POSITIONAL)
+        wanted = _names_from(wrt, names, f, positional, len(args))
         single = not isinstance(wrt, (tuple, list))
         missing = [n for n in wanted if n not in returned]
         if missing:
@@ -1202,6 +1206,9 @@ def _from_varargs_vjp(vjp, signature, star, f, args, kwargs, wrt, selective):
     return value, pull, single
 
 
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
 def _from_rule(rule, args, kwargs, wrt):
     bound = rule.signature.bind(*args, **kwargs)
     names = list(bound.arguments)
@@ -1214,9 +1221,14 @@ def _from_rule(rule, args, kwargs, wrt):
     else:
         params = [p.name for p in rule.params]
         named = params.index(star) if star is not None else len(params)
-        # Positions past the named parameters are arguments '*args' collects (math.hypot(*xs)).
+        positional = sum(1 for p in rule.params if p.kind in _POSITIONAL)
+        # Negative positions count back from the last argument passed (JAX's argnums); those
+        # past the named parameters are arguments '*args' collects (math.hypot(*xs)).
+        given = [w + len(args) if isinstance(w, int) and not isinstance(w, bool) and -len(args) <= w < 0
+                 else w for w in _as_tuple(wrt)]
         slots = [w - named if star is not None and isinstance(w, int) and not isinstance(w, bool)
-                 and w >= named else _names_from((w,), params, rule.fn)[0] for w in _as_tuple(wrt)]
+                 and w >= named else _names_from((w,), params, rule.fn, positional, len(args))[0]
+                 for w in given]
         wanted = list(dict.fromkeys(star if isinstance(s_, int) else s_ for s_ in slots))
         single = not isinstance(wrt, (tuple, list))
     value, back = registry.vjp_from_rule(rule, args, kwargs, wanted)
@@ -1537,7 +1549,15 @@ def _signature(f):
 
 
 def _as_tuple(wrt):
-    return (wrt,) if isinstance(wrt, (str, int)) else tuple(wrt)
+    """`wrt` as a tuple; a position may be any integer (``np.int64`` from ``np.arange``), as JAX's
+    argnums may."""
+    if isinstance(wrt, (str, numbers.Integral)):
+        wrt = (wrt,)
+    return tuple(_position(w) if isinstance(w, numbers.Integral) else w for w in wrt)
+
+
+def _position(w):
+    return w if isinstance(w, (int, bool)) else operator.index(w)
 
 
 def _method_wrt(method, args, kwargs, wrt):
@@ -1572,9 +1592,10 @@ def _method_wrt(method, args, kwargs, wrt):
 def _shift_positions(wrt):
     if wrt is None or isinstance(wrt, str):
         return wrt
-    if isinstance(wrt, int):
+    if isinstance(wrt, numbers.Integral) and not isinstance(wrt, bool):
+        wrt = _position(wrt)
         return wrt + 1 if wrt >= 0 else wrt        # -1 is still the last
-    return type(wrt)(_shift_positions(w) if isinstance(w, int) else w for w in wrt)
+    return type(wrt)(_shift_positions(w) if isinstance(w, numbers.Integral) else w for w in wrt)
 
 
 def _collecting_parameters(fn):
@@ -1596,15 +1617,23 @@ def _parameter_names(fn):
     return names
 
 
-def _names_from(wrt, names, f):
+def _names_from(wrt, names, f, positional, passed=None):
+    """The parameters `wrt` asks for: names among `names`, positions among the first `positional`.
+
+    As JAX's ``argnums``, positions count positional arguments (a keyword-only
+    parameter has none), and a negative one counts back from the last of the
+    `passed` positional arguments, when the call is known.
+    """
     out = []
     for w in _as_tuple(wrt):
         if isinstance(w, int) and not isinstance(w, bool):
-            if not -len(names) <= w < len(names):
+            index = w + (positional if passed is None else passed) if w < 0 else w
+            if not 0 <= index < positional:
                 raise DifferentiationError(
-                    f"wrt position {w} is out of range: '{_qualname(f)}' has {len(names)} parameters",
+                    f"wrt position {w} is out of range: '{_qualname(f)}' has {positional} positional "
+                    + ("parameters" if passed is None else f"parameters and was passed {passed}"),
                     function_location(f), [f"its parameters are: {', '.join(names)}"])
-            out.append(names[w])
+            out.append(names[index])
         elif isinstance(w, str):
             if w not in names:
                 raise DifferentiationError(
@@ -1618,10 +1647,10 @@ def _names_from(wrt, names, f):
 
 
 def _wrt_names(fn, wrt):
-    names, _, collected = _collecting_parameters(fn)
+    names, star, collected = _collecting_parameters(fn)
     if collected:
         names = names + [collected]     # `**options` asks for the whole dict
-    return tuple(_names_from(wrt, names, fn))
+    return tuple(_names_from(wrt, names, fn, fn.__code__.co_argcount + bool(star)))
 
 
 def _default_wrt_names(fn):
@@ -1676,7 +1705,7 @@ def _resolve_wrt(fn, args, kwargs, wrt):
                 function_location(fn), ["pass floats, or name the parameters with wrt="])
         single = len(chosen) == 1
     else:
-        chosen = _names_from(wrt, names, fn)
+        chosen = _names_from(wrt, names, fn, fn.__code__.co_argcount, len(args))
         single = not isinstance(wrt, (tuple, list))
         args, kwargs = list(args), dict(kwargs)
         for name in chosen:

@@ -107,7 +107,8 @@ def test_wrt_names_positions_and_keywords_agree_with_finite_differences():
         (dict(wrt=0), ("pred",), (PRED, TARGET), dict(weights=WEIGHTS, scale=3.0)),
         (dict(wrt=("scale", 0)), ("scale", "pred"), (PRED,), dict(target=TARGET, weights=WEIGHTS, scale=3.0)),
         (dict(wrt=(2, "target")), ("weights", "target"), (PRED, TARGET, WEIGHTS), dict(scale=3.0)),
-        (dict(wrt=-3), ("weights",), (PRED, TARGET, WEIGHTS, 3.0), {}),
+        # as JAX's argnums: -3 counts back over the 4 positional arguments (keyword-only 'power' has no position)
+        (dict(wrt=-3), ("target",), (PRED, TARGET, WEIGHTS, 3.0), {}),
         (dict(wrt=("weights",)), ("weights",), (PRED, TARGET), dict(scale=3.0, weights=WEIGHTS)),
     ]
     for options, names, args, kwargs in calls:
@@ -132,8 +133,6 @@ def test_wrt_none_means_every_argument_passed_defaults_are_constants():
     np.testing.assert_allclose(g[2], central(lambda w: weighted_loss(PRED, TARGET, w), WEIGHTS), rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a negative wrt position counts keyword-only parameters: "
-                                        "wrt=-1 differentiates w.r.t. keyword-only 'k', not the last argument")
 def test_negative_wrt_position_counts_positional_arguments_like_jax():
     # docs/index.md: positions count "as JAX's argnums counts positional arguments"; a
     # keyword-only parameter has no position (jax.grad(f, argnums=-1)(a, b) is d/db)
@@ -1110,8 +1109,6 @@ def test_items_and_values_of_a_dict_field(method):
     assert isinstance(g[0].heads, dict)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: wrt=np.int64(1) (a position from np.arange) crashes in _as_tuple "
-                                        "with TypeError 'numpy.int64' object is not iterable")
 def test_wrt_position_given_as_a_numpy_integer():
     def f(x, y):
         return x * y * y
