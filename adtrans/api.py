@@ -114,9 +114,7 @@ def derivative(of, wrt=None):
         registry.register_vjp(target, vjp, _as_tuple(wrt) if wrt is not None else None)
         if target is not of:
             registry.register_vjp(of, vjp, _as_tuple(wrt) if wrt is not None else None)
-        _cache.clear()
-        _instances.clear()
-        _plans.clear()
+        _forget_derivatives()
         return vjp
 
     return register
@@ -240,6 +238,16 @@ _cache = {}          # (code, wrt, mode, floats) -> (generated, code object)
 _sources = {}        # code -> FunctionSource: a function is parsed once, whatever is asked of it
 _instances = weakref.WeakKeyDictionary()   # function -> {(wrt, mode): generated function}
 _in_progress = set()
+
+
+_entry_tables = weakref.WeakKeyDictionary()     # entry point -> its generated functions by types
+
+
+def _forget_derivatives():
+    """Empty every cache of generated code and of what calls found in it: a derivative registered
+    now changes the code of every function that calls what it is registered for."""
+    for cache in (_cache, _instances, _plans, _by_type, _array_entries, *_entry_tables.values()):
+        cache.clear()
 
 
 def _derive(fn, wrt, mode="reverse", strict=True, floats=frozenset(), lifted=()):
@@ -520,6 +528,7 @@ def _entry_point(f, wrt, kind):
                                    types="".join(f"type({p}), " for p in parameters))
         namespace = {"by_types": by_types, "general": general, "type": type}
         entry = _compiled_entry(text, name, namespace, f"<adtrans {kind}_of {_qualname(f)}>")
+    _entry_tables[entry] = by_types
     return functools.wraps(fn or f)(entry)
 
 
@@ -1137,12 +1146,15 @@ def _from_vjp(vjp, signature, registered_wrt, f, args, kwargs, wrt, selective=Fa
     returned = list(registered_wrt) if registered_wrt is not None else names
     if signature is not None:
         bound = signature.bind(*args, **kwargs)
+        passed = set(bound.arguments)
         bound.apply_defaults()
         values = bound.arguments
     else:
         values = dict(zip(names, args))
+        passed = set(values)
     if wrt is None:
-        wanted = [n for n in returned if tangents.is_differentiable(values.get(n))]
+        # Every argument passed whose value is differentiable; defaults are constants.
+        wanted = [n for n in returned if n in passed and tangents.is_differentiable(values.get(n))]
         single = len(wanted) == 1
     else:
         positional = len(names) if signature is None else sum(
@@ -1172,15 +1184,19 @@ def _call_vjp(vjp, args, kwargs, needed):
 
 def _tangents_by_name(vjp, out, returned, star=None):
     """A user pullback's result `out`, one tangent for each name in `returned`, by name."""
-    if len(returned) == 1:
-        out = (out,)
-    elif not isinstance(out, (tuple, list)) or len(out) != len(returned):
+    return dict(zip(returned, (out,) if len(returned) == 1 else checked_tangents(out, vjp, returned, star)))
+
+
+def checked_tangents(out, vjp, returned, star=None):
+    """`out`, what the pullback of user derivative `vjp` returned, if it holds one tangent for each
+    name in `returned` (several); an error naming `vjp` if not, rather than indexing an array."""
+    if not isinstance(out, (tuple, list)) or len(out) != len(returned):
         tuple_note = f"; a tuple for '*{star}'" if star else ""
         raise DifferentiationError(
             f"the pullback of '{_qualname(vjp)}' must return {len(returned)} tangents "
             f"(one for each of {', '.join(returned)}{tuple_note}), but returned {out!r}",
             function_location(vjp))
-    return dict(zip(returned, out))
+    return out
 
 
 def _from_varargs_vjp(vjp, signature, star, f, args, kwargs, wrt, selective):

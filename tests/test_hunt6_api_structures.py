@@ -501,8 +501,6 @@ def straight_through_softplus_vjp(x):
     return y, lambda d: d * 1.0      # a straight-through estimator: not softplus's derivative
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: @derivative registered after a function was differentiated "
-                                        "is ignored for it: _by_type/_array_entries keep the old plan")
 def test_derivative_registered_after_use_is_seen_by_value_with_pullback(registry_restored):
     x = np.array([0.5, -1.0])
     _, back = adtrans.value_with_pullback(softplus_loss, x)
@@ -523,8 +521,6 @@ def uses_square(x):
     return square(x) + 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: @derivative registered after a scalar gradient / gradient_of "
-                                        "ran is ignored: the type-keyed fast entries are not cleared")
 def test_derivative_registered_after_a_scalar_gradient_and_gradient_of(registry_restored):
     g_of = adtrans.gradient_of(uses_square)
     assert adtrans.gradient(uses_square, 3.0) == 6.0 and g_of(3.0) == 6.0
@@ -556,8 +552,6 @@ def test_derivative_with_wrt_overrides_a_python_function_before_first_use(regist
     assert "cube_scaled_vjp" in adtrans.generated_source(registered_first)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a registered derivative with wrt='a' silently drops the "
-                                        "derivative through its other argument s when s is active")
 def test_derivative_with_wrt_and_an_active_other_argument(registry_restored):
     def loss(x):
         s = np.sum(x)                   # s carries a derivative
@@ -586,8 +580,6 @@ def forgot_b_vjp(a, b):
     return two_args(a, b), lambda d: d * 2.0 * a      # one tangent, but two parameters: a mistake
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a registered pullback returning one array for two parameters "
-                                        "is indexed as a tuple in generated code (silent wrong gradient)")
 def test_registered_pullback_returning_one_tangent_for_two_parameters_is_an_error(registry_restored):
     def loss(x, c):
         return np.sum(two_args(x, c))
@@ -683,8 +675,6 @@ def test_differentiable_function_with_defaults_and_keywords_in_code():
     assert g[1] == pytest.approx(central(lambda b: model(x, b), 3.0), rel=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: gradient(differentiable_function(vjp), x) with wrt=None "
-                                        "differentiates parameters left at their defaults too")
 def test_differentiable_function_wrt_none_leaves_defaults_out():
     # docs/index.md: "wrt=None means every argument passed ... parameters left at their defaults are
     # constants" -- as for a Python function with the same signature
