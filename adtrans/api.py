@@ -393,6 +393,9 @@ def generated_source(f, wrt=None, mode="reverse", *, gradient=False, floats=()):
         print(adtrans.generated_source(f, wrt=("x",)))
         print(adtrans.generated_source(f, gradient=True, floats=("x", "y")))
     """
+    if isinstance(f, types.MethodType):
+        # obj.method: the code `gradient(obj.method, x)` runs, for the arguments after `self`.
+        f, wrt = f.__func__, _bound_method_wrt(f.__func__, wrt)
     fn = _python_function(f)
     if fn is None:
         vjp = getattr(f, "vjp", None)
@@ -1603,6 +1606,18 @@ def _method_wrt(method, args, kwargs, wrt):
     if not chosen:
         return None
     return chosen[0] if len(chosen) == 1 else chosen
+
+
+def _bound_method_wrt(method, wrt):
+    """`_method_wrt` without the call's arguments: every parameter after ``self`` not declared a
+    non-float, ``self`` when there is none (or by `wrt`, or ``@differentiable(wrt=...)``)."""
+    if wrt is not None or isinstance(method, DifferentiableFunction) and method.wrt is not None:
+        return _shift_positions(wrt)
+    fn = _python_function(method)
+    if fn is None:
+        return None
+    explicit = tuple(n for n in _default_wrt_names(fn) if n != _parameter_names(fn)[0])
+    return explicit or None
 
 
 def _shift_positions(wrt):
