@@ -240,13 +240,15 @@ _instances = weakref.WeakKeyDictionary()   # function -> {(wrt, mode): generated
 _in_progress = set()
 
 
-_entry_tables = weakref.WeakKeyDictionary()     # entry point -> its generated functions by types
+# entry point -> (what made it, "gradient_of(f)"; its generated functions by types)
+_entry_points = weakref.WeakKeyDictionary()
 
 
 def _forget_derivatives():
     """Empty every cache of generated code and of what calls found in it: a derivative registered
     now changes the code of every function that calls what it is registered for."""
-    for cache in (_cache, _instances, _plans, _by_type, _array_entries, *_entry_tables.values()):
+    for cache in (_cache, _instances, _plans, _by_type, _array_entries,
+                  *(table for _, table in _entry_points.values())):
         cache.clear()
 
 
@@ -308,6 +310,8 @@ def _generated(fn, wrt, mode="reverse", strict=True, floats=frozenset(), lifted=
     cached = _cache.get(key)
     if cached is not None:
         return cached
+    if fn in _entry_points:
+        raise _higher_order_error(fn, function_location(_user_function(fn)))
     from adtrans import rules  # noqa: F401  (registers the built-in rules)
     from adtrans.codegen import compile_generated
     from adtrans.resolve import Unresolved
@@ -344,11 +348,30 @@ def _code_key(fn):
     return fn.__code__, fn.__code__.co_filename
 
 
+def _higher_order_error(entry, location):
+    """The error for differentiating `entry`, a function `gradient_of` or `value_with_gradient_of`
+    made: its code is the API's, not a derivative adtrans could differentiate again."""
+    return DifferentiationError(
+        f"cannot differentiate '{_entry_points[entry][0]}': derivatives of derivatives are not "
+        "supported yet", location,
+        ["differentiate the function itself; for a second derivative, take central differences of "
+         "the gradient for now: (g(x + h) - g(x - h)) / (2 * h)"])
+
+
+def _user_function(entry):
+    """The user's function under `entry`, an entry point (of an entry point ...)."""
+    while entry in _entry_points:
+        entry = entry.__wrapped__
+    return entry
+
+
 def _derive_callee(callee, wrt, facts=frozenset()):
     """A transformed callee for generated code; recursion goes through a late-bound call.
 
     `facts` is `_derive`'s `floats`: what the caller knows of the arguments (see `_kind`)."""
     fn = getattr(callee, "function", callee)
+    if fn in _entry_points:
+        raise _higher_order_error(fn, None)     # located at the call (`derived_callee`)
     if (_code_key(fn), wrt, "reverse", facts) in _in_progress:
         return lambda *args, **kwargs: _derive(fn, wrt, floats=facts)(*args, **kwargs)
     return _derive(fn, wrt, floats=facts)
@@ -531,7 +554,8 @@ def _entry_point(f, wrt, kind):
                                    types="".join(f"type({p}), " for p in parameters))
         namespace = {"by_types": by_types, "general": general, "type": type}
         entry = _compiled_entry(text, name, namespace, f"<adtrans {kind}_of {_qualname(f)}>")
-    _entry_tables[entry] = by_types
+    inner = _entry_points[f][0] if isinstance(f, types.FunctionType) and f in _entry_points else _qualname(f)
+    _entry_points[entry] = (f"{'value_with_gradient' if kind == 'value' else 'gradient'}_of({inner})", by_types)
     return functools.wraps(fn or f)(entry)
 
 
@@ -975,7 +999,7 @@ def _checkpointed_run(fn, args, kwargs, lifted=None):
     changed = mutation.changed_in(fn)
     call_args, call_kwargs = args, kwargs
     if changed:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
+        bound = _own_signature(fn).bind(*args, **kwargs)
         for name, kind in changed.items():
             if name in bound.arguments:
                 bound.arguments[name] = mutation.copied(bound.arguments[name], kind)
@@ -1690,7 +1714,7 @@ def _default_wrt_names(fn):
     A method's ``self`` is left out too; with argument values, `_resolve_wrt`
     decides from what each argument holds.
     """
-    signature = inspect.signature(fn)
+    signature = _own_signature(fn)
     names = []
     for index, (name, param) in enumerate(signature.parameters.items()):
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -1775,8 +1799,14 @@ def _replace_argument(fn, args, kwargs, name, value):
         kwargs[name] = value
 
 
+def _own_signature(fn):
+    """`fn`'s signature as its code has it: a decorator's ``wrapper(*args, **kwargs)`` made with
+    ``functools.wraps`` is what adtrans reads and differentiates (see `source.parse_function`)."""
+    return inspect.signature(fn, follow_wrapped=False)
+
+
 def _bound_values_all(fn, args, kwargs):
-    signature = inspect.signature(fn)
+    signature = _own_signature(fn)
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError as e:

@@ -140,8 +140,10 @@ synthetic_sources = {}
 
 
 def parse_function(fn) -> FunctionSource:
-    """The definition of `fn` as a `FunctionSource`, or a located `DifferentiationError`."""
-    fn = inspect.unwrap(fn)
+    """The definition of `fn` as a `FunctionSource`, or a located `DifferentiationError`.
+
+    A function a decorator made with ``functools.wraps`` is read as it is, not as the function it
+    wraps (``inspect.unwrap``): the wrapper's code is what runs."""
     code = getattr(fn, "__code__", None)
     if code in synthetic_sources:
         return synthetic_sources[code]
