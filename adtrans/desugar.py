@@ -899,7 +899,7 @@ class Desugar:
         if drawing and not any(isinstance(a, gast.Starred) for a in call.args) \
                 and all(k.arg is not None for k in call.keywords):
             try:
-                bound = inspect.signature(callee.function).bind(
+                bound = inspect.signature(callee.function, follow_wrapped=False).bind(
                     *call.args, **{k.arg: k.value for k in call.keywords}).arguments
             except TypeError:
                 bound = {}

@@ -116,7 +116,7 @@ def _arguments_for(callee, call, parameters, names):
     if not parameters or any(isinstance(a, gast.Starred) for a in call.args):
         return []
     try:
-        bound = inspect.signature(callee).bind_partial(
+        bound = inspect.signature(callee, follow_wrapped=False).bind_partial(
             *call.args, **{k.arg: k.value for k in call.keywords if k.arg is not None}).arguments
     except (TypeError, ValueError):
         return []

@@ -413,7 +413,7 @@ class ReverseTransform:
                 continue
             call = stmt.value
             try:
-                bound = inspect.signature(fn).bind(*call.args, **{k.arg: k.value for k in call.keywords}).arguments
+                bound = _own_signature(fn).bind(*call.args, **{k.arg: k.value for k in call.keywords}).arguments
             except (TypeError, ValueError):
                 continue
             for param in changed:
@@ -995,16 +995,16 @@ class ReverseTransform:
     def active_parameters(self, target, call):
         """The callee's parameters bound to active arguments, in the callee's order."""
         bound = self.bind(target, call)
-        return tuple(p for p in inspect.signature(target).parameters
+        return tuple(p for p in _own_signature(target).parameters
                      if p in bound and self.node_active(bound[p]))
 
     def bind(self, target, call):
         try:
-            return inspect.signature(target).bind(
+            return _own_signature(target).bind(
                 *call.args, **{k.arg: k.value for k in call.keywords}).arguments
         except TypeError as e:
             raise self.source.error(call, f"this call does not match {_short_name(target)}"
-                                          f"{inspect.signature(target)}", str(e)) from None
+                                          f"{_own_signature(target)}", str(e)) from None
 
     # -- pullback
 
@@ -1793,6 +1793,12 @@ def _dispatch():
 def _spread_dispatch():
     from adtrans.api import spread_call_with_pullback
     return spread_call_with_pullback
+
+
+def _own_signature(fn):
+    """The signature of a function whose source is transformed, as its code has it (a decorator's
+    wrapper made with ``functools.wraps`` is read as it is: `source.parse_function`)."""
+    return inspect.signature(fn, follow_wrapped=False)
 
 
 def _vjp_tangent_names(callee):

@@ -173,6 +173,28 @@ def squared_error(w, x):
     return np.sum((w * x - 1.0) ** 2)
 
 
+def with_y_fixed(f):
+    @functools.wraps(f)
+    def wrapper(x):         # not f's parameters: its own are what calls bind to
+        return f(x, 3.0) + x
+    return wrapper
+
+
+@with_y_fixed
+def product(x, y):
+    return x * y
+
+
+def doubled_product(x):
+    return product(x) * 2.0
+
+
+def test_a_wrapper_with_parameters_of_its_own_is_called_with_them():
+    assert adtrans.gradient(doubled_product, 2.0) == 8.0
+    assert adtrans.gradient(product, 2.0) == 4.0
+    adtrans.check_gradient(doubled_product, 2.0)
+
+
 def test_a_wrapper_taking_args_and_kwargs_is_differentiated_with_what_it_adds():
     w, x = np.array([0.5, -1.0]), np.array([2.0, 3.0])
     np.testing.assert_allclose(adtrans.gradient(squared_error, w, x, wrt=0), 4.0 * (w * x - 1.0) * x)
