@@ -22,7 +22,7 @@ import numpy as np
 
 from adtrans import mutation, randomness, registry, tangents
 from adtrans.errors import DifferentiationError, ZeroDerivativeWarning
-from adtrans.source import function_location, parse_function
+from adtrans.source import function_location, own_signature, parse_function
 
 __all__ = [
     "DifferentiableFunction", "differentiable", "derivative", "differentiable_function",
@@ -555,7 +555,8 @@ def _entry_point(f, wrt, kind):
         namespace = {"by_types": by_types, "general": general, "type": type}
         entry = _compiled_entry(text, name, namespace, f"<adtrans {kind}_of {_qualname(f)}>")
     inner = _entry_points[f][0] if isinstance(f, types.FunctionType) and f in _entry_points else _qualname(f)
-    _entry_points[entry] = (f"{'value_with_gradient' if kind == 'value' else 'gradient'}_of({inner})", by_types)
+    made_by = f"{'value_with_gradient' if kind == 'value' else 'gradient'}_of({inner})"
+    _entry_points[entry] = (made_by, by_types)
     return functools.wraps(fn or f)(entry)
 
 
@@ -999,7 +1000,7 @@ def _checkpointed_run(fn, args, kwargs, lifted=None):
     changed = mutation.changed_in(fn)
     call_args, call_kwargs = args, kwargs
     if changed:
-        bound = _own_signature(fn).bind(*args, **kwargs)
+        bound = own_signature(fn).bind(*args, **kwargs)
         for name, kind in changed.items():
             if name in bound.arguments:
                 bound.arguments[name] = mutation.copied(bound.arguments[name], kind)
@@ -1705,6 +1706,7 @@ def _wrt_names(fn, wrt):
     names, star, collected = _collecting_parameters(fn)
     if collected:
         names = names + [collected]     # `**options` asks for the whole dict
+    # A position may name the ``*args`` parameter, which follows the positional ones.
     return tuple(_names_from(wrt, names, fn, fn.__code__.co_argcount + bool(star)))
 
 
@@ -1714,7 +1716,7 @@ def _default_wrt_names(fn):
     A method's ``self`` is left out too; with argument values, `_resolve_wrt`
     decides from what each argument holds.
     """
-    signature = _own_signature(fn)
+    signature = own_signature(fn)
     names = []
     for index, (name, param) in enumerate(signature.parameters.items()):
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -1799,14 +1801,8 @@ def _replace_argument(fn, args, kwargs, name, value):
         kwargs[name] = value
 
 
-def _own_signature(fn):
-    """`fn`'s signature as its code has it: a decorator's ``wrapper(*args, **kwargs)`` made with
-    ``functools.wraps`` is what adtrans reads and differentiates (see `source.parse_function`)."""
-    return inspect.signature(fn, follow_wrapped=False)
-
-
 def _bound_values_all(fn, args, kwargs):
-    signature = _own_signature(fn)
+    signature = own_signature(fn)
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError as e:

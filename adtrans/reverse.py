@@ -35,6 +35,7 @@ from adtrans.errors import DifferentiationError
 from adtrans.naming import Namer, is_number, names_in
 from adtrans.release import release_dead
 from adtrans.simplify import Scalar, negation_removed, simplify_scalar
+from adtrans.source import own_signature
 from adtrans.resolve import Operation, Resolver, is_spread
 from adtrans.rules import support
 from adtrans.rules.support import matmul_shape, unbroadcast, with_item
@@ -413,7 +414,7 @@ class ReverseTransform:
                 continue
             call = stmt.value
             try:
-                bound = _own_signature(fn).bind(*call.args, **{k.arg: k.value for k in call.keywords}).arguments
+                bound = own_signature(fn).bind(*call.args, **{k.arg: k.value for k in call.keywords}).arguments
             except (TypeError, ValueError):
                 continue
             for param in changed:
@@ -995,16 +996,16 @@ class ReverseTransform:
     def active_parameters(self, target, call):
         """The callee's parameters bound to active arguments, in the callee's order."""
         bound = self.bind(target, call)
-        return tuple(p for p in _own_signature(target).parameters
+        return tuple(p for p in own_signature(target).parameters
                      if p in bound and self.node_active(bound[p]))
 
     def bind(self, target, call):
         try:
-            return _own_signature(target).bind(
+            return own_signature(target).bind(
                 *call.args, **{k.arg: k.value for k in call.keywords}).arguments
         except TypeError as e:
             raise self.source.error(call, f"this call does not match {_short_name(target)}"
-                                          f"{_own_signature(target)}", str(e)) from None
+                                          f"{own_signature(target)}", str(e)) from None
 
     # -- pullback
 
@@ -1422,6 +1423,7 @@ class ReverseTransform:
         except TypeError:
             return
         for name, value in bound.items():
+            # What '*args' collects is a tuple of nodes, and what '**kwargs' does a dict.
             nodes = value.values() if isinstance(value, dict) else value if isinstance(value, tuple) else [value]
             if name not in entry.wrt and any(self.node_active(node) for node in nodes):
                 raise self.source.error(
@@ -1545,7 +1547,7 @@ class ReverseTransform:
             self.never_hand_to.add(self.pullback_of(stmt.target))
         elif op.kind == "vjp":
             targets = self.vjp_targets(op.callee, call)
-            pullback = self.checked_vjp_tangents(op, targets, pullback)
+            pullback = self.checked_vjp_tangents(op.callee, op.description, targets, pullback)
             self.never_hand_to.add(self.pullback_of(stmt.target))
         else:
             target_fn = _python_function(op.callee)
@@ -1576,7 +1578,7 @@ class ReverseTransform:
             again = gast.Subscript(self.vjp_call(target, call, op.description), gast.Constant(1, None),
                                    gast.Load())
             targets = self.vjp_targets(target, call)
-            pulled = self.checked_vjp_tangents(op, targets, gast.Call(again, [d], []))
+            pulled = self.checked_vjp_tangents(target, op.description, targets, gast.Call(again, [d], []))
             return self.unpack_cotangents(targets, pulled, stmt.target)
         wrt = self.active_parameters(target, call)
         derived = self.derived_callee(op.callee, wrt, stmt)
@@ -1632,16 +1634,16 @@ class ReverseTransform:
         return [gast.Tuple(list(bound.arguments.get(n, ())), gast.Load()) if n == star
                 else bound.arguments.get(n) for n in names]
 
-    def checked_vjp_tangents(self, op, targets, pulled):
-        """`pulled`, a call of the pullback of `op`'s user derivative returning the cotangents of
+    def checked_vjp_tangents(self, callee, description, targets, pulled):
+        """`pulled`, a call of the pullback of `callee`'s user derivative returning the cotangents of
         `targets`; when there are several (it is then indexed), ``checked_tangents(pulled, f_vjp,
         names)``: a pullback returning one array for several parameters is the user's mistake to
         report, not an array to index."""
         if len(targets) < 2:
             return pulled
-        names = _vjp_tangent_names(op.callee)[1] or tuple(str(i) for i in range(len(targets)))
+        names = _vjp_tangent_names(callee)[1] or tuple(str(i) for i in range(len(targets)))
         check = _name(self.helper("checked_tangents", _checked_tangents()))
-        return _call(check, pulled, self.vjp_name(op.callee, op.description),
+        return _call(check, pulled, self.vjp_name(callee, description),
                      gast.Tuple([gast.Constant(n, None) for n in names], gast.Load()))
 
     def unpack_cotangents(self, targets, pullback, base, filling=()):
@@ -1793,12 +1795,6 @@ def _dispatch():
 def _spread_dispatch():
     from adtrans.api import spread_call_with_pullback
     return spread_call_with_pullback
-
-
-def _own_signature(fn):
-    """The signature of a function whose source is transformed, as its code has it (a decorator's
-    wrapper made with ``functools.wraps`` is read as it is: `source.parse_function`)."""
-    return inspect.signature(fn, follow_wrapped=False)
 
 
 def _vjp_tangent_names(callee):

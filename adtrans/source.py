@@ -168,6 +168,13 @@ def parse_function(fn) -> FunctionSource:
     return FunctionSource(fn, node, display_filename(filename), [l.rstrip("\n") for l in lines], is_lambda)
 
 
+def own_signature(fn):
+    """`fn`'s signature as its code has it, for a function whose source is read: a decorator's
+    ``wrapper(*args, **kwargs)`` made with ``functools.wraps`` takes its own parameters, not those
+    of the function it wraps (which ``inspect.signature`` reports)."""
+    return inspect.signature(fn, follow_wrapped=False)
+
+
 def _first_line(node):
     decorators = getattr(node, "decorator_list", None)
     if decorators:

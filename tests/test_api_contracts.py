@@ -238,3 +238,31 @@ def test_an_entry_point_differentiated_directly_is_located_at_the_users_function
     with pytest.raises(adtrans.DifferentiationError, match="derivatives of derivatives"):
         adtrans.gradient(lambda x: gradient_of_with_default(x) + x, 3.0)
     assert gradient_of_with_default(3.0) == 12.0        # the entry point itself still works
+
+
+def pair_product(a, b):
+    return a * b
+
+
+checkpointed_pair_product = adtrans.checkpointed(pair_product)
+
+
+def checkpointed_loss(x, y):
+    return np.sum(checkpointed_pair_product(x, y) ** 2)
+
+
+def test_a_checkpointed_function_with_a_registered_derivative_checks_its_pullback(registry_restored):
+    @adtrans.derivative(of=pair_product)
+    def pair_product_vjp(a, b):
+        return a * b, lambda d: (d * b, d * a)
+
+    x, y = np.array([1.0, 2.0]), np.array([0.5, -1.5])
+    adtrans.check_gradient(checkpointed_loss, x, y)
+    assert "checked_tangents(" in adtrans.generated_source(checkpointed_loss)
+
+    @adtrans.derivative(of=pair_product)
+    def forgetful_vjp(a, b):
+        return a * b, lambda d: d * b
+
+    with pytest.raises(adtrans.DifferentiationError, match="forgetful_vjp' must return 2 tangents"):
+        adtrans.gradient(checkpointed_loss, x, y)
