@@ -10,6 +10,8 @@ second request for the same function costs a dictionary lookup.
 import functools
 import inspect
 import math
+import numbers
+import operator
 import random
 import sys
 import types
@@ -20,7 +22,7 @@ import numpy as np
 
 from adtrans import mutation, randomness, registry, tangents
 from adtrans.errors import DifferentiationError, ZeroDerivativeWarning
-from adtrans.source import function_location, parse_function
+from adtrans.source import function_location, own_signature, parse_function
 
 __all__ = [
     "DifferentiableFunction", "differentiable", "derivative", "differentiable_function",
@@ -112,9 +114,7 @@ def derivative(of, wrt=None):
         registry.register_vjp(target, vjp, _as_tuple(wrt) if wrt is not None else None)
         if target is not of:
             registry.register_vjp(of, vjp, _as_tuple(wrt) if wrt is not None else None)
-        _cache.clear()
-        _instances.clear()
-        _plans.clear()
+        _forget_derivatives()
         return vjp
 
     return register
@@ -240,6 +240,18 @@ _instances = weakref.WeakKeyDictionary()   # function -> {(wrt, mode): generated
 _in_progress = set()
 
 
+# entry point -> (what made it, "gradient_of(f)"; its generated functions by types)
+_entry_points = weakref.WeakKeyDictionary()
+
+
+def _forget_derivatives():
+    """Empty every cache of generated code and of what calls found in it: a derivative registered
+    now changes the code of every function that calls what it is registered for."""
+    for cache in (_cache, _instances, _plans, _by_type, _array_entries,
+                  *(table for _, table in _entry_points.values())):
+        cache.clear()
+
+
 def _derive(fn, wrt, mode="reverse", strict=True, floats=frozenset(), lifted=()):
     """The value-with-pullback function of Python function `fn` for parameters `wrt`.
 
@@ -298,6 +310,8 @@ def _generated(fn, wrt, mode="reverse", strict=True, floats=frozenset(), lifted=
     cached = _cache.get(key)
     if cached is not None:
         return cached
+    if fn in _entry_points:
+        raise _higher_order_error(fn, function_location(_user_function(fn)))
     from adtrans import rules  # noqa: F401  (registers the built-in rules)
     from adtrans.codegen import compile_generated
     from adtrans.resolve import Unresolved
@@ -334,11 +348,30 @@ def _code_key(fn):
     return fn.__code__, fn.__code__.co_filename
 
 
+def _higher_order_error(entry, location):
+    """The error for differentiating `entry`, a function `gradient_of` or `value_with_gradient_of`
+    made: its code is the API's, not a derivative adtrans could differentiate again."""
+    return DifferentiationError(
+        f"cannot differentiate '{_entry_points[entry][0]}': derivatives of derivatives are not "
+        "supported yet", location,
+        ["differentiate the function itself; for a second derivative, take central differences of "
+         "the gradient for now: (g(x + h) - g(x - h)) / (2 * h)"])
+
+
+def _user_function(entry):
+    """The user's function under `entry`, an entry point (of an entry point ...)."""
+    while entry in _entry_points:
+        entry = entry.__wrapped__
+    return entry
+
+
 def _derive_callee(callee, wrt, facts=frozenset()):
     """A transformed callee for generated code; recursion goes through a late-bound call.
 
     `facts` is `_derive`'s `floats`: what the caller knows of the arguments (see `_kind`)."""
     fn = getattr(callee, "function", callee)
+    if fn in _entry_points:
+        raise _higher_order_error(fn, None)     # located at the call (`derived_callee`)
     if (_code_key(fn), wrt, "reverse", facts) in _in_progress:
         return lambda *args, **kwargs: _derive(fn, wrt, floats=facts)(*args, **kwargs)
     return _derive(fn, wrt, floats=facts)
@@ -383,6 +416,9 @@ def generated_source(f, wrt=None, mode="reverse", *, gradient=False, floats=()):
         print(adtrans.generated_source(f, wrt=("x",)))
         print(adtrans.generated_source(f, gradient=True, floats=("x", "y")))
     """
+    if isinstance(f, types.MethodType):
+        # obj.method: the code `gradient(obj.method, x)` runs, for the arguments after `self`.
+        f, wrt = f.__func__, _bound_method_wrt(f.__func__, wrt)
     fn = _python_function(f)
     if fn is None:
         vjp = getattr(f, "vjp", None)
@@ -518,6 +554,9 @@ def _entry_point(f, wrt, kind):
                                    types="".join(f"type({p}), " for p in parameters))
         namespace = {"by_types": by_types, "general": general, "type": type}
         entry = _compiled_entry(text, name, namespace, f"<adtrans {kind}_of {_qualname(f)}>")
+    inner = _entry_points[f][0] if isinstance(f, types.FunctionType) and f in _entry_points else _qualname(f)
+    made_by = f"{'value_with_gradient' if kind == 'value' else 'gradient'}_of({inner})"
+    _entry_points[entry] = (made_by, by_types)
     return functools.wraps(fn or f)(entry)
 
 
@@ -964,7 +1003,7 @@ def _checkpointed_run(fn, args, kwargs, lifted=None):
     changed = mutation.changed_in(fn)
     call_args, call_kwargs = args, kwargs
     if changed:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
+        bound = own_signature(fn).bind(*args, **kwargs)
         for name, kind in changed.items():
             if name in bound.arguments:
                 bound.arguments[name] = mutation.copied(bound.arguments[name], kind)
@@ -1061,7 +1100,7 @@ def _argument_slots(fn, names, star, named, args, kwargs, wrt, bind, collected=N
         elif w in extra:
             slots.append(("**", w))
         else:
-            slots.extend(_names_from((w,), names + [collected] if collected else names, fn))
+            slots.extend(_names_from((w,), names + [collected] if collected else names, fn, named))
     for slot in slots:
         value = _slot_value(slot, values, star, collected)
         if isinstance(value, bool) or not _can_differentiate(value):
@@ -1138,15 +1177,20 @@ def _from_vjp(vjp, signature, registered_wrt, f, args, kwargs, wrt, selective=Fa
     returned = list(registered_wrt) if registered_wrt is not None else names
     if signature is not None:
         bound = signature.bind(*args, **kwargs)
+        passed = set(bound.arguments)
         bound.apply_defaults()
         values = bound.arguments
     else:
         values = dict(zip(names, args))
+        passed = set(values)
     if wrt is None:
-        wanted = [n for n in returned if tangents.is_differentiable(values.get(n))]
+        # Every argument passed whose value is differentiable; defaults are constants.
+        wanted = [n for n in returned if n in passed and tangents.is_differentiable(values.get(n))]
         single = len(wanted) == 1
     else:
-        wanted = _names_from(wrt, names, f)
+        positional = len(names) if signature is None else sum(
+            1 for p in signature.parameters.values() if p.kind in _POSITIONAL)
+        wanted = _names_from(wrt, names, f, positional, len(args))
         single = not isinstance(wrt, (tuple, list))
         missing = [n for n in wanted if n not in returned]
         if missing:
@@ -1171,15 +1215,19 @@ def _call_vjp(vjp, args, kwargs, needed):
 
 def _tangents_by_name(vjp, out, returned, star=None):
     """A user pullback's result `out`, one tangent for each name in `returned`, by name."""
-    if len(returned) == 1:
-        out = (out,)
-    elif not isinstance(out, (tuple, list)) or len(out) != len(returned):
+    return dict(zip(returned, (out,) if len(returned) == 1 else checked_tangents(out, vjp, returned, star)))
+
+
+def checked_tangents(out, vjp, returned, star=None):
+    """`out`, what the pullback of user derivative `vjp` returned, if it holds one tangent for each
+    name in `returned` (several); an error naming `vjp` if not, rather than indexing an array."""
+    if not isinstance(out, (tuple, list)) or len(out) != len(returned):
         tuple_note = f"; a tuple for '*{star}'" if star else ""
         raise DifferentiationError(
             f"the pullback of '{_qualname(vjp)}' must return {len(returned)} tangents "
             f"(one for each of {', '.join(returned)}{tuple_note}), but returned {out!r}",
             function_location(vjp))
-    return dict(zip(returned, out))
+    return out
 
 
 def _from_varargs_vjp(vjp, signature, star, f, args, kwargs, wrt, selective):
@@ -1205,6 +1253,9 @@ def _from_varargs_vjp(vjp, signature, star, f, args, kwargs, wrt, selective):
     return value, pull, single
 
 
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
 def _from_rule(rule, args, kwargs, wrt):
     bound = rule.signature.bind(*args, **kwargs)
     names = list(bound.arguments)
@@ -1217,9 +1268,14 @@ def _from_rule(rule, args, kwargs, wrt):
     else:
         params = [p.name for p in rule.params]
         named = params.index(star) if star is not None else len(params)
-        # Positions past the named parameters are arguments '*args' collects (math.hypot(*xs)).
+        positional = sum(1 for p in rule.params if p.kind in _POSITIONAL)
+        # Negative positions count back from the last argument passed (JAX's argnums); those
+        # past the named parameters are arguments '*args' collects (math.hypot(*xs)).
+        given = [w + len(args) if isinstance(w, int) and not isinstance(w, bool) and -len(args) <= w < 0
+                 else w for w in _as_tuple(wrt)]
         slots = [w - named if star is not None and isinstance(w, int) and not isinstance(w, bool)
-                 and w >= named else _names_from((w,), params, rule.fn)[0] for w in _as_tuple(wrt)]
+                 and w >= named else _names_from((w,), params, rule.fn, positional, len(args))[0]
+                 for w in given]
         wanted = list(dict.fromkeys(star if isinstance(s_, int) else s_ for s_ in slots))
         single = not isinstance(wrt, (tuple, list))
     value, back = registry.vjp_from_rule(rule, args, kwargs, wanted)
@@ -1540,7 +1596,15 @@ def _signature(f):
 
 
 def _as_tuple(wrt):
-    return (wrt,) if isinstance(wrt, (str, int)) else tuple(wrt)
+    """`wrt` as a tuple; a position may be any integer (``np.int64`` from ``np.arange``), as JAX's
+    argnums may."""
+    if isinstance(wrt, (str, numbers.Integral)):
+        wrt = (wrt,)
+    return tuple(_position(w) if isinstance(w, numbers.Integral) else w for w in wrt)
+
+
+def _position(w):
+    return w if isinstance(w, (int, bool)) else operator.index(w)
 
 
 def _method_wrt(method, args, kwargs, wrt):
@@ -1572,12 +1636,25 @@ def _method_wrt(method, args, kwargs, wrt):
     return chosen[0] if len(chosen) == 1 else chosen
 
 
+def _bound_method_wrt(method, wrt):
+    """`_method_wrt` without the call's arguments: every parameter after ``self`` not declared a
+    non-float, ``self`` when there is none (or by `wrt`, or ``@differentiable(wrt=...)``)."""
+    if wrt is not None or isinstance(method, DifferentiableFunction) and method.wrt is not None:
+        return _shift_positions(wrt)
+    fn = _python_function(method)
+    if fn is None:
+        return None
+    explicit = tuple(n for n in _default_wrt_names(fn) if n != _parameter_names(fn)[0])
+    return explicit or None
+
+
 def _shift_positions(wrt):
     if wrt is None or isinstance(wrt, str):
         return wrt
-    if isinstance(wrt, int):
+    if isinstance(wrt, numbers.Integral) and not isinstance(wrt, bool):
+        wrt = _position(wrt)
         return wrt + 1 if wrt >= 0 else wrt        # -1 is still the last
-    return type(wrt)(_shift_positions(w) if isinstance(w, int) else w for w in wrt)
+    return type(wrt)(_shift_positions(w) if isinstance(w, numbers.Integral) else w for w in wrt)
 
 
 def _collecting_parameters(fn):
@@ -1599,15 +1676,23 @@ def _parameter_names(fn):
     return names
 
 
-def _names_from(wrt, names, f):
+def _names_from(wrt, names, f, positional, passed=None):
+    """The parameters `wrt` asks for: names among `names`, positions among the first `positional`.
+
+    As JAX's ``argnums``, positions count positional arguments (a keyword-only
+    parameter has none), and a negative one counts back from the last of the
+    `passed` positional arguments, when the call is known.
+    """
     out = []
     for w in _as_tuple(wrt):
         if isinstance(w, int) and not isinstance(w, bool):
-            if not -len(names) <= w < len(names):
+            index = w + (positional if passed is None else passed) if w < 0 else w
+            if not 0 <= index < positional:
                 raise DifferentiationError(
-                    f"wrt position {w} is out of range: '{_qualname(f)}' has {len(names)} parameters",
+                    f"wrt position {w} is out of range: '{_qualname(f)}' has {positional} positional "
+                    + ("parameters" if passed is None else f"parameters and was passed {passed}"),
                     function_location(f), [f"its parameters are: {', '.join(names)}"])
-            out.append(names[w])
+            out.append(names[index])
         elif isinstance(w, str):
             if w not in names:
                 raise DifferentiationError(
@@ -1621,10 +1706,11 @@ def _names_from(wrt, names, f):
 
 
 def _wrt_names(fn, wrt):
-    names, _, collected = _collecting_parameters(fn)
+    names, star, collected = _collecting_parameters(fn)
     if collected:
         names = names + [collected]     # `**options` asks for the whole dict
-    return tuple(_names_from(wrt, names, fn))
+    # A position may name the ``*args`` parameter, which follows the positional ones.
+    return tuple(_names_from(wrt, names, fn, fn.__code__.co_argcount + bool(star)))
 
 
 def _default_wrt_names(fn):
@@ -1633,7 +1719,7 @@ def _default_wrt_names(fn):
     A method's ``self`` is left out too; with argument values, `_resolve_wrt`
     decides from what each argument holds.
     """
-    signature = inspect.signature(fn)
+    signature = own_signature(fn)
     names = []
     for index, (name, param) in enumerate(signature.parameters.items()):
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -1679,7 +1765,7 @@ def _resolve_wrt(fn, args, kwargs, wrt):
                 function_location(fn), ["pass floats, or name the parameters with wrt="])
         single = len(chosen) == 1
     else:
-        chosen = _names_from(wrt, names, fn)
+        chosen = _names_from(wrt, names, fn, fn.__code__.co_argcount, len(args))
         single = not isinstance(wrt, (tuple, list))
         args, kwargs = list(args), dict(kwargs)
         for name in chosen:
@@ -1719,7 +1805,7 @@ def _replace_argument(fn, args, kwargs, name, value):
 
 
 def _bound_values_all(fn, args, kwargs):
-    signature = inspect.signature(fn)
+    signature = own_signature(fn)
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError as e:

@@ -29,6 +29,7 @@ from adtrans.naming import Namer, name_for, names_in
 from adtrans.rules.support import (
     appended, enumerated, extended, listed_items, listed_keys, listed_values, merged, rebound, starred_parts,
     super_function, with_field, with_item, zipped)
+from adtrans.source import own_signature
 from adtrans.trees import clone
 
 
@@ -899,7 +900,7 @@ class Desugar:
         if drawing and not any(isinstance(a, gast.Starred) for a in call.args) \
                 and all(k.arg is not None for k in call.keywords):
             try:
-                bound = inspect.signature(callee.function).bind(
+                bound = own_signature(callee.function).bind(
                     *call.args, **{k.arg: k.value for k in call.keywords}).arguments
             except TypeError:
                 bound = {}

@@ -29,7 +29,7 @@ import gast
 import numpy as np
 
 from adtrans.errors import DifferentiationError
-from adtrans.source import parse_function
+from adtrans.source import own_signature, parse_function
 
 # The methods of numpy.random.Generator, numpy.random.RandomState and random.Random that draw.
 _DRAWING = frozenset({
@@ -116,7 +116,7 @@ def _arguments_for(callee, call, parameters, names):
     if not parameters or any(isinstance(a, gast.Starred) for a in call.args):
         return []
     try:
-        bound = inspect.signature(callee).bind_partial(
+        bound = own_signature(callee).bind_partial(
             *call.args, **{k.arg: k.value for k in call.keywords if k.arg is not None}).arguments
     except (TypeError, ValueError):
         return []

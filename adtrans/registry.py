@@ -275,6 +275,12 @@ def register_vjp(of, vjp, wrt=None):
     if selective:
         own = own.replace(parameters=[p for p in own.parameters.values() if p.name != "needed"])
     signature = concrete_signature(of) or own
+    if (wrt is None and own is not None and signature is not own
+            and len(own.parameters) < len(signature.parameters)
+            and all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in own.parameters.values())):
+        # A VJP taking fewer parameters than `of` (``(a, b)`` for ``np.hypot(x1, x2, /, out=None,
+        # *, where=True, ...)``): its pullback gives tangents for the parameters it takes.
+        wrt = tuple(signature.parameters)[:len(own.parameters)]
     entry = UserVJP(of, vjp, tuple(wrt) if wrt is not None else None, signature, selective)
     _user_vjps[_key(of)] = entry
     return entry

@@ -203,8 +203,9 @@ class Resolver:
             return Operation("dynamic", inputs, arg_inputs, callee=target, description=name)
         entry = registry.lookup_user_vjp(target)
         if entry is not None:
-            return Operation("vjp", inputs, self.vjp_inputs(entry, call, arg_inputs), callee=target,
-                             description=name)
+            # Every argument: one carrying a derivative into a parameter the derivative gives no
+            # tangent for is an error (`ReverseTransform.check_differentiable`), not a silent zero.
+            return Operation("vjp", inputs, arg_inputs, callee=target, description=name)
         if isinstance(target, DifferentiableFunction):
             kind = "vjp" if target.vjp is not None else "checkpoint" if target.checkpoint else "transform"
             if kind != "vjp" and target.function.__code__.co_flags & _COLLECTS:
@@ -236,16 +237,6 @@ class Resolver:
             # A layer held by a global: its class's __call__, dispatched when the call runs.
             return Operation("dynamic", inputs, arg_inputs, callee=target, description=name)
         return Operation("unknown", inputs, arg_inputs, callee=target, description=name)
-
-    def vjp_inputs(self, entry, call, arg_inputs):
-        """The locals bound to the parameters a registered derivative gives tangents for."""
-        if entry.wrt is None or entry.signature is None:
-            return arg_inputs
-        try:
-            bound = entry.signature.bind(*call.args, **{k.arg: k.value for k in call.keywords}).arguments
-        except TypeError:
-            return arg_inputs
-        return [n for name in entry.wrt if name in bound for n in local_names(bound[name], self.locals)]
 
     def rule_call(self, fn, args, keywords, inputs, node):
         rule = registry.lookup_rule(fn)

@@ -35,6 +35,7 @@ from adtrans.errors import DifferentiationError
 from adtrans.naming import Namer, is_number, names_in
 from adtrans.release import release_dead
 from adtrans.simplify import Scalar, negation_removed, simplify_scalar
+from adtrans.source import own_signature
 from adtrans.resolve import Operation, Resolver, is_spread
 from adtrans.rules import support
 from adtrans.rules.support import matmul_shape, unbroadcast, with_item
@@ -414,7 +415,7 @@ class ReverseTransform:
                 continue
             call = stmt.value
             try:
-                bound = inspect.signature(fn).bind(*call.args, **{k.arg: k.value for k in call.keywords}).arguments
+                bound = own_signature(fn).bind(*call.args, **{k.arg: k.value for k in call.keywords}).arguments
             except (TypeError, ValueError):
                 continue
             for param in changed:
@@ -918,11 +919,7 @@ class ReverseTransform:
     def vjp_call(self, callee, call, description):
         """``f_vjp(args)``: the call of `callee`'s VJP (registered, or given to
         `differentiable_function`) that returns its value and pullback."""
-        vjp = _user_vjp_of(callee)
-        name = getattr(vjp, "__name__", "vjp")
-        if name == "<lambda>":
-            name = f"{description.split('.')[-1]}_vjp"   # named after the call as written
-        func = _name(self.helper(name, vjp))
+        func = self.vjp_name(callee, description)
         keywords = list(call.keywords)
         entry = registry.lookup_user_vjp(callee)
         if entry is not None and entry.selective:
@@ -933,6 +930,14 @@ class ReverseTransform:
             keywords.append(gast.keyword("needed", gast.Tuple(
                 [gast.Constant(n, None) for n in needed], gast.Load())))
         return gast.Call(func, list(call.args), keywords)
+
+    def vjp_name(self, callee, description):
+        """The name generated code calls `callee`'s user derivative by."""
+        vjp = _user_vjp_of(callee)
+        name = getattr(vjp, "__name__", "vjp")
+        if name == "<lambda>":
+            name = f"{description.split('.')[-1]}_vjp"   # named after the call as written
+        return _name(self.helper(name, vjp))
 
     def spread_call_with_pullback(self, call):
         """``f(x, *xs, k=v, **options)``: the arguments as written, each with its kind ('' positional,
@@ -992,16 +997,16 @@ class ReverseTransform:
     def active_parameters(self, target, call):
         """The callee's parameters bound to active arguments, in the callee's order."""
         bound = self.bind(target, call)
-        return tuple(p for p in inspect.signature(target).parameters
+        return tuple(p for p in own_signature(target).parameters
                      if p in bound and self.node_active(bound[p]))
 
     def bind(self, target, call):
         try:
-            return inspect.signature(target).bind(
+            return own_signature(target).bind(
                 *call.args, **{k.arg: k.value for k in call.keywords}).arguments
         except TypeError as e:
             raise self.source.error(call, f"this call does not match {_short_name(target)}"
-                                          f"{inspect.signature(target)}", str(e)) from None
+                                          f"{own_signature(target)}", str(e)) from None
 
     # -- pullback
 
@@ -1380,6 +1385,8 @@ class ReverseTransform:
                                 for key, name in op.binding.items()])
 
     def check_differentiable(self, stmt, op):
+        if op.kind == "vjp":
+            self.check_vjp_parameters(stmt, op)
         if op.kind == "integer":
             raise self.source.error(
                 stmt.node, "expression is not differentiable",
@@ -1403,6 +1410,28 @@ class ReverseTransform:
                 f"    def {_short_name(op.callee)}_vjp(...):\n"
                 "        return value, lambda cotangent: ...\n"
                 "or wrap the call in 'without_derivative' if no derivative should flow through it")
+
+    def check_vjp_parameters(self, stmt, op):
+        """A derivative registered with `wrt` gives tangents for those parameters only: an argument
+        carrying a derivative into another is an error, as it is when the function is differentiated
+        directly (`api._from_vjp`)."""
+        entry = registry.lookup_user_vjp(op.callee)
+        if entry is None or entry.wrt is None or entry.signature is None:
+            return
+        call = stmt.value
+        try:
+            bound = entry.signature.bind(*call.args, **{k.arg: k.value for k in call.keywords}).arguments
+        except TypeError:
+            return
+        for name, value in bound.items():
+            # What '*args' collects is a tuple of nodes, and what '**kwargs' does a dict.
+            nodes = value.values() if isinstance(value, dict) else value if isinstance(value, tuple) else [value]
+            if name not in entry.wrt and any(self.node_active(node) for node in nodes):
+                raise self.source.error(
+                    stmt.node, f"the registered derivative of '{op.description}' gives no tangent for "
+                    f"'{name}', but the argument passed for it carries a derivative",
+                    f"register the derivative with wrt= naming '{name}' too, or wrap the argument in "
+                    "'without_derivative' if no derivative should flow through it")
 
     def accumulate(self, contributions):
         """Add each (local, expression) contribution to that local's adjoint."""
@@ -1519,6 +1548,7 @@ class ReverseTransform:
             self.never_hand_to.add(self.pullback_of(stmt.target))
         elif op.kind == "vjp":
             targets = self.vjp_targets(op.callee, call)
+            pullback = self.checked_vjp_tangents(op.callee, op.description, targets, pullback)
             self.never_hand_to.add(self.pullback_of(stmt.target))
         else:
             target_fn = _python_function(op.callee)
@@ -1548,8 +1578,9 @@ class ReverseTransform:
             # Its registered derivative runs again, as the transform of its source would.
             again = gast.Subscript(self.vjp_call(target, call, op.description), gast.Constant(1, None),
                                    gast.Load())
-            return self.unpack_cotangents(self.vjp_targets(target, call), gast.Call(again, [d], []),
-                                          stmt.target)
+            targets = self.vjp_targets(target, call)
+            pulled = self.checked_vjp_tangents(target, op.description, targets, gast.Call(again, [d], []))
+            return self.unpack_cotangents(targets, pulled, stmt.target)
         wrt = self.active_parameters(target, call)
         derived = self.derived_callee(op.callee, wrt, stmt)
         func = _name(self.helper(f"{_short_name(op.callee)}_value_with_pullback", derived))
@@ -1594,18 +1625,27 @@ class ReverseTransform:
 
     def vjp_targets(self, callee, call):
         """The argument nodes a user derivative's pullback returns cotangents for, in order."""
-        entry = registry.lookup_user_vjp(callee)
-        wrt = entry.wrt if entry is not None else None
-        signature = entry.signature if entry is not None else _signature_or_none(callee.vjp)
+        signature, names = _vjp_tangent_names(callee)
         if signature is None:
             return list(call.args)
         bound = signature.bind(*call.args, **{k.arg: k.value for k in call.keywords})
         bound.apply_defaults()
-        names = wrt if wrt is not None else tuple(signature.parameters)
         # A '*args' parameter's tangent is a tuple: one for each argument it collects.
         star = next((n for n, p in signature.parameters.items() if p.kind is p.VAR_POSITIONAL), None)
         return [gast.Tuple(list(bound.arguments.get(n, ())), gast.Load()) if n == star
                 else bound.arguments.get(n) for n in names]
+
+    def checked_vjp_tangents(self, callee, description, targets, pulled):
+        """`pulled`, a call of the pullback of `callee`'s user derivative returning the cotangents of
+        `targets`; when there are several (it is then indexed), ``checked_tangents(pulled, f_vjp,
+        names)``: a pullback returning one array for several parameters is the user's mistake to
+        report, not an array to index."""
+        if len(targets) < 2:
+            return pulled
+        names = _vjp_tangent_names(callee)[1] or tuple(str(i) for i in range(len(targets)))
+        check = _name(self.helper("checked_tangents", _checked_tangents()))
+        return _call(check, pulled, self.vjp_name(callee, description),
+                     gast.Tuple([gast.Constant(n, None) for n in names], gast.Load()))
 
     def unpack_cotangents(self, targets, pullback, base, filling=()):
         """Assign a pullback's cotangent(s) for `targets` and add them to the adjoints.
@@ -1756,6 +1796,21 @@ def _dispatch():
 def _spread_dispatch():
     from adtrans.api import spread_call_with_pullback
     return spread_call_with_pullback
+
+
+def _vjp_tangent_names(callee):
+    """(the signature of `callee`'s user derivative, or None; the parameters its pullback returns
+    tangents for, in order, or None when it has no signature)."""
+    entry = registry.lookup_user_vjp(callee)
+    signature = entry.signature if entry is not None else _signature_or_none(callee.vjp)
+    if entry is not None and entry.wrt is not None:
+        return signature, entry.wrt
+    return signature, None if signature is None else tuple(signature.parameters)
+
+
+def _checked_tangents():
+    from adtrans.api import checked_tangents
+    return checked_tangents
 
 
 def _user_vjp_of(callee):

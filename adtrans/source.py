@@ -140,8 +140,10 @@ synthetic_sources = {}
 
 
 def parse_function(fn) -> FunctionSource:
-    """The definition of `fn` as a `FunctionSource`, or a located `DifferentiationError`."""
-    fn = inspect.unwrap(fn)
+    """The definition of `fn` as a `FunctionSource`, or a located `DifferentiationError`.
+
+    A function a decorator made with ``functools.wraps`` is read as it is, not as the function it
+    wraps (``inspect.unwrap``): the wrapper's code is what runs."""
     code = getattr(fn, "__code__", None)
     if code in synthetic_sources:
         return synthetic_sources[code]
@@ -168,6 +170,13 @@ def parse_function(fn) -> FunctionSource:
     if is_lambda:
         node = _lambda_as_def(node)
     return FunctionSource(fn, node, display_filename(filename), [l.rstrip("\n") for l in lines], is_lambda)
+
+
+def own_signature(fn):
+    """`fn`'s signature as its code has it, for a function whose source is read: a decorator's
+    ``wrapper(*args, **kwargs)`` made with ``functools.wraps`` takes its own parameters, not those
+    of the function it wraps (which ``inspect.signature`` reports)."""
+    return inspect.signature(fn, follow_wrapped=False)
 
 
 def _first_line(node):

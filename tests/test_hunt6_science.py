@@ -1430,7 +1430,6 @@ def test_penalty_added_by_a_decorator_without_functools_wraps():
     np.testing.assert_allclose(g, 2 * X.T @ (X @ w - y) + w, rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a decorator using functools.wraps is skipped (inspect.unwrap in source.parse_function): value and gradient miss the penalty")
 def test_penalty_added_by_a_decorator_with_functools_wraps():
     rng = np.random.default_rng(60)
     w, X, y = rng.standard_normal(3), rng.standard_normal((5, 3)), rng.standard_normal(5)
@@ -1447,7 +1446,6 @@ def sine_times_x(x):
     return math.sin(x) * x
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: gradient(gradient_of(f)) differentiates f itself: the first derivative (27.0) for x**3 at 3, not 18")
 def test_minimal_gradient_of_gradient_of_gives_the_second_derivative_or_a_located_error():
     # Black-Scholes gamma is what a user wants this for. Second order is a later feature (SPEC
     # section 11), so a DifferentiationError is acceptable; the first derivative is not.
@@ -1458,7 +1456,6 @@ def test_minimal_gradient_of_gradient_of_gives_the_second_derivative_or_a_locate
     assert second == 18.0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: gradient(gradient_of(f)) runs f's generated code with the entry point's globals: NameError: name 'math' is not defined")
 def test_minimal_gradient_of_gradient_of_is_right_or_a_located_error():
     try:
         second = adtrans.gradient(adtrans.gradient_of(sine_times_x), 0.5)
