@@ -17,11 +17,13 @@ the memory is really shared is a question about run-time values (``h = x;
 h += 1.0`` changes nothing when `x` is a float; a row of a 1-D array is a
 number; a slice of a list is a copy), so each change found gets a check in
 the generated forward, ``refuse_shared_change(p, y, error)``, which raises
-the `DifferentiationError` prepared for that line when `p` is an array or
-list that `y` shares. Changes of values known to be floats get none.
+the `DifferentiationError` prepared for that line when `p` is a mutable value
+(an array, a list, an object) that `y` is, views or holds. Changes of values
+known to be floats get none; a function with no change in place is not analysed.
 """
 
 import dataclasses
+import numbers
 
 import gast
 import numpy as np
@@ -30,8 +32,9 @@ from adtrans.activity import targets
 from adtrans.desugar import Assign, Effect, If, Loop, Return, Unpack
 from adtrans.resolve import METADATA_ATTRIBUTES
 
-# Array methods and NumPy functions whose result may be a view of their first argument.
+# Array methods, attributes and NumPy functions whose result may be a view of the array.
 _VIEW_METHODS = frozenset({"reshape", "ravel", "view", "transpose", "swapaxes", "squeeze", "get"})
+_VIEW_ATTRIBUTES = frozenset({"T", "mT", "real", "imag", "flat"})
 _VIEW_FUNCTIONS = frozenset({np.asarray, np.asanyarray, np.reshape, np.ravel, np.transpose, np.squeeze,
                              np.swapaxes, np.moveaxis, np.expand_dims, np.atleast_1d, np.atleast_2d,
                              np.atleast_3d})
@@ -57,8 +60,12 @@ def shared_changes(statements, params, ops, floats):
 def refuse_shared_change(changed, other, error):
     """Raise `error` where changing `changed` in place would change `other` too (an array, a view
     of one, a list or dict holding it): differentiated code would go on reading `other` unchanged."""
-    if isinstance(changed, (np.ndarray, list, dict)) and _shares(changed, other):
+    if not isinstance(changed, _IMMUTABLE) and _shares(changed, other):
         raise error.with_traceback(None)
+
+
+# What ``x += 1`` makes anew rather than changes (and what no item or field assignment changes).
+_IMMUTABLE = (numbers.Number, np.generic, str, bytes, tuple, type(None))
 
 
 def _shares(changed, other):
@@ -122,6 +129,8 @@ class _Flow:
             if loop.test is not None:
                 self.read(_loads(loop.test), after)
             self.block(loop.body, after)
+            if loop.break_test is not None:
+                self.read(_loads(loop.break_test), after)
             joined = entry.join(after)
             if joined.stale == entry.stale:
                 break
@@ -136,8 +145,7 @@ class _Flow:
                 self.found.setdefault(key, set()).add(seen_through)
 
     def simple(self, stmt, state):
-        same, part, held = _sources(stmt, self.ops)
-        sources = same | part | held
+        sources = set().union(*_sources(stmt, self.ops))
         changed = stmt.changes if isinstance(stmt, Assign) else None
         # Python's result is (or views, or holds) these: it sees their changes, where a read would not.
         self.read(_statement_loads(stmt) - ({changed} if changed else sources), state)
@@ -159,24 +167,28 @@ class _Flow:
 def _regions(flat, params, ops):
     """(own, reach): for each version, the values it may *be* (itself, or the array it views), and
     those it may be or hold (a list's items too). A value is named by the version that made it (a
-    parameter, or a statement making a new array, list or dict). Changing `z` in place changes
-    what holds or views ``own[z]``. To a fixed point: loop headers and branch merges have several
-    sources."""
-    own = {p: {p} for p in params}
-    reach = {p: {p} for p in params}
-    links = []    # (target, sources it is, sources it views or is an item of, sources it holds)
+    parameter, or a statement making a new value), and what a value made elsewhere holds by
+    ``(name, "items")``. Changing `z` in place changes what holds or views ``own[z]``. To a fixed
+    point: loop headers and branch merges have several sources."""
+    own, reach, links = {}, {}, []
+    for name in params:
+        own[name], reach[name] = {name}, {name, (name, "items")}
     for stmt in flat:
-        same, part, held = _sources(stmt, ops)
+        same, part, item, held = _sources(stmt, ops)
         for target in targets(stmt):
-            fresh = {target} if not (same or part) else set()
-            own.setdefault(target, set()).update(fresh)
-            reach.setdefault(target, set()).update(fresh)
-            links.append((target, same, part, held))
+            own.setdefault(target, set())
+            reach.setdefault(target, set())
+            if not (same or part or item):
+                own[target].add(target)
+                display = isinstance(stmt, Assign) and isinstance(stmt.value, _DISPLAYS)
+                reach[target].update({target} if display else {target, (target, "items")})
+            links.append((target, same, part, item, held))
     changed = True
     while changed:
         changed = False
-        for target, same, part, held in links:
-            owned = set().union(*(own.get(s, ()) for s in same), *(reach.get(s, ()) for s in part))
+        for target, same, part, item, held in links:
+            owned = set().union(*(own.get(s, ()) for s in same), *(reach.get(s, ()) for s in part),
+                                *(reach.get(s, set()) - own.get(s, set()) for s in item))
             reached = owned.union(*(reach.get(s, ()) for s in same | part | held))
             if not (owned <= own[target] and reached <= reach[target]):
                 own[target] |= owned
@@ -186,38 +198,45 @@ def _regions(flat, params, ops):
             {name: frozenset(found) for name, found in reach.items()})
 
 
+_DISPLAYS = (gast.Tuple, gast.List, gast.Dict)
+
+
 def _sources(stmt, ops):
     """The locals `stmt`'s result may share memory with: (those it is, those it views or is an item
-    of, those it holds); all empty for a new value."""
+    of, those it is an item of (a field), those it holds); all empty for a new value."""
     none = set()
     if isinstance(stmt, Unpack):
-        return none, {stmt.source}, none
+        return none, {stmt.source}, none, none
     if not isinstance(stmt, Assign):
-        return none, none, none
+        return none, none, none, none
     value = stmt.value
     if stmt.changes:
         # z[i] = v, xs.append(v): the same object as z, and a list holds v afterwards.
-        return {stmt.changes}, none, (_names(value.args[1:]) if isinstance(value, gast.Call) else none)
+        return {stmt.changes}, none, none, (_names(value.args[1:]) if isinstance(value, gast.Call) else none)
     if isinstance(value, gast.Name):
-        return {value.id}, none, none
+        return {value.id}, none, none, none
     if isinstance(value, (gast.Tuple, gast.List)):
-        return none, none, _names(value.elts)
+        return none, none, none, _names(value.elts)
     if isinstance(value, gast.Dict):
-        return none, none, _names(value.values)
+        return none, none, none, _names(value.values)
     if isinstance(value, gast.Subscript):
-        return none, _names([value.value]), none
+        return none, _names([value.value]), none, none
     if isinstance(value, gast.Attribute):
-        return none, (none if value.attr in METADATA_ATTRIBUTES else _names([value.value])), none
+        if value.attr in METADATA_ATTRIBUTES:
+            return none, none, none, none
+        if value.attr in _VIEW_ATTRIBUTES:
+            return none, _names([value.value]), none, none
+        return none, none, _names([value.value]), none       # obj.field: what obj holds
     if isinstance(value, gast.Call):
         func = value.func
         if isinstance(func, gast.Attribute) and func.attr in _VIEW_METHODS:
-            return none, _names([func.value]), none
+            return none, _names([func.value]), none, none
         if hasattr(func, "synthetic_callee"):
-            return none, none, _names(value.args)    # appended, merged, zipped...: lists holding their arguments
+            return none, none, none, _names(value.args)    # appended, merged, zipped...: lists holding their arguments
         callee = getattr(ops.get(id(stmt)), "callee", None)
         if value.args and any(callee is f for f in _VIEW_FUNCTIONS):
-            return none, _names(value.args[:1]), none
-    return none, none, none
+            return none, _names(value.args[:1]), none, none
+    return none, none, none, none
 
 
 def _names(nodes):
