@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 import gast
+import numpy as np
 
 from adtrans import randomness
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for, names_in
 from adtrans.rules.support import (
-    appended, enumerated, extended, listed_items, listed_keys, listed_values, merged, rebound, starred_parts,
-    super_function, with_field, with_item, zipped)
+    added_at, appended, diagonal_index, enumerated, extended, listed_items, listed_keys, listed_values, merged,
+    rebound, starred_parts, stored_in, subtracted_at, super_function, with_field, with_item, zipped)
 from adtrans.source import own_signature
 from adtrans.trees import clone
 
@@ -44,6 +45,7 @@ class Assign:
     bound: bool = False     # bound by a loop header, not computed by a statement
     copy: bool = False      # a copy the desugaring introduced (branch merges, loop headers and exits)
     loop_end: bool = False  # the copy into a loop-carried variable's header, at the end of a pass
+    changes: Optional[str] = None   # the version Python changes in place here (z += b, z[i] = v): see `sharing`
 
 
 @dataclass
@@ -112,6 +114,7 @@ class Body:
     params: List[str]
     statements: list = field(default_factory=list)
     result: Optional[str] = None
+    user_names: dict = field(default_factory=dict)   # SSA name -> the user's variable it is a version of
 
 
 _OPAQUE = (gast.BoolOp, gast.IfExp, gast.ListComp, gast.SetComp, gast.DictComp, gast.GeneratorExp,
@@ -154,6 +157,7 @@ class Desugar:
         self.calling = False     # renaming the function of a call
         self.out: list = []
         self.origin = None
+        self.user_names = {}    # SSA name -> user variable
 
     def run(self) -> Body:
         args = self.source.node.args
@@ -193,6 +197,7 @@ class Desugar:
         self.out.append(Return(result, self.origin))
         body.result = result.id if isinstance(result, gast.Name) else None
         body.statements = self.out
+        body.user_names = self.user_names
         return body
 
     def nested(self, statements):
@@ -245,7 +250,10 @@ class Desugar:
             if written is not None:
                 # 'y = np.add(z, b, out=z)': z is the result, and y the same array.
                 others, (first, value) = [first] + others, written
-            name = self.assign(first, value, stmt)
+                if not isinstance(first, gast.Name):
+                    raise self.source.error(value, "a result written into a part of an array (out=y[i]) and "
+                                            "also assigned is not supported", "assign it on a line of its own")
+            name = self.assign_changed(first, value, stmt) if written is not None else self.assign(first, value, stmt)
             for target in others:
                 self.assign(target, gast.Name(name, gast.Load(), None, None), stmt)
         elif isinstance(stmt, gast.AnnAssign):
@@ -266,16 +274,16 @@ class Desugar:
             load = gast.Name(stmt.target.id, gast.Load(), None, None)
             value = gast.BinOp(load, stmt.op, stmt.value)
             gast.copy_location(value, stmt)
-            self.assign(stmt.target, value, stmt)
+            self.assign_changed(stmt.target, value, stmt)
         elif isinstance(stmt, gast.Expr):
             if isinstance(stmt.value, gast.Constant):
                 return  # a docstring or a bare constant
             if self.grows_local_list(stmt.value):
                 self.grow_list(stmt.value, stmt)
                 return
-            written = self.written_into(stmt.value)
+            written = self.written_into(stmt.value) or self.first_argument_changed(stmt.value)
             if written is not None:
-                self.assign(*written, stmt)
+                self.assign_changed(*written, stmt)
                 return
             self.check_expression(stmt.value)
             self.out.append(Effect(self.renamed(stmt), stmt))
@@ -293,16 +301,65 @@ class Desugar:
                 "(@adtrans.derivative(of=...))")
 
     def written_into(self, call):
-        """``np.add(z, b, out=z)`` with `z` a local: (``z``, ``np.add(z, b)``), by value as
-        ``z += b`` is; None for any other expression."""
+        """``np.add(z, b, out=z)`` with `z` a local: (``z``, ``stored_in(np.add(z, b), z)``), by value
+        as ``z += b`` is, in z's dtype; ``out=(z,)`` is ``out=z``, and ``out=z[i]`` gives
+        (``z[i]``, ``np.add(z, b)``). None for any other expression."""
         if not isinstance(call, gast.Call):
             return None
         out = [k for k in call.keywords if k.arg == "out"]
-        if len(out) != 1 or not isinstance(out[0].value, gast.Name) or out[0].value.id not in self.locals:
+        if len(out) != 1 or (isinstance(out[0].value, gast.Constant) and out[0].value.value is None):
             return None
-        target = gast.Name(out[0].value.id, gast.Store(), None, None)
-        plain = gast.Call(call.func, list(call.args), [k for k in call.keywords if k.arg != "out"])
-        return gast.copy_location(target, call), gast.copy_location(plain, call)
+        written = out[0].value
+        if isinstance(written, gast.Tuple) and len(written.elts) == 1:
+            written = written.elts[0]
+        root = written.value if isinstance(written, gast.Subscript) else written
+        if not (isinstance(root, gast.Name) and root.id in self.locals) or any(k.arg == "where" for k in call.keywords):
+            raise self.source.error(
+                out[0].value, "a result written into an array with 'out=' is only followed into a local "
+                "array or a subscript of one, without 'where='",
+                "assign the result instead (y = np.add(a, b), y[i] = np.add(a, b), y = np.where(m, np.add(a, b), y))")
+        plain = gast.copy_location(gast.Call(call.func, list(call.args), [k for k in call.keywords if k.arg != "out"]),
+                                   call)
+        if isinstance(written, gast.Subscript):
+            return clone(written), plain
+        stored = gast.Call(_synthetic_callee("stored_in", stored_in), [plain, gast.Name(root.id, gast.Load(), None, None)], [])
+        return gast.Name(root.id, gast.Store(), None, None), gast.copy_location(stored, call)
+
+    def first_argument_changed(self, call):
+        """``np.add.at(a, i, b)``, ``np.subtract.at(a, i, b)``, ``np.copyto(a, b)`` and
+        ``np.fill_diagonal(a, v)`` with `a` a local: (the target, the value) they assign by value, as
+        ``a[i] += b`` is (``a = added_at(a, i, b)``, ``a[...] = b``, ``a[diagonal_index(a)] = v``);
+        None for any other expression. Other functions changing their first argument are refused where
+        a derivative would flow through them (`ReverseTransform.check_mutations`)."""
+        if not (isinstance(call, gast.Call) and call.args and isinstance(call.args[0], gast.Name)
+                and call.args[0].id in self.locals and not call.keywords
+                and not any(isinstance(a, gast.Starred) for a in call.args)
+                and _is_static(call.func, self.locals)):
+            return None
+        function = _static_value(call.func, self.source.fn)
+        array, *rest = call.args
+        target = gast.Name(array.id, gast.Store(), None, None)
+        for ufunc, callee in ((np.add, added_at), (np.subtract, subtracted_at)):
+            if getattr(function, "__self__", None) is ufunc and function.__name__ == "at" and len(rest) == 2:
+                value = gast.Call(_synthetic_callee(callee.__name__, callee), list(call.args), [])
+                return target, gast.copy_location(value, call)
+        if function is np.copyto and len(rest) == 1:
+            return gast.copy_location(gast.Subscript(array, gast.Constant(Ellipsis, None), gast.Store()), call), rest[0]
+        if function is np.fill_diagonal and len(rest) == 1:
+            index = gast.Call(_synthetic_callee("diagonal_index", diagonal_index), [array], [])
+            return gast.copy_location(gast.Subscript(array, index, gast.Store()), call), rest[0]
+        return None
+
+    def assign_changed(self, target, value, stmt):
+        """`assign`, for a statement Python runs as a change in place of `target` (``z += b``,
+        ``np.add(z, b, out=z)``): the statement assigning z's new version says which it changes.
+        (An item assignment, ``z[i] = v``, says so itself: see `set_item`.)"""
+        before = self.current.get(target.id) if isinstance(target, gast.Name) else None
+        name = self.assign(target, value, stmt)
+        if before is not None:
+            changing = next(s for s in reversed(self.out) if isinstance(s, Assign) and s.target == name)
+            changing.changes = before
+        return name
 
     def nested_function(self, stmt):
         """A nested ``def``: defined as written, reading the versions of outer variables current here.
@@ -365,7 +422,7 @@ class Desugar:
             if a == b:
                 merged[name] = a
                 continue
-            joined = self.namer.fresh(name)
+            joined = self.fresh_version(name)
             if a is not None:
                 self.copy_to(body, joined, a, stmt)
             if b is not None:
@@ -396,7 +453,7 @@ class Desugar:
         for name in assigned:
             if name in self.current:
                 self.check_escaped_closures(name)
-                header = self.namer.fresh(name)
+                header = self.fresh_version(name)
                 self.copy_to(self.out, header, self.current[name], stmt)
                 self.current[name] = header
                 headers[name] = header
@@ -424,7 +481,7 @@ class Desugar:
             last = headers.get(name, self.current.get(name))
             if last is None:
                 continue
-            exit_name = self.namer.fresh(name)
+            exit_name = self.fresh_version(name)
             self.copy_to(after, exit_name, last, stmt)
             loop.exits[last] = exit_name
             self.current[name] = exit_name
@@ -753,8 +810,9 @@ class Desugar:
         target = call.func.value
         name, callee = _GROWING[call.func.attr]
         item = self.atom(call.args[0])
-        grown = gast.Call(_synthetic_callee(name, callee), [self.atom(target), item], [])
-        self.out.append(Assign(self.new_version(target.id), _located(grown, call), target, stmt))
+        before = self.atom(target)
+        grown = gast.Call(_synthetic_callee(name, callee), [before, item], [])
+        self.out.append(Assign(self.new_version(target.id), _located(grown, call), target, stmt, changes=before.id))
 
     def set_item(self, target, value_atom, stmt):
         if not isinstance(target.value, gast.Name) or target.value.id not in self.locals:
@@ -764,7 +822,7 @@ class Desugar:
         index = self.index(target.slice)
         call = gast.Call(_synthetic_callee(_SET_ITEM, with_item), [base, _index_value(index), value_atom], [])
         name = self.new_version(target.value.id)
-        self.out.append(Assign(name, _located(call, target), target, stmt))
+        self.out.append(Assign(name, _located(call, target), target, stmt, changes=base.id))
 
     def augmented_item(self, stmt):
         target = stmt.target
@@ -776,7 +834,7 @@ class Desugar:
         call = gast.Call(_synthetic_callee(_SET_ITEM, with_item),
                          [clone(base), _index_value(clone(index)), value], [])
         name = self.new_version(target.value.id)
-        self.out.append(Assign(name, _located(call, target), target, stmt))
+        self.out.append(Assign(name, _located(call, target), target, stmt, changes=base.id))
 
     def unsupported_target(self, target):
         what = {gast.Subscript: "a subscript", gast.Attribute: "an attribute"}.get(type(target), "this target")
@@ -829,7 +887,7 @@ class Desugar:
         call = gast.Call(_synthetic_callee("with_field", with_field),
                          [base, gast.Constant(target.attr, None), value_atom], [])
         name = self.new_version(target.value.id)
-        self.out.append(Assign(name, _located(call, target), target, stmt))
+        self.out.append(Assign(name, _located(call, target), target, stmt, changes=base.id))
 
     def unpack(self, target, source, stmt):
         starred = [i for i, e in enumerate(target.elts) if isinstance(e, gast.Starred)]
@@ -869,9 +927,16 @@ class Desugar:
         self.check_escaped_closures(user_name)
         if user_name not in self.current:
             name = user_name     # the first version keeps the user's name
+            self.user_names[name] = user_name
         else:
-            name = self.namer.fresh(user_name)
+            name = self.fresh_version(user_name)
         self.current[user_name] = name
+        return name
+
+    def fresh_version(self, user_name):
+        """A new SSA name for the user's variable `user_name` (also a branch merge's, a loop header's)."""
+        name = self.namer.fresh(user_name)
+        self.user_names[name] = user_name
         return name
 
     # -- expressions

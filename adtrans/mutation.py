@@ -32,7 +32,7 @@ CHANGING_METHODS = frozenset({
     "setflags", "__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__"})
 # Functions that change their first argument (``np.copyto(dst, src)``, ``np.add.at(a, i, v)``,
 # ``rng.shuffle(x)``).
-_CHANGING_FIRST_ARGUMENT = frozenset({"copyto", "put", "place", "putmask", "fill_diagonal", "at",
+CHANGING_FIRST_ARGUMENT = frozenset({"copyto", "put", "place", "putmask", "fill_diagonal", "at",
                                       "shuffle"})
 
 SHALLOW, DEEP = "shallow", "deep"
@@ -105,7 +105,7 @@ def parameters_changed(function):
             if isinstance(func, gast.Attribute) and func.attr in CHANGING_METHODS:
                 change(func.value, 1)
             name = func.attr if isinstance(func, gast.Attribute) else getattr(func, "id", None)
-            if name in _CHANGING_FIRST_ARGUMENT and node.args:
+            if name in CHANGING_FIRST_ARGUMENT and node.args:
                 change(node.args[0], 1)
             for keyword in node.keywords:
                 if keyword.arg == "out":

@@ -26,7 +26,7 @@ from typing import Any, Dict, List
 import gast
 import numpy as np
 
-from adtrans import mutation, randomness, registry, structures, tangents
+from adtrans import mutation, randomness, registry, sharing, structures, tangents
 from adtrans.activity import analyse, targets
 from adtrans.codegen import unparse
 from adtrans.copyprop import propagate_copies
@@ -218,6 +218,7 @@ class ReverseTransform:
         self.warnings = self.zero_derivative_warnings(pairs)
         self.check_mutations()
         self.known_floats = self.float_names()
+        self.check_shared_changes()
         # A + or * that may concatenate or repeat lists pulls back by the operands' types at run time.
         assigned = {t for s in self.flat for t in targets(s)}
         counters = {n for loop in _loops(self.statements) for n in _loop_names(loop)} - assigned
@@ -357,8 +358,9 @@ class ReverseTransform:
         return self.activity.active(name)
 
     def check_mutations(self):
-        """A method that changes a container in place, given or holding differentiated values, is an
-        error: the pullback cannot follow it, and its gradient would be silently wrong.
+        """A method that changes a container in place, or a function that changes its first argument
+        (``np.put(y, i, v)``), given or holding differentiated values, is an error: the pullback
+        cannot follow it, and its gradient would be silently wrong.
 
         (``xs.append(v)`` and ``xs.extend(vs)`` on a local list are rewritten by value instead,
         see `Desugar.grow_list`.)
@@ -369,24 +371,86 @@ class ReverseTransform:
             if not isinstance(stmt, Effect) or not isinstance(stmt.stmt, gast.Expr):
                 continue
             call = stmt.stmt.value
-            if not (isinstance(call, gast.Call) and isinstance(call.func, gast.Attribute)
-                    and call.func.attr in mutation.CHANGING_METHODS):
+            if not isinstance(call, gast.Call):
                 continue
-            receiver = call.func.value
-            root = receiver
-            while isinstance(root, (gast.Attribute, gast.Subscript)):
-                root = root.value
-            if not isinstance(root, gast.Name) or root.id not in self.ssa:
+            func = call.func
+            if isinstance(func, gast.Attribute) and func.attr in mutation.CHANGING_METHODS \
+                    and _root_name(func.value) in self.ssa:
+                receiver, first_argument = func.value, False
+            elif (getattr(func, "attr", None) or getattr(func, "id", None)) in mutation.CHANGING_FIRST_ARGUMENT \
+                    and call.args:
+                receiver, first_argument = call.args[0], True    # np.put(y, i, v), rng.shuffle(y)
+            else:
+                continue
+            if _root_name(receiver) not in self.ssa:
                 continue
             arguments = list(call.args) + [k.value for k in call.keywords]
             if any(isinstance(n, gast.Name) and n.id in varied for a in arguments for n in gast.walk(a)) \
                     or (isinstance(receiver, gast.Name) and receiver.id in varied):
+                if first_argument:
+                    raise self.source.error(
+                        stmt.origin, f"'{unparse(func)}(...)' changes its first argument in place, which "
+                        "differentiated code cannot follow",
+                        "build a new array instead (y[i] = v, y[mask] = v, y = np.where(mask, v, y)); "
+                        "np.add.at, np.subtract.at, np.copyto and np.fill_diagonal are followed when their "
+                        "first argument is a local array")
                 raise self.source.error(
                     stmt.origin, f"'{unparse(call.func)}(...)' changes a container in place, which "
                     "differentiated code cannot follow",
                     "build a new value instead (xs = xs + [v], ys = sorted(ys), a = np.where(...)), "
                     "or wrap the arguments in 'without_derivative' if no derivative should flow "
                     "through them (a log of values)")
+
+    def check_shared_changes(self):
+        """Before each change in place that another name may see (``p = y[n:]; p -= v``, then `y`
+        read), a check raising the error of that line when the memory is shared (see `sharing`)."""
+        found = sharing.shared_changes(self.statements, self.body.params, self.ops, self.known_floats)
+        if not found:
+            return
+        refuse = self.helper("refuse_shared_change", sharing.refuse_shared_change)
+        checks = {}
+        for stmt in self.flat:
+            for other in found.get(id(stmt), ()):
+                changed = self.user_name(stmt.changes)
+                error = self.shared_change_error(stmt, changed, other)
+                cell = self.helper(f"changing_{changed}_changes_{self.user_name(other)}", error)
+                call = _call(_name(refuse), _name(stmt.changes), _name(other), _name(cell))
+                check = Effect(gast.Expr(call), stmt.origin)
+                self.ops[id(check)] = self.resolver.statement(check)
+                checks.setdefault(id(stmt), []).append(check)
+        _insert_before(self.statements, checks)
+        self.flat = list(flatten(self.statements))
+
+    def user_name(self, name):
+        """The user's variable SSA version `name` is of (`name` itself for a temporary)."""
+        return self.body.user_names.get(name, name)
+
+    def shared_change_error(self, stmt, changed, other):
+        """The error `sharing.refuse_shared_change` raises where `stmt` changes `changed` and `other`."""
+        text = self.source.line_text(stmt.origin.lineno)
+        copy_first = f"change a copy ('{changed} = {changed}.copy()' first)"
+        if other == stmt.changes:
+            return self.source.error(
+                stmt.origin, f"'{text}' changes '{changed}' in place, and its value from before the change is "
+                "read afterwards, which differentiated code does not follow", copy_first)
+        if other in self.body.user_names or other in self.body.params:
+            seen = f"'{self.user_name(other)}'"
+            through = f"; to change {seen}, assign through it ('{self.user_name(other)}[...] = ...')"
+        else:
+            seen, through = f"the value of line {self.defining_line(other)}", ""
+        if isinstance(stmt.origin, gast.AugAssign) and isinstance(stmt.origin.target, gast.Name):
+            symbol = unparse(gast.BinOp(gast.Name("a", gast.Load(), None, None), stmt.origin.op,
+                                        gast.Name("b", gast.Load(), None, None)))[2:-2]
+            new = f"write '{changed} = {changed} {symbol} ...' to make a new array"
+        else:
+            new = f"compute a new array rather than change '{changed}'"
+        return self.source.error(
+            stmt.origin, f"'{text}' changes '{changed}' in place, and '{changed}' shares its memory with {seen} "
+            f"(it is the same array, a view of it, or an item of it): Python changes {seen} too, which "
+            "differentiated code does not follow", f"{new}{through}; or {copy_first}")
+
+    def defining_line(self, name):
+        return next((s.origin.lineno for s in self.flat if name in targets(s)), self.source.node.lineno)
 
     def check_arguments_changed_by_callees(self):
         """A call of a function that changes an argument in place (`mutation`), whose caller
@@ -1844,6 +1908,26 @@ class _LoopPlan:
     counter: str = None
     branch_tapes: list = field(default_factory=list)
     branch_iterators: list = field(default_factory=list)
+
+
+def _root_name(node):
+    """``x`` of ``x``, ``x[i]``, ``x.f[i]``...; None for anything else."""
+    while isinstance(node, (gast.Attribute, gast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, gast.Name) else None
+
+
+def _insert_before(statements, inserted):
+    """Put the statements ``inserted[id(s)]`` before each statement `s` of the blocks of `statements`."""
+    for index in range(len(statements) - 1, -1, -1):
+        stmt = statements[index]
+        if isinstance(stmt, If):
+            _insert_before(stmt.body, inserted)
+            _insert_before(stmt.orelse, inserted)
+        elif isinstance(stmt, Loop):
+            _insert_before(stmt.condition, inserted)
+            _insert_before(stmt.body, inserted)
+        statements[index:index] = inserted.get(id(stmt), [])
 
 
 def flatten(statements):

@@ -8,6 +8,7 @@ where a value is known to be a number or an array and these helpers
 elsewhere.  ``None`` stands for a zero tangent wherever one is accepted.
 """
 
+import copy
 import numbers
 
 import numpy as np
@@ -265,7 +266,15 @@ def like(tangent, value):
 
 
 def call_hook(hook, d):
-    """Run a `with_derivative` hook: a non-None return replaces the cotangent."""
+    """Run a `with_derivative` hook: a non-None return replaces the cotangent.
+
+    The hook gets its own copy: it may change the cotangent in place (SPEC section 4), and the
+    array it was given may be another path's cotangent too, or the one the user passed in.
+    """
+    if type(d) is np.ndarray:
+        d = d.copy()
+    elif d is not None and not isinstance(d, numbers.Number):
+        d = copy.deepcopy(d)
     replaced = hook(d)
     return d if replaced is None else replaced
 

@@ -8,6 +8,7 @@ import pytest
 from gradcheck import case, check_rule_vjp, module_rules, run_case, template_problems, untested
 
 from adtrans import registry
+from adtrans.rules.support import added_at, stored_in, subtracted_at
 
 rng = np.random.default_rng(2)
 A = rng.standard_normal((3, 4))
@@ -129,6 +130,10 @@ CASES = [
     case(np.ndarray.take, A, [1, 1], axis=0),
     case(np.take_along_axis, A, np.array([[0], [3], [3]]), axis=1), case(np.take_along_axis, A, np.argsort(A, 0), 0),
     case(np.sort, DISTINCT), case(np.sort, DISTINCT, axis=0), case(np.sort, DISTINCT, axis=None),
+    # np.add.at / np.subtract.at by value (repeated places add up), and out= (stored_in).
+    case(added_at, A, [0, 0, 2], ROW), case(added_at, A, ([0, 2, 0], [1, 1, 1]), VEC3), case(added_at, VEC, [1, 1, 3], 2.5),
+    case(subtracted_at, A, ([0, 0], [1, 1]), np.array([0.5, -1.5])), case(subtracted_at, VEC, 2, 1.5),
+    case(stored_in, A, POS), case(stored_in, VEC, A), case(stored_in, 0.5, VEC),
     # Making and converting arrays.
     case(np.array, [1.5, 2.5]), case(np.array, [VEC, VEC]), case(np.array, A), case(np.array, 2.5),
     case(np.array, VEC, ndmin=2),

@@ -18,15 +18,15 @@ import numpy as np
 
 from adtrans.registry import constant_function, constant_module, rules_for
 from adtrans.rules.support import (
-    DEGREES_PER_RADIAN, LN2, LN10, RADIANS_PER_DEGREE, astype_cotangent, clip_mask, cholesky_cotangent,
-    concatenate_cotangents, cumsum_cotangent, diag_cotangent, diagonal_cotangent, diff_cotangent,
+    DEGREES_PER_RADIAN, LN2, LN10, RADIANS_PER_DEGREE, added_at, astype_cotangent, clip_mask, cholesky_cotangent,
+    concatenate_cotangents, cumsum_cotangent, diag_cotangent, diagonal_index, diagonal_cotangent, diff_cotangent,
     dot_cotangent_a, dot_cotangent_b, einsum_cotangents, extremum_cotangent, hstack_cotangents,
     inverse_permutation, item_cotangent, join_cotangents, matmul_cotangent_a, matmul_cotangent_b, max_share,
     min_share, mT, norm_cotangent, outer_cotangent_a, outer_cotangent_b, pad_constant_cotangent,
     pad_cotangent, prod_cotangent, reduced_count, repeat_cotangent, shaped_like, solve_cotangent_a,
-    solve_cotangent_b, sort_cotangent, stack_cotangents, std_cotangent, sum_cotangent, take_along_axis_cotangent,
-    take_cotangent, tanh_cotangent, tensordot_cotangent_a, tensordot_cotangent_b, tile_cotangent,
-    trace_cotangent, unbroadcast, unstack_cotangents, var_cotangent, vstack_cotangents, xlogy)
+    solve_cotangent_b, sort_cotangent, stack_cotangents, std_cotangent, stored_in, subtracted_at, sum_cotangent,
+    take_along_axis_cotangent, take_cotangent, tanh_cotangent, tensordot_cotangent_a, tensordot_cotangent_b,
+    tile_cotangent, trace_cotangent, unbroadcast, unstack_cotangents, var_cotangent, vstack_cotangents, xlogy)
 
 rule = rules_for(globals())
 
@@ -205,6 +205,12 @@ rule(np.ndarray.take, "self, indices, axis=None, out=None, mode='raise'",
      self="take_cotangent(d_y, self, indices, axis, mode)")
 rule(np.take_along_axis, "arr, indices, axis=-1", arr="take_along_axis_cotangent(d_y, arr, indices, axis)")
 rule(np.sort, "a, axis=-1, kind=None, order=None, *, stable=None", a="sort_cotangent(d_y, a, axis)")
+# np.add.at(a, i, b) and np.subtract.at(a, i, b) of a local run as a = added_at(a, i, b): each b
+# gets the cotangent of the place it went to, repeated places and all.
+rule(added_at, "a, indices, b", a="d_y", b="unbroadcast(d_y[indices], b)")
+rule(subtracted_at, "a, indices, b", a="d_y", b="unbroadcast(-d_y[indices], b)")
+# np.exp(v, out=y) runs as y = stored_in(np.exp(v), y): y's dtype, and none of y's values.
+rule(stored_in, "value, out", value="unbroadcast(d_y, value)", out="np.zeros_like(d_y)")
 
 # -- Making arrays and converting them -----------------------------------------------------
 rule(np.array, "object, dtype=None, *, copy=True, order='K', subok=False, ndmin=0, like=None",
@@ -248,7 +254,7 @@ constant_function(
     np.allclose, np.array_equal, np.equal, np.not_equal, np.less, np.less_equal, np.greater,
     np.greater_equal, np.logical_and, np.logical_or, np.logical_not, np.logical_xor, np.any, np.all,
     np.result_type, np.broadcast_shapes, np.tri, np.triu_indices, np.tril_indices, np.diag_indices,
-    np.unravel_index, np.ravel_multi_index, np.linalg.matrix_rank,
+    np.unravel_index, np.ravel_multi_index, np.linalg.matrix_rank, diagonal_index,
     np.ndarray.argmax, np.ndarray.argmin, np.ndarray.argsort, np.ndarray.nonzero, np.ndarray.any,
     np.ndarray.all,
     reason="its result is not a differentiable value")

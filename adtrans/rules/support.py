@@ -1097,6 +1097,43 @@ def item_cleared(g, index):
     return type(g)(out) if isinstance(g, tuple) else out
 
 
+# -- NumPy functions that write into their first argument, run by value in differentiated code.
+
+def added_at(a, indices, b):
+    """``np.add.at(a, indices, b)`` by value: a copy of `a` with `b` added at `indices`, a place
+    named twice getting both (the scatter-add of graph networks and finite-element assembly)."""
+    out = a.copy()
+    np.add.at(out, indices, b)
+    return out
+
+
+def subtracted_at(a, indices, b):
+    """``np.subtract.at(a, indices, b)`` by value (see `added_at`)."""
+    out = a.copy()
+    np.subtract.at(out, indices, b)
+    return out
+
+
+def stored_in(value, out):
+    """`value` as NumPy stores it into `out` (``np.exp(v, out=y)``): with `out`'s dtype and shape.
+
+    ``f(..., out=y)`` runs as ``y = stored_in(f(...), y)``: NumPy computes in the dtype of the
+    arguments and casts into `y`, so the value is `y`'s dtype, as Python's ``y`` is afterwards.
+    """
+    if type(value) is np.ndarray and value.dtype == out.dtype and value.shape == out.shape:
+        return value
+    stored = np.empty_like(out)
+    stored[...] = value
+    return stored
+
+
+def diagonal_index(a):
+    """The index of the places ``np.fill_diagonal(a, v)`` writes: ``a[i, i, ...]`` for i up to the
+    shortest axis (``np.fill_diagonal(a, v)`` runs as ``a[diagonal_index(a)] = v``)."""
+    steps = np.arange(min(a.shape))
+    return (steps,) * a.ndim
+
+
 def got_cotangent(g, mapping, key):
     """The cotangent of `mapping` from ``mapping.get(key, default)``'s cotangent `g`: at `key`, if
     the value came from there."""
