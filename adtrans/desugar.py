@@ -189,6 +189,10 @@ class Desugar:
             result = self.atom(value, "result")
         else:
             result = gast.Constant(None, None)
+        if isinstance(self.source.node, gast.AsyncFunctionDef):
+            # Calling it makes a coroutine, not a value; an 'await' in it was refused at its line.
+            raise self.source.error(self.source.node, f"{construct_name(self.source.node)} is not supported",
+                                    "differentiate a plain 'def' that the coroutine awaits or calls")
         self.out.append(Return(result, self.origin))
         body.result = result.id if isinstance(result, gast.Name) else None
         body.statements = self.out
@@ -238,7 +242,7 @@ class Desugar:
                 self.check_expression(value)
                 value = self.atom(value)
                 for target in stmt.targets:
-                    self.assign(target, value, stmt)
+                    self.bind(target, value, stmt.value, stmt)
                 return
             written = self.written_into(value)
             if written is not None:
@@ -748,34 +752,84 @@ class Desugar:
                 and not isinstance(call.args[0], gast.Starred))
 
     def grow_list(self, call, stmt):
-        """``xs = appended(xs, v)``: the list grows by value, like ``x[i] = v`` (see `set_item`)."""
+        """``xs = appended(xs, v)``: the list grows by value, like ``x[i] = v`` (see `store`)."""
         target = call.func.value
         name, callee = _GROWING[call.func.attr]
         item = self.atom(call.args[0])
         grown = gast.Call(_synthetic_callee(name, callee), [self.atom(target), item], [])
         self.out.append(Assign(self.new_version(target.id), _located(grown, call), target, stmt))
 
-    def set_item(self, target, value_atom, stmt):
-        if not isinstance(target.value, gast.Name) or target.value.id not in self.locals:
-            raise self.source.error(target, "assignment to a subscript of a value that is not a local "
-                                    "variable is not supported", "assign to a local array")
-        base = self.atom(target.value)
-        index = self.index(target.slice)
-        call = gast.Call(_synthetic_callee(_SET_ITEM, with_item), [base, _index_value(index), value_atom], [])
-        name = self.new_version(target.value.id)
-        self.out.append(Assign(name, _located(call, target), target, stmt))
-
     def augmented_item(self, stmt):
+        """``x[i] += v`` runs as ``x = with_item(x, i, x[i] + v)``, the container and index
+        evaluated once, as Python does."""
         target = stmt.target
-        base = self.atom(target.value)
-        index = self.index(target.slice)
-        current = gast.Subscript(base, index, gast.Load())
+        if self.runs_as_written(stmt):
+            self.out.append(Effect(self.renamed(stmt), stmt))
+            return
+        places = self.places(target)
+        _, base, index = places[-1]
+        current = gast.Subscript(clone(base), clone(index), gast.Load())
         item = self.hoist(_located(current, target), target, "item")
         value = self.hoist(_located(gast.BinOp(item, stmt.op, self.atom(stmt.value)), stmt), stmt)
-        call = gast.Call(_synthetic_callee(_SET_ITEM, with_item),
-                         [clone(base), _index_value(clone(index)), value], [])
-        name = self.new_version(target.value.id)
-        self.out.append(Assign(name, _located(call, target), target, stmt))
+        self.store(places, value, stmt)
+
+    def runs_as_written(self, stmt):
+        """Is `stmt` (``COUNTER[0] += 1``) a change to a global's or a closure's container by a value
+        read from no local? It carries no derivative, so it runs as written: a call counter, as
+        JAX and PyTorch users keep one."""
+        root = stmt.target
+        while isinstance(root, (gast.Subscript, gast.Attribute)):
+            root = root.value
+        return (isinstance(root, gast.Name) and root.id not in self.locals
+                and not reads_outside(stmt.value, ()) & self.locals)
+
+    def places(self, target):
+        """Where assigning `target` (``x[i]``, ``s.a``, ``m[0][1]``, ``s.v[0]``) stores, from its
+        local variable out: (the subscript or attribute, its container as an atom, its index), each
+        container and index evaluated once, as Python does."""
+        chain = []
+        while isinstance(target, (gast.Subscript, gast.Attribute)):
+            chain.append(target)
+            target = target.value
+        if not (isinstance(target, gast.Name) and target.id in self.locals):
+            what = "a subscript" if isinstance(chain[0], gast.Subscript) else "an attribute"
+            raise self.source.error(chain[0], f"assignment to {what} of a value that is not a local "
+                                    "variable is not supported",
+                                    "assign to a local array" if what == "a subscript"
+                                    else "assign to a field of a local object")
+        found = []
+        base = self.renamed(target)
+        for part in reversed(chain):
+            if found:
+                base = self.hoist(_located(self.part_load(*found[-1]), part.value), part.value)
+            index = self.index(part.slice) if isinstance(part, gast.Subscript) else None
+            found.append((part, base, index))
+        return found
+
+    @staticmethod
+    def part_load(part, base, index):
+        if isinstance(part, gast.Subscript):
+            return gast.Subscript(clone(base), clone(index), gast.Load())
+        return gast.Attribute(clone(base), part.attr, gast.Load())
+
+    def store(self, places, value_atom, stmt):
+        """`value_atom` into the innermost of `places`, each container around it a copy with the
+        changed part (``m = with_item(m, 0, with_item(m[0], 1, v))``): value semantics all the way
+        to the local variable, which gets a new version."""
+        for depth in range(len(places) - 1, -1, -1):
+            part, base, index = places[depth]
+            if isinstance(part, gast.Subscript):
+                call = gast.Call(_synthetic_callee(_SET_ITEM, with_item),
+                                 [clone(base), _index_value(clone(index)), value_atom], [])
+            else:
+                call = gast.Call(_synthetic_callee("with_field", with_field),
+                                 [clone(base), gast.Constant(part.attr, None), value_atom], [])
+            call = _located(call, part)
+            if depth:
+                value_atom = self.hoist(call, part, f"{name_for(part.value)}_updated")
+            else:
+                root = part.value
+                self.out.append(Assign(self.new_version(root.id), call, part, stmt))
 
     def unsupported_target(self, target):
         what = {gast.Subscript: "a subscript", gast.Attribute: "an attribute"}.get(type(target), "this target")
@@ -796,39 +850,34 @@ class Desugar:
                 name = self.new_version(target.id)
                 self.out.append(Assign(name, atom, value, stmt))
             return name
-        if isinstance(target, (gast.Tuple, gast.List)):
-            self.check_expression(value)
-            if (isinstance(value, (gast.Tuple, gast.List)) and len(value.elts) == len(target.elts)
-                    and all(isinstance(t, gast.Name) for t in target.elts)):
-                # "a, b = b, a": evaluate every element first, then bind each name.
-                atoms = [self.atom(e) for e in value.elts]
-                for t, atom, element in zip(target.elts, atoms, value.elts):
-                    self.out.append(Assign(self.new_version(t.id), atom, element, stmt))
-                return None
-            source = self.atom(value, "values")
-            if not isinstance(source, gast.Name):
-                source = self.hoist(source, value, "values")
-            return self.unpack(target, source.id, stmt)
-        if isinstance(target, gast.Subscript):
-            self.check_expression(value)
-            self.set_item(target, self.atom(value), stmt)
+        self.check_expression(value)
+        if (isinstance(target, (gast.Tuple, gast.List)) and isinstance(value, (gast.Tuple, gast.List))
+                and len(value.elts) == len(target.elts)
+                and not any(isinstance(e, gast.Starred) for e in target.elts + value.elts)):
+            # "a, b = b, a", "x[i], x[j] = x[j], x[i]": every element first, then each target from
+            # left to right.
+            atoms = [self.atom(e) for e in value.elts]
+            for t, atom, element in zip(target.elts, atoms, value.elts):
+                self.bind(t, atom, element, stmt)
             return None
-        if isinstance(target, gast.Attribute):
-            self.check_expression(value)
-            self.set_field(target, self.atom(value), stmt)
+        hint = "values" if isinstance(target, (gast.Tuple, gast.List)) else None
+        return self.bind(target, self.atom(value, hint), value, stmt)
+
+    def bind(self, target, atom, node, stmt):
+        """`target` (a name, a subscript, an attribute, or a tuple of them) gets the value of `atom`;
+        returns the name holding it, if any."""
+        if isinstance(target, gast.Name):
+            name = self.new_version(target.id)
+            self.out.append(Assign(name, atom, node, stmt))
+            return name
+        if isinstance(target, (gast.Tuple, gast.List)):
+            if not isinstance(atom, gast.Name):
+                atom = self.hoist(atom, node, "values")
+            return self.unpack(target, atom.id, stmt)
+        if isinstance(target, (gast.Subscript, gast.Attribute)):
+            self.store(self.places(target), atom, stmt)
             return None
         raise self.unsupported_target(target)
-
-    def set_field(self, target, value_atom, stmt):
-        """``obj.name = v`` runs as ``obj = with_field(obj, "name", v)`` (value semantics)."""
-        if not isinstance(target.value, gast.Name) or target.value.id not in self.locals:
-            raise self.source.error(target, "assignment to an attribute of a value that is not a local "
-                                    "variable is not supported", "assign to a field of a local object")
-        base = self.atom(target.value)
-        call = gast.Call(_synthetic_callee("with_field", with_field),
-                         [base, gast.Constant(target.attr, None), value_atom], [])
-        name = self.new_version(target.value.id)
-        self.out.append(Assign(name, _located(call, target), target, stmt))
 
     def unpack(self, target, source, stmt):
         starred = [i for i, e in enumerate(target.elts) if isinstance(e, gast.Starred)]
@@ -845,23 +894,21 @@ class Desugar:
             elements[before] = elements[before].value
             target = _located(gast.Tuple(elements, gast.Store()), target)
             source = parts.id
-        names = []
-        nested = []
-        for element in target.elts:
-            if isinstance(element, gast.Name):
-                names.append(element.id)
-            elif isinstance(element, (gast.Tuple, gast.List)):
-                names.append(None)
-                nested.append((len(names) - 1, element))
-            else:
-                raise self.unsupported_target(element)
-        temps = {}
-        for index, element in nested:
-            temps[index] = self.namer.fresh(f"{source}_{index}")
-        targets = [self.new_version(n) if n is not None else temps[i] for i, n in enumerate(names)]
+        # A name is bound by the unpacking itself, unless an element left of it (a tuple, a
+        # subscript, an attribute: bound after it, from a temporary) mentions it, as `i` in
+        # "x[i], i = ...": Python binds from left to right.
+        targets, later, mentioned = [], [], set()
+        for index, element in enumerate(target.elts):
+            if isinstance(element, gast.Name) and element.id not in mentioned:
+                targets.append(self.new_version(element.id))
+                continue
+            temp = self.namer.fresh(f"{source}_{index}")
+            targets.append(temp)
+            later.append((temp, element))
+            mentioned |= {n.id for n in gast.walk(element) if isinstance(n, gast.Name)}
         self.out.append(Unpack(targets, source, target, stmt))
-        for index, element in nested:
-            self.unpack(element, temps[index], stmt)
+        for temp, element in later:
+            self.bind(element, gast.Name(temp, gast.Load(), None, None), element, stmt)
         return source
 
     def new_version(self, user_name):
@@ -1566,8 +1613,9 @@ def _assigned_in_block(statements, locals_):
         if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
             names.append(node.id)
         elif isinstance(node, (gast.Subscript, gast.Attribute)) and isinstance(node.ctx, gast.Store):
-            if isinstance(node.value, gast.Name):
-                names.append(node.value.id)     # x[i] = v and x.a = v assign x (value semantics)
+            root = _stored_root(node)
+            if root is not None:
+                names.append(root)      # x[i] = v, x.a = v and m[0][1] = v assign x, m (value semantics)
         elif isinstance(node, gast.Expr) and _grows(node.value, locals_):
             names.append(node.value.func.value.id)
         if isinstance(node, (gast.FunctionDef, gast.AsyncFunctionDef)):
@@ -1603,10 +1651,17 @@ def _stored_in(statements, locals_=()):
                 names.append(node.value.func.value.id)
             elif isinstance(node, (gast.Subscript, gast.Attribute)) and isinstance(
                     getattr(node, "ctx", None), gast.Store):
-                root = node.value
-                if isinstance(root, gast.Name) and root.id not in names:
-                    names.append(root.id)
+                root = _stored_root(node)
+                if root is not None and root not in names:
+                    names.append(root)
     return names
+
+
+def _stored_root(target):
+    """The variable assigning `target` (``m[0][1]``, ``s.v[0]``) gives a new value, or None."""
+    while isinstance(target, (gast.Subscript, gast.Attribute)):
+        target = target.value
+    return target.id if isinstance(target, gast.Name) else None
 
 
 def _static_value(expr, fn):

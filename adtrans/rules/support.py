@@ -1058,8 +1058,10 @@ def assigned_cotangent(g, index, value):
     keeps the last write there, so an earlier one gets zero.
     """
     part = g[index] if g is not None else None
-    if type(value) is types.FunctionType or part is None:
-        return part     # a closure's tangent is a dict by name (see tangents.captured_cotangent)
+    if type(value) is types.FunctionType or part is None or type(g) is not np.ndarray:
+        # A closure's tangent is a dict by name (see tangents.captured_cotangent); an item of a list
+        # or a dict (``m[0] = row``) is what was written there, with no broadcasting to undo.
+        return part
     if type(g) is np.ndarray and not tangents.is_basic_index(index) and not _is_mask(index):
         shape = np.shape(part)
         order = np.arange(math.prod(shape)).reshape(shape)
