@@ -27,8 +27,8 @@ from adtrans import randomness
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for, names_in
 from adtrans.rules.support import (
-    appended, enumerated, extended, listed_items, listed_keys, listed_values, merged, rebound, starred_parts,
-    super_function, with_field, with_item, zipped)
+    appended, assigned, enumerated, extended, listed_items, listed_keys, listed_values, merged, rebound,
+    starred_parts, super_function, unassigned, with_field, with_item, zipped)
 from adtrans.trees import clone
 
 
@@ -148,8 +148,15 @@ class Desugar:
         self.lifted = list(lifted)   # free variables taken as keyword-only parameters (a closure's)
         self.locals = _assigned_names(source.node) | set(lifted)
         self.current = {}       # user variable -> its current SSA name
-        self.closure_reads = {}  # a closure's SSA name -> {user variable: the version it reads}
+        # A closure's SSA name -> {user variable: (the name its code reads, the version whose value
+        # that holds)}.
+        self.closure_reads = {}
         self.escaped = set()     # closures read other than to be called or passed: stored
+        # A version some path may leave unassigned -> (its variable, the blocks that leave it
+        # unassigned with their statements, the versions it copies that may be unassigned): see
+        # `checked_read`.
+        self.maybe_unassigned = {}
+        self.marked_unassigned = set()   # versions whose blocks set them `unassigned(...)`
         self.calling = False     # renaming the function of a call
         self.out: list = []
         self.origin = None
@@ -328,7 +335,7 @@ class Desugar:
     def record_closure(self, name, function, exclude=None):
         """`name` holds the closure `function` makes: the versions of the variables it reads now,
         which a later read compares with the current ones (`check_closure_read`)."""
-        self.closure_reads[name] = {u: self.current[u] for u in free_names(function)
+        self.closure_reads[name] = {u: (self.current[u], self.current[u]) for u in free_names(function)
                                     if u in self.current and u != exclude}
 
     def check_nested(self, function):
@@ -356,10 +363,13 @@ class Desugar:
 
     def if_statement(self, stmt):
         test = self.atom(stmt.test, "condition")
-        before = dict(self.current)
+        before, reads_before = dict(self.current), dict(self.closure_reads)
         body = self.nested(stmt.body)
+        self.rebind_stale_closures(body, stmt)
         after_body, self.current = self.current, dict(before)
+        body_reads, self.closure_reads = self.closure_reads, dict(reads_before)
         orelse = self.nested(stmt.orelse)
+        self.rebind_stale_closures(orelse, stmt)
         after_else = self.current
         merged = dict(before)
         names = list(after_body) + [n for n in after_else if n not in after_body]
@@ -374,24 +384,81 @@ class Desugar:
             if b is not None:
                 self.copy_to(orelse, joined, b, stmt)
             merged[name] = joined
+            missing = [(block, stmt) for block, version in ((body, a), (orelse, b)) if version is None]
+            copied = [version for version in (a, b) if version in self.maybe_unassigned]
+            if missing or copied:
+                self.maybe_unassigned[joined] = (name, missing, copied)
         self.current = merged
+        self.closure_reads = _joined_closure_reads([(body_reads, after_body), (self.closure_reads, after_else)],
+                                                   merged)
         joined = [merged[n] for n in names if merged[n] != before.get(n) and merged[n] not in (
             after_body.get(n), after_else.get(n))]
         self.out.append(If(test, body, orelse, stmt, joined))
 
+    def rebind_stale_closures(self, block, stmt):
+        """At the end of a branch (`block`), a closure a variable holds is given the last versions of
+        the variables it reads, where they are bound: after the join, another branch may leave
+        them unassigned (see `_joined_closure_reads`)."""
+        read_after = reads_outside(self.function, {id(n) for n in gast.walk(stmt)})
+        saved, self.out = self.out, block
+        try:
+            with self.reading_to_call():
+                for user, version in list(self.current.items()):
+                    reads = self.closure_reads.get(version)
+                    if reads is None or user not in read_after or any(
+                            self.current.get(u) in self.maybe_unassigned for u in [user, *reads]):
+                        continue    # not read after the `if`, or a path may not have the values
+                    node = _located(gast.Name(user, gast.Load(), None, None), stmt)
+                    self.current[user] = self.check_closure_read(node, version)
+        finally:
+            self.out = saved
+
     def start_unbound(self, stmt, assigned):
-        """``name = None`` before a loop for each variable the loop carries that has no value yet:
-        one a pass reads before assigning it (the previous pass's), or one read after the loop
-        that a pass may leave unassigned (the value of the last pass that assigned it). Each is
-        then carried from pass to pass like any other."""
+        """``name = unassigned('name')`` before a loop for each variable the loop carries that has no
+        value yet: one a pass reads before assigning it (the previous pass's), or one read after
+        the loop that a pass may leave unassigned (the value of the last pass that assigned it).
+        Each is then carried from pass to pass like any other, and a read of it checked
+        (`checked_read`)."""
         if getattr(stmt, "adtrans_synthetic", False):
             return      # a loop a segmented loop or a comprehension became: they start theirs
         exposed, always = _flow(stmt.body)
         after = reads_outside(self.function, {id(n) for n in gast.walk(stmt)})
         for name in assigned:
             if name not in self.current and (name in exposed or (name in after and name not in always)):
-                self.statement(gast.copy_location(
-                    gast.Assign([gast.Name(name, gast.Store(), None, None)], gast.Constant(None, None), None), stmt))
+                version = self.new_version(name)
+                self.out.append(Assign(version, self.unassigned_value(name, stmt), stmt, stmt))
+                self.maybe_unassigned[version] = (name, [], [])
+
+    def unassigned_value(self, name, node):
+        call = gast.Call(_synthetic_callee("unassigned", unassigned), [gast.Constant(name, None)], [])
+        return _located(call, node)
+
+    def checked_read(self, node, version):
+        """A read of `version`, which a path may leave unassigned: ``y_2 = assigned(y_1)``, Python's
+        UnboundLocalError naming the user's variable on such a path (where `y_1` holds
+        ``unassigned('y')``), and `y_2` read from here on. A name bound on every path is read as
+        it is: no check."""
+        user = self.maybe_unassigned[version][0]
+        self.mark_unassigned(version)
+        call = gast.Call(_synthetic_callee("assigned", assigned), [gast.Name(version, gast.Load(), None, None)], [])
+        checked = self.hoist(_located(call, node), node, user).id
+        if version in self.closure_reads:
+            self.closure_reads[checked] = self.closure_reads[version]     # the same closure
+        if self.current.get(user) == version:
+            self.current[user] = checked
+        return checked
+
+    def mark_unassigned(self, version):
+        """Set `version` to ``unassigned(...)`` in the blocks that leave it unassigned, and so the
+        versions it copies."""
+        if version in self.marked_unassigned:
+            return
+        self.marked_unassigned.add(version)
+        user, missing, copied = self.maybe_unassigned[version]
+        for block, stmt in missing:
+            block.append(Assign(version, self.unassigned_value(user, stmt), stmt, stmt, copy=True))
+        for source in copied:
+            self.mark_unassigned(source)
 
     def loop_headers(self, stmt, assigned):
         """Copy each loop-carried variable into its header version before the loop."""
@@ -401,6 +468,8 @@ class Desugar:
                 self.check_escaped_closures(name)
                 header = self.namer.fresh(name)
                 self.copy_to(self.out, header, self.current[name], stmt)
+                if self.current[name] in self.maybe_unassigned:
+                    self.maybe_unassigned[header] = (name, [], [self.current[name]])
                 self.current[name] = header
                 headers[name] = header
         return headers
@@ -429,6 +498,8 @@ class Desugar:
                 continue
             exit_name = self.namer.fresh(name)
             self.copy_to(after, exit_name, last, stmt)
+            if last in self.maybe_unassigned:
+                self.maybe_unassigned[exit_name] = (name, [], [last])
             loop.exits[last] = exit_name
             self.current[name] = exit_name
         self.out.extend(after)
@@ -1271,15 +1342,18 @@ class Desugar:
     def renamed(self, tree):
         """A copy of `tree` reading the current SSA version of each local."""
         tree = clone(tree)
-        _Renamer(self.current, self.locals, self.check_closure_read).visit(tree)
+        _Renamer(self.current, self.locals, self.check_closure_read, self.check_assigned).visit(tree)
         return tree
+
+    def check_assigned(self, node, name):
+        return self.checked_read(node, name) if name in self.maybe_unassigned else name
 
     def check_escaped_closures(self, user):
         """`user` is about to be assigned again: a closure reading its value that was stored would,
         called from there, see the old value where Python's sees the new one."""
         version = self.current.get(user)
         for closure in self.escaped:
-            if version is not None and self.closure_reads.get(closure, {}).get(user) == version:
+            if version is not None and self.closure_reads.get(closure, {}).get(user, (None, None))[1] == version:
                 raise self.source.error(
                     self.origin, f"'{user}' is assigned again after a closure that reads it was stored (in a "
                                  "list, a dict, another name)", "adtrans cannot give the new value to the closure "
@@ -1300,17 +1374,17 @@ class Desugar:
             return name
         if not self.calling:
             self.escaped.add(name)
-        stale = [(version, self.current[user]) for user, version in reads.items()
+        stale = [(free, self.current[user]) for user, (free, version) in reads.items()
                  if self.current.get(user) not in (None, version)]
         if not stale:
             return name
-        names = gast.Tuple([gast.Constant(old, None) for old, _ in stale], gast.Load())
+        names = gast.Tuple([gast.Constant(free, None) for free, _ in stale], gast.Load())
         call = gast.Call(_synthetic_callee("rebound", rebound),
                          [gast.Name(name, gast.Load(), None, None), names]
                          + [gast.Name(new, gast.Load(), None, None) for _, new in stale], [])
         fresh = self.hoist(_located(call, node), node, node.id)
-        self.closure_reads[fresh.id] = {user: self.current[user] if self.current.get(user) not in (None, version)
-                                        else version for user, version in reads.items()}
+        self.closure_reads[fresh.id] = {user: (free, self.current.get(user) or version)
+                                        for user, (free, version) in reads.items()}
         return fresh.id
 
     def check_expression(self, expr):
@@ -1322,22 +1396,47 @@ class Desugar:
 class _Renamer(gast.NodeTransformer):
     """Rewrites loads of locals to their SSA names, leaving names bound inside lambdas alone."""
 
-    def __init__(self, current, locals_, check=None):
+    def __init__(self, current, locals_, check=None, checked=None):
         self.current = current
         self.locals = locals_
         self.shadowed = set()
         self.check = check      # check(node, ssa_name) for each local read
+        self.checked = checked  # checked(node, ssa_name) for each local read at once, before `check`
+        self.lazy = False       # in a part Python may not evaluate, or not now (a lambda's body)
 
     def visit_Name(self, node):
         if isinstance(node.ctx, gast.Load) and node.id not in self.shadowed and node.id in self.current:
             name = self.current[node.id]
+            if self.checked is not None and not self.lazy:
+                name = self.checked(node, name)
             node.id = self.check(node, name) if self.check is not None else name
+        return node
+
+    @contextlib.contextmanager
+    def lazily(self):
+        self.lazy, saved = True, self.lazy
+        try:
+            yield
+        finally:
+            self.lazy = saved
+
+    def visit_BoolOp(self, node):
+        node.values[0] = self.visit(node.values[0])
+        with self.lazily():
+            node.values[1:] = [self.visit(v) for v in node.values[1:]]
+        return node
+
+    def visit_IfExp(self, node):
+        node.test = self.visit(node.test)
+        with self.lazily():
+            node.body, node.orelse = self.visit(node.body), self.visit(node.orelse)
         return node
 
     def visit_Lambda(self, node):
         saved = self.shadowed
         self.shadowed = saved | _parameters(node.args)
-        node.body = self.visit(node.body)
+        with self.lazily():
+            node.body = self.visit(node.body)
         self.shadowed = saved
         node.args.defaults = [self.visit(d) for d in node.args.defaults]
         return node
@@ -1348,7 +1447,8 @@ class _Renamer(gast.NodeTransformer):
             bound |= {n.id for n in gast.walk(generator.target) if isinstance(n, gast.Name)}
         saved = self.shadowed
         self.shadowed = saved | bound
-        self.generic_visit(node)
+        with self.lazily():
+            self.generic_visit(node)
         self.shadowed = saved
         return node
 
@@ -1383,6 +1483,38 @@ class _ComprehensionRenamer(gast.NodeTransformer):
         if node.id in self.renames:
             node.id = self.renames[node.id]
         return node
+
+
+def _joined_closure_reads(branches, merged):
+    """The closures' reads (see `Desugar.closure_reads`) after an ``if`` whose branches end as
+    `branches` say, each (the closures' reads, variable -> version at the end of the branch);
+    `merged` gives each variable's version after the join.
+
+    A closure holding a variable's last version in its branch holds the join's copy of it, and
+    so does a variable the join copies the closure into: after ``k = ...; def g(): ... k ...``
+    in one branch, reading `g` needs no `rebound`, which would read a `k` the other branch may
+    leave unassigned. Where the branches disagree, the value is stale on one path, and the next
+    read rebinds the closure to the joined version.
+    """
+    seen = {}
+    for reads, after in branches:
+        aliased = {closure: {user: (free, merged[user] if after.get(user) == version else version)
+                             for user, (free, version) in versions.items()} for closure, versions in reads.items()}
+        for closure, versions in aliased.items():
+            seen.setdefault(closure, []).append(versions)
+        for user, version in after.items():
+            if version in aliased and merged.get(user) != version:
+                seen.setdefault(merged[user], []).append(aliased[version])
+    joined = {}
+    for closure, found in seen.items():
+        joined[closure] = {}
+        for user in dict.fromkeys(u for versions in found for u in versions):
+            read = [versions[user] for versions in found if user in versions]
+            if len(read) == len(found) and len(set(read)) == 1:
+                joined[closure][user] = read[0]
+            else:   # stale on some path: any version but the joined one
+                joined[closure][user] = next((r for r in read if r[1] != merged.get(user)), read[0])
+    return joined
 
 
 def _located(new, old):

@@ -1608,16 +1608,12 @@ def test_unbound_after_an_empty_loop_is_pythons_error():
         adtrans.gradient(unbound_after_empty_loop, [], 1.0, wrt=1)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: gradient() returns 0.0 for a function whose plain run raises "
-                   "UnboundLocalError (the gradient-only fused code never reads the unassigned result)")
 def test_unbound_after_an_untaken_branch_is_an_error_in_gradient():
     with pytest.raises(UnboundLocalError):
         g = adtrans.gradient(unbound_in_branch, 1.0)
         pytest.fail(f"no error; gradient {g}")
 
 
-@pytest.mark.xfail(strict=True, reason="unhelpful error: UnboundLocalError names the SSA version 'y_1' (a "
-                   "generated name), not the user's 'y'")
 def test_unbound_after_an_untaken_branch_names_the_users_variable():
     with pytest.raises(UnboundLocalError, match="'y'"):
         adtrans.value_with_gradient(unbound_in_branch, 1.0)

@@ -842,10 +842,6 @@ def activation_chosen_by_branch(x, slope=None):
     return np.sum(act(x) ** 2)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a name bound to a nested def (with free variables) on one branch "
-                                       "and to another function on the other: the generated code rebinds the "
-                                       "closure after the join and crashes with UnboundLocalError on the "
-                                       "other branch")
 def test_activation_chosen_by_branch_without_the_closure():
     assert_gradient(lambda x: activation_chosen_by_branch(x), A34)
 
@@ -859,9 +855,10 @@ def vectorized_square(x):
     return np.sum(sq(x))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: np.vectorize(f)(x) crashes with UnboundLocalError inside the "
-                                       "generated code for numpy's vectorize._call_as_normal (same closure-in-"
-                                       "one-branch bug), not a located DifferentiationError")
+@pytest.mark.xfail(strict=True, reason="BUG: np.vectorize(f)(x) is differentiated through numpy's own source "
+                                       "and refused at a 'raise' in numpy's vectorize._get_ufunc_and_otypes: "
+                                       "located in numpy's file, not at the user's call (the closure-in-one-"
+                                       "branch crash before it is fixed)")
 def test_np_vectorize_right_or_located():
     right_or_located_error(vectorized_square, A34)
 
