@@ -28,8 +28,9 @@ from adtrans import randomness
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for, names_in
 from adtrans.rules.support import (
-    added_at, appended, diagonal_index, enumerated, extended, listed_items, listed_keys, listed_values, merged,
-    rebound, starred_parts, stored_in, subtracted_at, super_function, with_field, with_item, zipped)
+    added_at, appended, assigned, diagonal_index, enumerated, extended, listed_items, listed_keys, listed_values,
+    merged, rebound, starred_parts, stored_in, subtracted_at, super_function, unassigned, with_field, with_item,
+    zipped)
 from adtrans.source import own_signature
 from adtrans.trees import clone
 
@@ -152,8 +153,15 @@ class Desugar:
         self.lifted = list(lifted)   # free variables taken as keyword-only parameters (a closure's)
         self.locals = _assigned_names(source.node) | set(lifted)
         self.current = {}       # user variable -> its current SSA name
-        self.closure_reads = {}  # a closure's SSA name -> {user variable: the version it reads}
+        # A closure's SSA name -> {user variable: (the name its code reads, the version whose value
+        # that holds)}.
+        self.closure_reads = {}
         self.escaped = set()     # closures read other than to be called or passed: stored
+        # A version some path may leave unassigned -> (its variable, the blocks that leave it
+        # unassigned with their statements, the versions it copies that may be unassigned): see
+        # `checked_read`.
+        self.maybe_unassigned = {}
+        self.marked_unassigned = set()   # versions whose blocks set them `unassigned(...)`
         self.calling = False     # renaming the function of a call
         self.out: list = []
         self.origin = None
@@ -194,6 +202,10 @@ class Desugar:
             result = self.atom(value, "result")
         else:
             result = gast.Constant(None, None)
+        if isinstance(self.source.node, gast.AsyncFunctionDef):
+            # Calling it makes a coroutine, not a value; an 'await' in it was refused at its line.
+            raise self.source.error(self.source.node, f"{construct_name(self.source.node)} is not supported",
+                                    "differentiate a plain 'def' that the coroutine awaits or calls")
         self.out.append(Return(result, self.origin))
         body.result = result.id if isinstance(result, gast.Name) else None
         body.statements = self.out
@@ -244,7 +256,7 @@ class Desugar:
                 self.check_expression(value)
                 value = self.atom(value)
                 for target in stmt.targets:
-                    self.assign(target, value, stmt)
+                    self.bind(target, value, stmt.value, stmt)
                 return
             written = self.written_into(value)
             if written is not None:
@@ -382,7 +394,7 @@ class Desugar:
     def record_closure(self, name, function, exclude=None):
         """`name` holds the closure `function` makes: the versions of the variables it reads now,
         which a later read compares with the current ones (`check_closure_read`)."""
-        self.closure_reads[name] = {u: self.current[u] for u in free_names(function)
+        self.closure_reads[name] = {u: (self.current[u], self.current[u]) for u in free_names(function)
                                     if u in self.current and u != exclude}
 
     def check_nested(self, function):
@@ -410,10 +422,13 @@ class Desugar:
 
     def if_statement(self, stmt):
         test = self.atom(stmt.test, "condition")
-        before = dict(self.current)
+        before, reads_before = dict(self.current), dict(self.closure_reads)
         body = self.nested(stmt.body)
+        self.rebind_stale_closures(body, stmt)
         after_body, self.current = self.current, dict(before)
+        body_reads, self.closure_reads = self.closure_reads, dict(reads_before)
         orelse = self.nested(stmt.orelse)
+        self.rebind_stale_closures(orelse, stmt)
         after_else = self.current
         merged = dict(before)
         names = list(after_body) + [n for n in after_else if n not in after_body]
@@ -428,24 +443,81 @@ class Desugar:
             if b is not None:
                 self.copy_to(orelse, joined, b, stmt)
             merged[name] = joined
+            missing = [(block, stmt) for block, version in ((body, a), (orelse, b)) if version is None]
+            copied = [version for version in (a, b) if version in self.maybe_unassigned]
+            if missing or copied:
+                self.maybe_unassigned[joined] = (name, missing, copied)
         self.current = merged
+        self.closure_reads = _joined_closure_reads([(body_reads, after_body), (self.closure_reads, after_else)],
+                                                   merged)
         joined = [merged[n] for n in names if merged[n] != before.get(n) and merged[n] not in (
             after_body.get(n), after_else.get(n))]
         self.out.append(If(test, body, orelse, stmt, joined))
 
+    def rebind_stale_closures(self, block, stmt):
+        """At the end of a branch (`block`), a closure a variable holds is given the last versions of
+        the variables it reads, where they are bound: after the join, another branch may leave
+        them unassigned (see `_joined_closure_reads`)."""
+        read_after = reads_outside(self.function, {id(n) for n in gast.walk(stmt)})
+        saved, self.out = self.out, block
+        try:
+            with self.reading_to_call():
+                for user, version in list(self.current.items()):
+                    reads = self.closure_reads.get(version)
+                    if reads is None or user not in read_after or any(
+                            self.current.get(u) in self.maybe_unassigned for u in [user, *reads]):
+                        continue    # not read after the `if`, or a path may not have the values
+                    node = _located(gast.Name(user, gast.Load(), None, None), stmt)
+                    self.current[user] = self.check_closure_read(node, version)
+        finally:
+            self.out = saved
+
     def start_unbound(self, stmt, assigned):
-        """``name = None`` before a loop for each variable the loop carries that has no value yet:
-        one a pass reads before assigning it (the previous pass's), or one read after the loop
-        that a pass may leave unassigned (the value of the last pass that assigned it). Each is
-        then carried from pass to pass like any other."""
+        """``name = unassigned('name')`` before a loop for each variable the loop carries that has no
+        value yet: one a pass reads before assigning it (the previous pass's), or one read after
+        the loop that a pass may leave unassigned (the value of the last pass that assigned it).
+        Each is then carried from pass to pass like any other, and a read of it checked
+        (`checked_read`)."""
         if getattr(stmt, "adtrans_synthetic", False):
             return      # a loop a segmented loop or a comprehension became: they start theirs
         exposed, always = _flow(stmt.body)
         after = reads_outside(self.function, {id(n) for n in gast.walk(stmt)})
         for name in assigned:
             if name not in self.current and (name in exposed or (name in after and name not in always)):
-                self.statement(gast.copy_location(
-                    gast.Assign([gast.Name(name, gast.Store(), None, None)], gast.Constant(None, None), None), stmt))
+                version = self.new_version(name)
+                self.out.append(Assign(version, self.unassigned_value(name, stmt), stmt, stmt))
+                self.maybe_unassigned[version] = (name, [], [])
+
+    def unassigned_value(self, name, node):
+        call = gast.Call(_synthetic_callee("unassigned", unassigned), [gast.Constant(name, None)], [])
+        return _located(call, node)
+
+    def checked_read(self, node, version):
+        """A read of `version`, which a path may leave unassigned: ``y_2 = assigned(y_1)``, Python's
+        UnboundLocalError naming the user's variable on such a path (where `y_1` holds
+        ``unassigned('y')``), and `y_2` read from here on. A name bound on every path is read as
+        it is: no check."""
+        user = self.maybe_unassigned[version][0]
+        self.mark_unassigned(version)
+        call = gast.Call(_synthetic_callee("assigned", assigned), [gast.Name(version, gast.Load(), None, None)], [])
+        checked = self.hoist(_located(call, node), node, user).id
+        if version in self.closure_reads:
+            self.closure_reads[checked] = self.closure_reads[version]     # the same closure
+        if self.current.get(user) == version:
+            self.current[user] = checked
+        return checked
+
+    def mark_unassigned(self, version):
+        """Set `version` to ``unassigned(...)`` in the blocks that leave it unassigned, and so the
+        versions it copies."""
+        if version in self.marked_unassigned:
+            return
+        self.marked_unassigned.add(version)
+        user, missing, copied = self.maybe_unassigned[version]
+        for block, stmt in missing:
+            block.append(Assign(version, self.unassigned_value(user, stmt), stmt, stmt, copy=True))
+        for source in copied:
+            self.mark_unassigned(source)
 
     def loop_headers(self, stmt, assigned):
         """Copy each loop-carried variable into its header version before the loop."""
@@ -455,6 +527,8 @@ class Desugar:
                 self.check_escaped_closures(name)
                 header = self.fresh_version(name)
                 self.copy_to(self.out, header, self.current[name], stmt)
+                if self.current[name] in self.maybe_unassigned:
+                    self.maybe_unassigned[header] = (name, [], [self.current[name]])
                 self.current[name] = header
                 headers[name] = header
         return headers
@@ -483,6 +557,8 @@ class Desugar:
                 continue
             exit_name = self.fresh_version(name)
             self.copy_to(after, exit_name, last, stmt)
+            if last in self.maybe_unassigned:
+                self.maybe_unassigned[exit_name] = (name, [], [last])
             loop.exits[last] = exit_name
             self.current[name] = exit_name
         self.out.extend(after)
@@ -806,7 +882,7 @@ class Desugar:
                 and not isinstance(call.args[0], gast.Starred))
 
     def grow_list(self, call, stmt):
-        """``xs = appended(xs, v)``: the list grows by value, like ``x[i] = v`` (see `set_item`)."""
+        """``xs = appended(xs, v)``: the list grows by value, like ``x[i] = v`` (see `store`)."""
         target = call.func.value
         name, callee = _GROWING[call.func.attr]
         item = self.atom(call.args[0])
@@ -814,27 +890,77 @@ class Desugar:
         grown = gast.Call(_synthetic_callee(name, callee), [before, item], [])
         self.out.append(Assign(self.new_version(target.id), _located(grown, call), target, stmt, changes=before.id))
 
-    def set_item(self, target, value_atom, stmt):
-        if not isinstance(target.value, gast.Name) or target.value.id not in self.locals:
-            raise self.source.error(target, "assignment to a subscript of a value that is not a local "
-                                    "variable is not supported", "assign to a local array")
-        base = self.atom(target.value)
-        index = self.index(target.slice)
-        call = gast.Call(_synthetic_callee(_SET_ITEM, with_item), [base, _index_value(index), value_atom], [])
-        name = self.new_version(target.value.id)
-        self.out.append(Assign(name, _located(call, target), target, stmt, changes=base.id))
-
     def augmented_item(self, stmt):
+        """``x[i] += v`` runs as ``x = with_item(x, i, x[i] + v)``, the container and index
+        evaluated once, as Python does."""
         target = stmt.target
-        base = self.atom(target.value)
-        index = self.index(target.slice)
-        current = gast.Subscript(base, index, gast.Load())
+        if self.runs_as_written(stmt):
+            self.out.append(Effect(self.renamed(stmt), stmt))
+            return
+        places = self.places(target)
+        _, base, index = places[-1]
+        current = gast.Subscript(clone(base), clone(index), gast.Load())
         item = self.hoist(_located(current, target), target, "item")
         value = self.hoist(_located(gast.BinOp(item, stmt.op, self.atom(stmt.value)), stmt), stmt)
-        call = gast.Call(_synthetic_callee(_SET_ITEM, with_item),
-                         [clone(base), _index_value(clone(index)), value], [])
-        name = self.new_version(target.value.id)
-        self.out.append(Assign(name, _located(call, target), target, stmt, changes=base.id))
+        self.store(places, value, stmt)
+
+    def runs_as_written(self, stmt):
+        """Is `stmt` (``COUNTER[0] += 1``) a change to a global's or a closure's container by a value
+        read from no local? It carries no derivative, so it runs as written: a call counter, as
+        JAX and PyTorch users keep one."""
+        root = stmt.target
+        while isinstance(root, (gast.Subscript, gast.Attribute)):
+            root = root.value
+        return (isinstance(root, gast.Name) and root.id not in self.locals
+                and not reads_outside(stmt.value, ()) & self.locals)
+
+    def places(self, target):
+        """Where assigning `target` (``x[i]``, ``s.a``, ``m[0][1]``, ``s.v[0]``) stores, from its
+        local variable out: (the subscript or attribute, its container as an atom, its index), each
+        container and index evaluated once, as Python does."""
+        chain = []
+        while isinstance(target, (gast.Subscript, gast.Attribute)):
+            chain.append(target)
+            target = target.value
+        if not (isinstance(target, gast.Name) and target.id in self.locals):
+            what = "a subscript" if isinstance(chain[0], gast.Subscript) else "an attribute"
+            raise self.source.error(chain[0], f"assignment to {what} of a value that is not a local "
+                                    "variable is not supported",
+                                    "assign to a local array" if what == "a subscript"
+                                    else "assign to a field of a local object")
+        found = []
+        base = self.renamed(target)
+        for part in reversed(chain):
+            if found:
+                base = self.hoist(_located(self.part_load(*found[-1]), part.value), part.value)
+            index = self.index(part.slice) if isinstance(part, gast.Subscript) else None
+            found.append((part, base, index))
+        return found
+
+    @staticmethod
+    def part_load(part, base, index):
+        if isinstance(part, gast.Subscript):
+            return gast.Subscript(clone(base), clone(index), gast.Load())
+        return gast.Attribute(clone(base), part.attr, gast.Load())
+
+    def store(self, places, value_atom, stmt):
+        """`value_atom` into the innermost of `places`, each container around it a copy with the
+        changed part (``m = with_item(m, 0, with_item(m[0], 1, v))``): value semantics all the way
+        to the local variable, which gets a new version."""
+        for depth in range(len(places) - 1, -1, -1):
+            part, base, index = places[depth]
+            if isinstance(part, gast.Subscript):
+                call = gast.Call(_synthetic_callee(_SET_ITEM, with_item),
+                                 [clone(base), _index_value(clone(index)), value_atom], [])
+            else:
+                call = gast.Call(_synthetic_callee("with_field", with_field),
+                                 [clone(base), gast.Constant(part.attr, None), value_atom], [])
+            call = _located(call, part)
+            if depth:
+                value_atom = self.hoist(call, part, f"{name_for(part.value)}_updated")
+            else:
+                root = part.value
+                self.out.append(Assign(self.new_version(root.id), call, part, stmt, changes=base.id))
 
     def unsupported_target(self, target):
         what = {gast.Subscript: "a subscript", gast.Attribute: "an attribute"}.get(type(target), "this target")
@@ -855,39 +981,34 @@ class Desugar:
                 name = self.new_version(target.id)
                 self.out.append(Assign(name, atom, value, stmt))
             return name
-        if isinstance(target, (gast.Tuple, gast.List)):
-            self.check_expression(value)
-            if (isinstance(value, (gast.Tuple, gast.List)) and len(value.elts) == len(target.elts)
-                    and all(isinstance(t, gast.Name) for t in target.elts)):
-                # "a, b = b, a": evaluate every element first, then bind each name.
-                atoms = [self.atom(e) for e in value.elts]
-                for t, atom, element in zip(target.elts, atoms, value.elts):
-                    self.out.append(Assign(self.new_version(t.id), atom, element, stmt))
-                return None
-            source = self.atom(value, "values")
-            if not isinstance(source, gast.Name):
-                source = self.hoist(source, value, "values")
-            return self.unpack(target, source.id, stmt)
-        if isinstance(target, gast.Subscript):
-            self.check_expression(value)
-            self.set_item(target, self.atom(value), stmt)
+        self.check_expression(value)
+        if (isinstance(target, (gast.Tuple, gast.List)) and isinstance(value, (gast.Tuple, gast.List))
+                and len(value.elts) == len(target.elts)
+                and not any(isinstance(e, gast.Starred) for e in target.elts + value.elts)):
+            # "a, b = b, a", "x[i], x[j] = x[j], x[i]": every element first, then each target from
+            # left to right.
+            atoms = [self.atom(e) for e in value.elts]
+            for t, atom, element in zip(target.elts, atoms, value.elts):
+                self.bind(t, atom, element, stmt)
             return None
-        if isinstance(target, gast.Attribute):
-            self.check_expression(value)
-            self.set_field(target, self.atom(value), stmt)
+        hint = "values" if isinstance(target, (gast.Tuple, gast.List)) else None
+        return self.bind(target, self.atom(value, hint), value, stmt)
+
+    def bind(self, target, atom, node, stmt):
+        """`target` (a name, a subscript, an attribute, or a tuple of them) gets the value of `atom`;
+        returns the name holding it, if any."""
+        if isinstance(target, gast.Name):
+            name = self.new_version(target.id)
+            self.out.append(Assign(name, atom, node, stmt))
+            return name
+        if isinstance(target, (gast.Tuple, gast.List)):
+            if not isinstance(atom, gast.Name):
+                atom = self.hoist(atom, node, "values")
+            return self.unpack(target, atom.id, stmt)
+        if isinstance(target, (gast.Subscript, gast.Attribute)):
+            self.store(self.places(target), atom, stmt)
             return None
         raise self.unsupported_target(target)
-
-    def set_field(self, target, value_atom, stmt):
-        """``obj.name = v`` runs as ``obj = with_field(obj, "name", v)`` (value semantics)."""
-        if not isinstance(target.value, gast.Name) or target.value.id not in self.locals:
-            raise self.source.error(target, "assignment to an attribute of a value that is not a local "
-                                    "variable is not supported", "assign to a field of a local object")
-        base = self.atom(target.value)
-        call = gast.Call(_synthetic_callee("with_field", with_field),
-                         [base, gast.Constant(target.attr, None), value_atom], [])
-        name = self.new_version(target.value.id)
-        self.out.append(Assign(name, _located(call, target), target, stmt, changes=base.id))
 
     def unpack(self, target, source, stmt):
         starred = [i for i, e in enumerate(target.elts) if isinstance(e, gast.Starred)]
@@ -904,23 +1025,21 @@ class Desugar:
             elements[before] = elements[before].value
             target = _located(gast.Tuple(elements, gast.Store()), target)
             source = parts.id
-        names = []
-        nested = []
-        for element in target.elts:
-            if isinstance(element, gast.Name):
-                names.append(element.id)
-            elif isinstance(element, (gast.Tuple, gast.List)):
-                names.append(None)
-                nested.append((len(names) - 1, element))
-            else:
-                raise self.unsupported_target(element)
-        temps = {}
-        for index, element in nested:
-            temps[index] = self.namer.fresh(f"{source}_{index}")
-        targets = [self.new_version(n) if n is not None else temps[i] for i, n in enumerate(names)]
+        # A name is bound by the unpacking itself, unless an element left of it (a tuple, a
+        # subscript, an attribute: bound after it, from a temporary) mentions it, as `i` in
+        # "x[i], i = ...": Python binds from left to right.
+        targets, later, mentioned = [], [], set()
+        for index, element in enumerate(target.elts):
+            if isinstance(element, gast.Name) and element.id not in mentioned:
+                targets.append(self.new_version(element.id))
+                continue
+            temp = self.namer.fresh(f"{source}_{index}")
+            targets.append(temp)
+            later.append((temp, element))
+            mentioned |= {n.id for n in gast.walk(element) if isinstance(n, gast.Name)}
         self.out.append(Unpack(targets, source, target, stmt))
-        for index, element in nested:
-            self.unpack(element, temps[index], stmt)
+        for temp, element in later:
+            self.bind(element, gast.Name(temp, gast.Load(), None, None), element, stmt)
         return source
 
     def new_version(self, user_name):
@@ -1290,15 +1409,18 @@ class Desugar:
     def renamed(self, tree):
         """A copy of `tree` reading the current SSA version of each local."""
         tree = clone(tree)
-        _Renamer(self.current, self.locals, self.check_closure_read).visit(tree)
+        _Renamer(self.current, self.locals, self.check_closure_read, self.check_assigned).visit(tree)
         return tree
+
+    def check_assigned(self, node, name):
+        return self.checked_read(node, name) if name in self.maybe_unassigned else name
 
     def check_escaped_closures(self, user):
         """`user` is about to be assigned again: a closure reading its value that was stored would,
         called from there, see the old value where Python's sees the new one."""
         version = self.current.get(user)
         for closure in self.escaped:
-            if version is not None and self.closure_reads.get(closure, {}).get(user) == version:
+            if version is not None and self.closure_reads.get(closure, {}).get(user, (None, None))[1] == version:
                 raise self.source.error(
                     self.origin, f"'{user}' is assigned again after a closure that reads it was stored (in a "
                                  "list, a dict, another name)", "adtrans cannot give the new value to the closure "
@@ -1319,17 +1441,17 @@ class Desugar:
             return name
         if not self.calling:
             self.escaped.add(name)
-        stale = [(version, self.current[user]) for user, version in reads.items()
+        stale = [(free, self.current[user]) for user, (free, version) in reads.items()
                  if self.current.get(user) not in (None, version)]
         if not stale:
             return name
-        names = gast.Tuple([gast.Constant(old, None) for old, _ in stale], gast.Load())
+        names = gast.Tuple([gast.Constant(free, None) for free, _ in stale], gast.Load())
         call = gast.Call(_synthetic_callee("rebound", rebound),
                          [gast.Name(name, gast.Load(), None, None), names]
                          + [gast.Name(new, gast.Load(), None, None) for _, new in stale], [])
         fresh = self.hoist(_located(call, node), node, node.id)
-        self.closure_reads[fresh.id] = {user: self.current[user] if self.current.get(user) not in (None, version)
-                                        else version for user, version in reads.items()}
+        self.closure_reads[fresh.id] = {user: (free, self.current.get(user) or version)
+                                        for user, (free, version) in reads.items()}
         return fresh.id
 
     def check_expression(self, expr):
@@ -1341,22 +1463,47 @@ class Desugar:
 class _Renamer(gast.NodeTransformer):
     """Rewrites loads of locals to their SSA names, leaving names bound inside lambdas alone."""
 
-    def __init__(self, current, locals_, check=None):
+    def __init__(self, current, locals_, check=None, checked=None):
         self.current = current
         self.locals = locals_
         self.shadowed = set()
         self.check = check      # check(node, ssa_name) for each local read
+        self.checked = checked  # checked(node, ssa_name) for each local read at once, before `check`
+        self.lazy = False       # in a part Python may not evaluate, or not now (a lambda's body)
 
     def visit_Name(self, node):
         if isinstance(node.ctx, gast.Load) and node.id not in self.shadowed and node.id in self.current:
             name = self.current[node.id]
+            if self.checked is not None and not self.lazy:
+                name = self.checked(node, name)
             node.id = self.check(node, name) if self.check is not None else name
+        return node
+
+    @contextlib.contextmanager
+    def lazily(self):
+        self.lazy, saved = True, self.lazy
+        try:
+            yield
+        finally:
+            self.lazy = saved
+
+    def visit_BoolOp(self, node):
+        node.values[0] = self.visit(node.values[0])
+        with self.lazily():
+            node.values[1:] = [self.visit(v) for v in node.values[1:]]
+        return node
+
+    def visit_IfExp(self, node):
+        node.test = self.visit(node.test)
+        with self.lazily():
+            node.body, node.orelse = self.visit(node.body), self.visit(node.orelse)
         return node
 
     def visit_Lambda(self, node):
         saved = self.shadowed
         self.shadowed = saved | _parameters(node.args)
-        node.body = self.visit(node.body)
+        with self.lazily():
+            node.body = self.visit(node.body)
         self.shadowed = saved
         node.args.defaults = [self.visit(d) for d in node.args.defaults]
         return node
@@ -1367,7 +1514,8 @@ class _Renamer(gast.NodeTransformer):
             bound |= {n.id for n in gast.walk(generator.target) if isinstance(n, gast.Name)}
         saved = self.shadowed
         self.shadowed = saved | bound
-        self.generic_visit(node)
+        with self.lazily():
+            self.generic_visit(node)
         self.shadowed = saved
         return node
 
@@ -1402,6 +1550,38 @@ class _ComprehensionRenamer(gast.NodeTransformer):
         if node.id in self.renames:
             node.id = self.renames[node.id]
         return node
+
+
+def _joined_closure_reads(branches, merged):
+    """The closures' reads (see `Desugar.closure_reads`) after an ``if`` whose branches end as
+    `branches` say, each (the closures' reads, variable -> version at the end of the branch);
+    `merged` gives each variable's version after the join.
+
+    A closure holding a variable's last version in its branch holds the join's copy of it, and
+    so does a variable the join copies the closure into: after ``k = ...; def g(): ... k ...``
+    in one branch, reading `g` needs no `rebound`, which would read a `k` the other branch may
+    leave unassigned. Where the branches disagree, the value is stale on one path, and the next
+    read rebinds the closure to the joined version.
+    """
+    seen = {}
+    for reads, after in branches:
+        aliased = {closure: {user: (free, merged[user] if after.get(user) == version else version)
+                             for user, (free, version) in versions.items()} for closure, versions in reads.items()}
+        for closure, versions in aliased.items():
+            seen.setdefault(closure, []).append(versions)
+        for user, version in after.items():
+            if version in aliased and merged.get(user) != version:
+                seen.setdefault(merged[user], []).append(aliased[version])
+    joined = {}
+    for closure, found in seen.items():
+        joined[closure] = {}
+        for user in dict.fromkeys(u for versions in found for u in versions):
+            read = [versions[user] for versions in found if user in versions]
+            if len(read) == len(found) and len(set(read)) == 1:
+                joined[closure][user] = read[0]
+            else:   # stale on some path: any version but the joined one
+                joined[closure][user] = next((r for r in read if r[1] != merged.get(user)), read[0])
+    return joined
 
 
 def _located(new, old):
@@ -1632,8 +1812,9 @@ def _assigned_in_block(statements, locals_):
         if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
             names.append(node.id)
         elif isinstance(node, (gast.Subscript, gast.Attribute)) and isinstance(node.ctx, gast.Store):
-            if isinstance(node.value, gast.Name):
-                names.append(node.value.id)     # x[i] = v and x.a = v assign x (value semantics)
+            root = _stored_root(node)
+            if root is not None:
+                names.append(root)      # x[i] = v, x.a = v and m[0][1] = v assign x, m (value semantics)
         elif isinstance(node, gast.Expr) and _grows(node.value, locals_):
             names.append(node.value.func.value.id)
         if isinstance(node, (gast.FunctionDef, gast.AsyncFunctionDef)):
@@ -1669,10 +1850,17 @@ def _stored_in(statements, locals_=()):
                 names.append(node.value.func.value.id)
             elif isinstance(node, (gast.Subscript, gast.Attribute)) and isinstance(
                     getattr(node, "ctx", None), gast.Store):
-                root = node.value
-                if isinstance(root, gast.Name) and root.id not in names:
-                    names.append(root.id)
+                root = _stored_root(node)
+                if root is not None and root not in names:
+                    names.append(root)
     return names
+
+
+def _stored_root(target):
+    """The variable assigning `target` (``m[0][1]``, ``s.v[0]``) gives a new value, or None."""
+    while isinstance(target, (gast.Subscript, gast.Attribute)):
+        target = target.value
+    return target.id if isinstance(target, gast.Name) else None
 
 
 def _static_value(expr, fn):

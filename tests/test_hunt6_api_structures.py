@@ -1000,8 +1000,6 @@ def counted_in_a_dict(x):
     return np.sum(np.sin(x))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: 'COUNTER[0] += 1' on a global container crashes the generated "
-                                        "code with UnboundLocalError (desugar.augmented_item has no locality check)")
 @pytest.mark.parametrize("f, x", [(counted_rosenbrock, np.array([0.5, 0.8])), (counted_in_a_dict, np.array([0.1, 0.2]))])
 def test_augmented_assignment_to_an_item_of_a_global_container(f, x):
     # Either it works as Python does (the counter goes up once per call and the gradient is right),

@@ -5,8 +5,8 @@ import builtins
 import operator
 
 from adtrans.rules.support import (
-    added, appended, enumerated, extended, listed_items, listed_values, merged, multiplied, rebound, starred_parts,
-    unpacked, with_field, with_item, zipped)
+    added, appended, assigned, enumerated, extended, listed_items, listed_values, merged, multiplied, rebound,
+    starred_parts, unpacked, with_field, with_item, zipped)
 
 import numpy as np
 import pytest
@@ -82,6 +82,7 @@ CASES = [
     case(builtins.sorted, [2.5, -1.0, 0.5]), case(builtins.sorted, (2.5, -1.0, 0.5), reverse=True),
     case(builtins.sorted, [2.5, -1.0, 0.5], key=abs), case(builtins.sorted, VEC),
     case(builtins.list, (1.5, 2.5)), case(builtins.list, A), case(builtins.tuple, [1.5, 2.5]),
+    case(assigned, 1.5), case(assigned, A),
 ]
 
 

@@ -15,6 +15,7 @@ from adtrans.rules.support import (
     appended, appended_head, appended_last, assigned_cotangent, default_cotangent, each_cotangent, extended, extended_head,
     extended_tail, extremum_args_cotangent, field_cleared, field_cotangent, got_cotangent, item_cleared, merged,
     merged_cotangents, rebound, closure_rest, closure_parts, super_function, listed_items, listed_values,
+    assigned, unassigned,
     listed_keys, items_cotangent, values_cotangent, starred_parts, starred_cotangent,
     matmul_cotangent_a, matmul_cotangent_b, shaped_like, sign, sorted_cotangent, unbroadcast, with_field,
     with_item, xlogy)
@@ -60,6 +61,8 @@ rule(listed_values, "mapping", mapping="values_cotangent(d_y, mapping)")
 # A closure read after a variable it reads was assigned again runs as rebound(g, names, *values).
 rule(rebound, "function, names, *values", function="closure_rest(d_y, names)",
      values="closure_parts(d_y, names, values)")
+# A read of a variable a path may leave unassigned runs as assigned(y_1), which raises Python's error there.
+rule(assigned, "value", value="d_y")
 # {**params, "w": w} in differentiated code runs as merged(params, {"w": w}); dict(params) copies.
 rule(merged, "*mappings", mappings="merged_cotangents(d_y, mappings)")
 rule(builtins.dict, "mapping", mapping="merged_cotangents(d_y, (mapping,))[0]")
@@ -75,6 +78,7 @@ constant_function(
     operator.index, reason="its result is piecewise constant or not a number")
 constant_function(super_function, reason="its result is a function (see Desugar.super_call)")
 constant_function(listed_keys, reason="a dict's keys are not differentiable")
+constant_function(unassigned, reason="a variable no path assigned holds no value")
 constant_function(
     builtins.len, builtins.print, builtins.isinstance, builtins.issubclass, builtins.range, builtins.type,
     builtins.id, builtins.hash, builtins.repr, builtins.str, builtins.format, builtins.bool,

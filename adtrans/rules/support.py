@@ -1060,8 +1060,10 @@ def assigned_cotangent(g, index, value):
     keeps the last write there, so an earlier one gets zero.
     """
     part = g[index] if g is not None else None
-    if type(value) is types.FunctionType or part is None:
-        return part     # a closure's tangent is a dict by name (see tangents.captured_cotangent)
+    if type(value) is types.FunctionType or part is None or type(g) is not np.ndarray:
+        # A closure's tangent is a dict by name (see tangents.captured_cotangent); an item of a list
+        # or a dict (``m[0] = row``) is what was written there, with no broadcasting to undo.
+        return part
     if type(g) is np.ndarray and not tangents.is_basic_index(index) and not _is_mask(index):
         shape = np.shape(part)
         order = np.arange(math.prod(shape)).reshape(shape)
@@ -1155,14 +1157,43 @@ def rebound(function, names, *values):
     """`function` (a closure) reading `values` for its free variables `names`: how differentiated
     code gives a closure the values its variables have when it is read, as Python does, after the
     function assigned them again (see `Desugar.check_closure_read`)."""
-    free = function.__code__.co_freevars
+    free = getattr(getattr(function, "__code__", None), "co_freevars", ())
+    if not set(names) & set(free):
+        return function     # the name holds another function on this path (an `if` chose it)
     cells = list(function.__closure__)
     for name, value in zip(names, values):
-        cells[free.index(name)] = types.CellType(value)
+        if name in free:
+            cells[free.index(name)] = types.CellType(value)
     made = types.FunctionType(function.__code__, function.__globals__, function.__name__,
                               function.__defaults__, tuple(cells))
     made.__kwdefaults__ = function.__kwdefaults__
     return made
+
+
+class Unassigned:
+    """What a variable holds on a path that never assigned it, in differentiated code (see
+    `Desugar.checked_read`): reading it is Python's UnboundLocalError, naming the variable."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"unassigned({self.name!r})"
+
+
+def unassigned(name):
+    """The value of variable `name` where no path assigned it."""
+    return Unassigned(name)
+
+
+def assigned(value):
+    """`value`, read where its variable may be unassigned: Python's error if it is."""
+    if type(value) is Unassigned:
+        raise UnboundLocalError(f"cannot access local variable '{value.name}' where it is not associated "
+                                "with a value")
+    return value
 
 
 def closure_rest(g, names):
