@@ -740,6 +740,7 @@ def _array_entry(plan, args, arrays, f, wrt):
             checks.append(f"type({names[i]}) is type_{names[i]}")
     shape_checks = [f"type({g}) is ndarray and {g}.dtype is {names[i]}.dtype and {g}.shape == {names[i]}.shape"
                     for g, i in zip(grads, plan.positions)]
+    shape_checks += [f"{a} is not {b}" for k, a in enumerate(grads) for b in grads[k + 1:]]
     name = f"{plan.fn.__name__}_entry" if plan.fn.__name__.isidentifier() else "entry"
     if name in names:
         name = "entry"
@@ -748,6 +749,20 @@ def _array_entry(plan, args, arrays, f, wrt):
                                unpack=", ".join(grads),
                                shape_checks=" and\\\n                ".join(shape_checks))
     return _compiled_entry(text, name, namespace, f"<adtrans value_with_gradient entry {_qualname(plan.fn)}>")
+
+
+def _distinct(grads):
+    """`grads` with no array given twice: the pullback of ``x + y`` hands both the one cotangent,
+    and a caller clipping or scaling one gradient in place must not change the other."""
+    seen = set()
+    out = None
+    for i, g in enumerate(grads):
+        if type(g) is np.ndarray:
+            if id(g) in seen:
+                out = out or list(grads)
+                out[i] = g.copy()
+            seen.add(id(g))
+    return grads if out is None else tuple(out)
 
 
 def _kind(value):
@@ -816,7 +831,7 @@ class _Plan:
                 return (_like(back(d), argument),)
         else:
             def pull(d):
-                out = tuple([_like(t, a) for t, a in zip(back(d), arguments)])
+                out = _distinct(tuple([_like(t, a) for t, a in zip(back(d), arguments)]))
                 return out if order is None else tuple([out[i] for i in order])
 
         return value, pull, self.single
@@ -896,7 +911,8 @@ class _Plan:
                         or tangent.dtype is not argument.dtype or tangent.shape != argument.shape):
                     break
             else:
-                return value, grads
+                if len(set(map(id, grads))) == len(grads):
+                    return value, grads
         return self._shaped(value, grads, args, kwargs)
 
     def _fused(self, fused, args, kwargs):
@@ -915,7 +931,7 @@ class _Plan:
         if len(arguments) == 1:
             grads = (_like(grads, arguments[0]),)
         else:
-            grads = tuple(map(_like, grads, arguments))
+            grads = _distinct(tuple(map(_like, grads, arguments)))
             if self.order is not None:
                 grads = tuple([grads[i] for i in self.order])
         return value, grads[0] if self.single else grads

@@ -604,3 +604,21 @@ def test_identical_functions_in_two_files_get_their_own_code(tmp_path):
     assert functions[0].__code__ == functions[1].__code__
     assert adtrans.gradient(functions[0], 0.5) == math.cos(0.5)
     assert adtrans.gradient(functions[1], 0.5) == 3.0
+
+
+def summed_pair(x, y):
+    return np.sum(x + y)
+
+
+def test_two_gradients_are_never_one_array():
+    # The pullback of x + y hands both the same cotangent; a caller clipping one gradient in place
+    # (g *= 0.5) must not change the other, as with PyTorch's separate .grad tensors.
+    x, y = np.ones(3), np.ones(3)
+    for _ in range(2):          # the first call and the cached entry
+        for g in (adtrans.gradient(summed_pair, x, y), adtrans.value_with_gradient(summed_pair, x, y)[1],
+                  adtrans.gradient_of(summed_pair)(x, y),
+                  adtrans.value_with_pullback(lambda x, y: x + y, x, y)[1](np.ones(3))):
+            assert not np.shares_memory(g[0], g[1])
+            d_x, d_y = g
+            d_x *= 0.5
+            np.testing.assert_array_equal(d_y, np.ones(3))
