@@ -972,14 +972,15 @@ def test_stable_softplus_away_from_zero():
     np.testing.assert_allclose(adtrans.gradient(stable_softplus, x), 1 / (1 + np.exp(-x)), rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="CONVENTION: np.maximum(x, 0.0) gives x nothing at 0 (the documented ReLU "
-                                       "case) and |x|' = 0 there, so the stable softplus, smooth at 0 with "
-                                       "derivative 1/2, gets 0; jnp.maximum splits the tie and JAX gives 1/2")
 def test_stable_softplus_at_zero():
     # softplus(x) = max(x, 0) + log1p(exp(-|x|)) is smooth; its derivative is sigmoid(x), 1/2 at 0.
-    # JAX: jnp.maximum's tie gives 1/2, jnp.abs' derivative at 0 is 0: 1/2 + 0 = 1/2, right.
-    # adtrans: the ReLU case gives 0, |x|' gives 0: 0.
+    # Decided (docs/rules.md, "Conventions at kinks"): adtrans keeps its ReLU convention, np.maximum(x, 0)
+    # gives x nothing at 0, and |x|' = 0 there, so this spelling gets 0 at 0. JAX gets 0 too (jnp.maximum
+    # splits the tie, 1/2, but jnp.abs' derivative at 0 is 1: 1/2 - 1/2); PyTorch gets 1/2. Spelled
+    # np.logaddexp(0.0, x), softplus has derivative sigmoid(x) everywhere, 1/2 at 0.
     g = adtrans.gradient(stable_softplus, np.array([0.0]))
+    np.testing.assert_array_equal(g, [0.0])
+    g = adtrans.gradient(lambda x: np.sum(np.logaddexp(0.0, x)), np.array([0.0]))
     np.testing.assert_allclose(g, [0.5], rtol=1e-12)
 
 

@@ -16,7 +16,7 @@ from adtrans.rules.support import (
     extended_tail, extremum_args_cotangent, field_cleared, field_cotangent, got_cotangent, item_cleared, merged,
     merged_cotangents, rebound, closure_rest, closure_parts, super_function, listed_items, listed_values,
     listed_keys, items_cotangent, values_cotangent, starred_parts, starred_cotangent,
-    matmul_cotangent_a, matmul_cotangent_b, shaped_like, sign, sorted_cotangent, unbroadcast, with_field,
+    matmul_cotangent_a, matmul_cotangent_b, power_slope, shaped_like, sign, sorted_cotangent, unbroadcast, with_field,
     with_item, xlogy)
 
 rule = rules_for(globals())
@@ -28,7 +28,7 @@ rule(operator.mul, "a, b", a="unbroadcast(d_y * b, a)", b="unbroadcast(d_y * a, 
 rule(operator.truediv, "a, b", a="unbroadcast(d_y / b, a)", b="unbroadcast(-d_y * y / b, b)")
 rule(operator.pow, "a, b", when={"b": 2}, a="d_y * (2 * a)")
 rule(operator.pow, "a, b", when={"b": 2.0}, a="d_y * (2 * a)")
-rule(operator.pow, "a, b", a="unbroadcast(d_y * b * a ** (b - 1), a)", b="unbroadcast(d_y * xlogy(y, a), b)")
+rule(operator.pow, "a, b", a="unbroadcast(d_y * power_slope(a, b), a)", b="unbroadcast(d_y * xlogy(y, a), b)")
 rule(operator.matmul, "a, b", a="matmul_cotangent_a(d_y, a, b)", b="matmul_cotangent_b(d_y, a, b)")
 # a % b is a - floor(a / b) * b, and (a - y) / b is that integer quotient.
 rule(operator.mod, "a, b", a="unbroadcast(d_y, a)", b="unbroadcast(-d_y * ((a - y) / b), b)")
@@ -40,7 +40,7 @@ rule(operator.abs, "a", a="d_y * sign(a)")
 rule(builtins.abs, "x", x="d_y * sign(x)")
 rule(builtins.pow, "base, exp, mod=None", when={"exp": 2, "mod": None}, base="d_y * (2 * base)")
 rule(builtins.pow, "base, exp, mod=None", when={"exp": 2.0, "mod": None}, base="d_y * (2 * base)")
-rule(builtins.pow, "base, exp, mod=None", base="unbroadcast(d_y * exp * base ** (exp - 1), base)",
+rule(builtins.pow, "base, exp, mod=None", base="unbroadcast(d_y * power_slope(base, exp), base)",
      exp="unbroadcast(d_y * xlogy(y, base), exp)")
 rule(builtins.divmod, "a, b", a="unbroadcast(d_y[1], a)", b="unbroadcast(-d_y[1] * y[0], b)")
 rule(builtins.float, "x=0.0", x="shaped_like(d_y, x)")

@@ -23,7 +23,7 @@ from adtrans.rules.support import (
     dot_cotangent_a, dot_cotangent_b, einsum_cotangents, extremum_cotangent, hstack_cotangents,
     inverse_permutation, item_cotangent, join_cotangents, matmul_cotangent_a, matmul_cotangent_b, max_share,
     min_share, mT, norm_cotangent, outer_cotangent_a, outer_cotangent_b, pad_constant_cotangent,
-    pad_cotangent, prod_cotangent, reduced_count, repeat_cotangent, shaped_like, solve_cotangent_a,
+    pad_cotangent, power_slope, prod_cotangent, reduced_count, repeat_cotangent, shaped_like, solve_cotangent_a,
     solve_cotangent_b, sort_cotangent, stack_cotangents, std_cotangent, sum_cotangent, take_along_axis_cotangent,
     take_cotangent, tanh_cotangent, tensordot_cotangent_a, tensordot_cotangent_b, tile_cotangent,
     trace_cotangent, unbroadcast, unstack_cotangents, var_cotangent, vstack_cotangents, xlogy)
@@ -38,9 +38,9 @@ rule(np.divide, "x1, x2", x1="unbroadcast(d_y / x2, x1)", x2="unbroadcast(-d_y *
 rule(np.negative, "x", x="-d_y")
 rule(np.positive, "x", x="d_y")
 rule(np.power, "x1, x2", when={"x2": 2}, x1="unbroadcast(d_y * (2 * x1), x1)")
-rule(np.power, "x1, x2", x1="unbroadcast(d_y * x2 * x1 ** (x2 - 1), x1)",
+rule(np.power, "x1, x2", x1="unbroadcast(d_y * power_slope(x1, x2), x1)",
      x2="unbroadcast(d_y * xlogy(y, x1), x2)")
-rule(np.float_power, "x1, x2", x1="unbroadcast(d_y * x2 * x1 ** (x2 - 1), x1)",
+rule(np.float_power, "x1, x2", x1="unbroadcast(d_y * power_slope(x1, x2), x1)",
      x2="unbroadcast(d_y * xlogy(y, x1), x2)")
 rule(np.square, "x", x="d_y * (2 * x)")
 rule(np.reciprocal, "x", x="-d_y * y * y")

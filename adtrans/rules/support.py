@@ -449,6 +449,21 @@ def clip_mask(a, a_min, a_max, min=None, max=None):
     return inside
 
 
+def power_slope(a, b):
+    """``b * a ** (b - 1)``, the derivative of ``a ** b`` in `a`, taken as 0 where b == 0.
+
+    ``a ** 0`` is 1 everywhere, so its slope is 0 even at a = 0, where the
+    formula reads ``0 * 0 ** -1`` (a ZeroDivisionError or nan): as JAX and
+    PyTorch, the exponent 1 stands in for -1 there, so no infinity is made.
+    """
+    if type(b) is int or type(b) is float:
+        return b * a ** (b - 1) if b else 0 * a
+    b_is_zero = np.equal(b, 0)
+    if not b_is_zero.any():
+        return b * a ** (b - 1)
+    return b * a ** np.where(b_is_zero, 1, b - 1)
+
+
 def xlogy(x, y):
     """``x * log(y)``, taken as 0 where x is 0 (so ``d/db a**b`` is 0 at a = 0)."""
     if isinstance(x, (np.ndarray, np.generic)) or isinstance(y, (np.ndarray, np.generic)):
