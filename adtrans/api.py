@@ -1324,10 +1324,21 @@ def call_with_pullback(f, positions, *args, **kwargs):
             if method is not None and registry.lookup_rule(method) is not None:
                 # 'x.reshape(*shape)', 'options.get(key, 1.0)': a rule of the unbound method.
                 return call_with_pullback(method, tuple(p + 1 for p in positions), owner, *args, **kwargs)
+            if method is not None and registry.is_constant_function(method):
+                # 'x.argsort()', 'x.argmax(axis=1)': its result carries no derivative; `x` gets a
+                # zero, not None, as it may be a part of a value (`x[0].argmax()`).
+                def no_derivative(d):
+                    zeros = tuple(tangents.zeros_like(owner) if p == -1 else None for p in positions)
+                    return zeros[0] if len(zeros) == 1 else zeros
+                return f(*args, **kwargs), no_derivative
             if owner is not None and not isinstance(owner, types.ModuleType):
-                raise DifferentiationError(
-                    f"cannot differentiate {f!r} with respect to the object it was taken from",
-                    None, ["call a method defined in Python, or register a derivative for it"])
+                name = getattr(f, "__name__", "")
+                kind = type(owner).__name__
+                spelled = f"np.{kind}.{name}" if isinstance(owner, np.ndarray) else f"{kind}.{name}"
+                raise tangents.structures._error(
+                    f"cannot differentiate '{spelled}' with respect to the {kind} it is called on", name,
+                    [f"'{spelled}' has no derivative rule: call a function that has one, or register a "
+                     f"derivative with @adtrans.derivative(of={spelled})"])
             # A function held by the object (a field such as `activation`): no derivative reaches it.
             return _with_constant_object(f, positions, args, kwargs)
     entry = registry.lookup_user_vjp(target)

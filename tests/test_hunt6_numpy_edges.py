@@ -780,8 +780,6 @@ def rank_weighted_loss(x):
     return np.sum(x * ranks) + x[best] * 2.0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: x.argsort().argsort() used as weights: unlocated DifferentiationError "
-                                       "'cannot differentiate <built-in method argsort ...>' (np.argsort is constant)")
 def test_rank_weights_from_argsort_method_are_constants():
     x = np.array([0.3, -1.2, 0.8, 0.1])
     g = adtrans.gradient(rank_weighted_loss, x)
@@ -800,9 +798,6 @@ def all_method_in_arithmetic(x):
     return np.sum(x * x.all())
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a method registered as constant (ndarray.argmax/argsort/all/any/"
-                                       "nonzero) on an argument, whose result meets differentiated values, is "
-                                       "refused at run time with an unlocated DifferentiationError")
 @pytest.mark.parametrize("f", [argmax_method_in_arithmetic, all_method_in_arithmetic],
                          ids=lambda f: f.__name__)
 def test_minimal_constant_method_results_in_arithmetic(f):
@@ -821,9 +816,6 @@ def round_method(x):
     return np.sum(x.round(1) * x)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (unhelpful error): an ndarray method with no rule (x.cumprod(), "
-                                       "x.round()) on an argument gives a DifferentiationError with no "
-                                       "file/line/col (filename None); np.cumprod(x) is located")
 @pytest.mark.parametrize("f", [cumprod_method, round_method], ids=lambda f: f.__name__)
 def test_minimal_unknown_array_method_is_located(f):
     right_or_located_error(f, POS34)
@@ -872,9 +864,6 @@ def masked_mean(x, mask):
     return np.mean(x ** 2, where=mask) + np.sum(x, where=mask, initial=0.0) + x.sum(where=~mask)
 
 
-@pytest.mark.xfail(strict=True, reason="GAP: np.sum/np.mean/ndarray.sum with where= or initial= are refused "
-                                       "('this call does not match np.sum(a, axis=None, dtype=None, out=None, "
-                                       "keepdims=False)'): valid NumPy calls, the rule signatures lack them")
 def test_masked_reductions_with_where():
     mask = DISTINCT > 0
     assert_gradient(lambda x: masked_mean(x, mask), DISTINCT)
@@ -911,9 +900,6 @@ def test_polynomial_away_from_zero():
     assert_gradient(polynomial_features, np.array([0.5, -1.5]), c)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: x ** n with n == 0 at x == 0: the pullback computes 0 * x ** -1, "
-                                       "ZeroDivisionError for a float and nan for an array; d/dx x**0 is 0 "
-                                       "(JAX and PyTorch give 0, so the polynomial's derivative at 0 is c[1])")
 def test_polynomial_at_zero():
     c = np.array([1.0, 2.0, 3.0])
     # d/dx (c0 + c1 x + c2 x^2) = c1 + 2 c2 x: 2 at x = 0; w.r.t. c: (1, x, x^2) = (1, 0, 0).
@@ -922,8 +908,6 @@ def test_polynomial_at_zero():
     np.testing.assert_array_equal(gc, [1.0, 0.0, 0.0])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: x[:, None] ** np.arange(3) at x == 0 gives a nan gradient "
-                                       "(0 * 0 ** -1 in the power rule); JAX and PyTorch give c[1]")
 def test_polynomial_features_at_zero():
     c = np.array([1.0, 2.0, 3.0])
     with warnings.catch_warnings():
@@ -936,7 +920,6 @@ def minimal_power_zero(x):
     return np.sum(np.power(x, 0))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: np.power(x, 0) at x == 0 has a nan gradient, not 0")
 def test_minimal_power_zero_at_zero():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

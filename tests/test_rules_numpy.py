@@ -27,6 +27,7 @@ SPD = SQ @ SQ.T + np.eye(3)
 SPD_BATCH = SQ_BATCH @ np.swapaxes(SQ_BATCH, -1, -2) + np.eye(3)
 DISTINCT = np.arange(12.0).reshape(3, 4) * 0.37 % 1.9 - 0.8   # no ties: max/sort/abs are smooth here
 MASK = A > 0
+ZEROS = np.array([[1.5, 0.0, 2.0, -0.7], [0.0, 0.0, 3.0, 1.2], [0.5, -1.1, 0.0, 0.9]])   # zeros in rows and columns
 
 CASES = [
     # Arithmetic ufuncs, with broadcasting.
@@ -37,6 +38,7 @@ CASES = [
     case(np.negative, A), case(np.positive, A),
     case(np.power, POS, 2), case(np.power, POS, 2.5), case(np.power, POS, ROW), case(np.power, 2.0, A),
     case(np.float_power, POS, 1.5),
+    case(np.power, ZEROS, 0), case(np.power, ZEROS, np.arange(4)), case(np.float_power, ZEROS, 0.0, check={"wrt": ["x1"]}),
     case(np.square, A), case(np.reciprocal, POS), case(np.sqrt, POS), case(np.cbrt, POS),
     case(np.absolute, DISTINCT), case(np.abs, -1.5), case(np.fabs, DISTINCT),
     case(np.copysign, DISTINCT, ROW),
@@ -67,6 +69,12 @@ CASES = [
     case(np.prod, POS), case(np.prod, A, axis=1), case(np.prod, C3, axis=(0, 2), keepdims=True),
     case(np.prod, np.array([[1.5, 0.0, 2.0], [0.0, 0.0, 3.0]]), axis=1),
     case(np.ndarray.prod, POS, axis=0),
+    case(np.sum, A, where=MASK), case(np.sum, A, axis=1, initial=1.5, where=MASK[:1]), case(np.sum, A, initial=0.5),
+    case(np.ndarray.sum, C3, axis=(0, 2), keepdims=True, where=C3 > 0), case(np.ndarray.sum, A, initial=-1.0),
+    case(np.mean, A, where=MASK | np.eye(3, 4, dtype=bool)), case(np.mean, C3, axis=(1, 2), keepdims=True, where=C3 > -1),
+    case(np.ndarray.mean, A, axis=0, where=ROW > -5),
+    case(np.prod, POS, axis=1, where=MASK), case(np.prod, ZEROS, axis=0, initial=2.5, where=ZEROS < 2),
+    case(np.ndarray.prod, POS, initial=0.5), case(np.ndarray.prod, ZEROS, 1, where=ZEROS != 1.5),
     case(np.max, DISTINCT), case(np.max, DISTINCT, axis=0), case(np.max, DISTINCT, axis=1, keepdims=True),
     case(np.amax, DISTINCT, axis=-1), case(np.min, DISTINCT), case(np.min, DISTINCT, axis=(0, 1)),
     case(np.amin, DISTINCT, 0), case(np.ndarray.max, DISTINCT, axis=1), case(np.ndarray.min, DISTINCT),
@@ -74,6 +82,8 @@ CASES = [
     case(np.ndarray.var, A, axis=1),
     case(np.std, A), case(np.std, A, axis=1, ddof=1, keepdims=True), case(np.ndarray.std, C3, axis=0),
     case(np.cumsum, A), case(np.cumsum, A, axis=0), case(np.cumsum, C3, -1), case(np.ndarray.cumsum, A, axis=1),
+    case(np.cumprod, A), case(np.cumprod, A, axis=0), case(np.cumprod, C3, -1), case(np.ndarray.cumprod, A, axis=1),
+    case(np.cumprod, ZEROS, axis=1), case(np.cumprod, ZEROS), case(np.ndarray.cumprod, ZEROS, 0),
     case(np.trace, SQ), case(np.trace, C3, 1, 1, 2), case(np.ndarray.trace, A, -1),
     # Products.
     case(np.matmul, A, B), case(np.matmul, VEC, B), case(np.matmul, A, VEC), case(np.matmul, VEC, VEC),

@@ -8,7 +8,7 @@ binary rule undoes broadcasting with ``unbroadcast``.
 import builtins
 import operator
 
-from adtrans.registry import constant_function, integer_valued, rules_for
+from adtrans.registry import NONZERO, constant_function, integer_valued, rules_for
 from adtrans.rules.support import (
     added, addend_cotangent, enumerated, enumerated_cotangent, factor_cotangent, multiplied, unpacked,
     unpacked_cotangents, zipped, zipped_cotangents,
@@ -28,6 +28,7 @@ rule(operator.mul, "a, b", a="unbroadcast(d_y * b, a)", b="unbroadcast(d_y * a, 
 rule(operator.truediv, "a, b", a="unbroadcast(d_y / b, a)", b="unbroadcast(-d_y * y / b, b)")
 rule(operator.pow, "a, b", when={"b": 2}, a="d_y * (2 * a)")
 rule(operator.pow, "a, b", when={"b": 2.0}, a="d_y * (2 * a)")
+rule(operator.pow, "a, b", when={"b": NONZERO}, a="d_y * b * a ** (b - 1)")
 rule(operator.pow, "a, b", a="unbroadcast(d_y * power_slope(a, b), a)", b="unbroadcast(d_y * xlogy(y, a), b)")
 rule(operator.matmul, "a, b", a="matmul_cotangent_a(d_y, a, b)", b="matmul_cotangent_b(d_y, a, b)")
 # a % b is a - floor(a / b) * b, and (a - y) / b is that integer quotient.
@@ -40,6 +41,8 @@ rule(operator.abs, "a", a="d_y * sign(a)")
 rule(builtins.abs, "x", x="d_y * sign(x)")
 rule(builtins.pow, "base, exp, mod=None", when={"exp": 2, "mod": None}, base="d_y * (2 * base)")
 rule(builtins.pow, "base, exp, mod=None", when={"exp": 2.0, "mod": None}, base="d_y * (2 * base)")
+rule(builtins.pow, "base, exp, mod=None", when={"exp": NONZERO, "mod": None},
+     base="d_y * exp * base ** (exp - 1)")
 rule(builtins.pow, "base, exp, mod=None", base="unbroadcast(d_y * power_slope(base, exp), base)",
      exp="unbroadcast(d_y * xlogy(y, base), exp)")
 rule(builtins.divmod, "a, b", a="unbroadcast(d_y[1], a)", b="unbroadcast(-d_y[1] * y[0], b)")

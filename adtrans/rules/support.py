@@ -103,6 +103,7 @@ _WORTH_FREEING = 64 * 1024
 
 # The helpers that read an argument only for its shape and dtype: positions of those arguments.
 SHAPE_ARGUMENTS = {"unbroadcast": (1,), "sum_cotangent": (1,), "reduced_count": (0,),
+                   "masked_sum_cotangent": (1,), "masked_mean_cotangent": (1,),
                    "matmul_shape": (0, 1), "addend_cotangent": (1, 2), "factor_cotangent": (1,)}
 
 
@@ -382,9 +383,30 @@ def extremum_cotangent(g, a, y, axis=None, keepdims=False):
     return shaped_like(winners * g, a)
 
 
-def prod_cotangent(g, a, axis=None, keepdims=False):
-    """The cotangent of `a` in ``np.prod``: `g` times the product of the other elements (exact with zeros)."""
+def masked_sum_cotangent(g, a, axis, keepdims, where):
+    """The cotangent of `a` in ``np.sum(a, axis, where=where)``: `g` spread back over the elements
+    summed, 0 where `where` leaves them out."""
+    out = np.empty(np.shape(a), dtype=_cotangent_dtype(g, a))
+    out[...] = _keep_reduced_dims(g, axis, keepdims, out.ndim)
+    out *= where
+    return shaped_like(out, a)
+
+
+def masked_mean_cotangent(g, a, axis, keepdims, where):
+    """The cotangent of `a` in ``np.mean(a, axis, where=where)``: each element averaged gets `g`
+    over the number averaged with it."""
+    count = np.sum(np.broadcast_to(where, np.shape(a)), axis=axis, keepdims=keepdims)
+    return masked_sum_cotangent(g / count, a, axis, keepdims, where)
+
+
+def prod_cotangent(g, a, axis=None, keepdims=False, where=True):
+    """The cotangent of `a` in ``np.prod``: `g` times the product of the other elements (exact with zeros).
+
+    Elements `where` leaves out count as 1 and get 0.
+    """
     x = np.asarray(a)
+    if where is not True:
+        x = np.where(where, x, np.ones((), dtype=x.dtype))
     ndim = x.ndim
     reduced = _axes(axis, ndim)
     kept = tuple(i for i in range(ndim) if i not in reduced)
@@ -395,7 +417,8 @@ def prod_cotangent(g, a, axis=None, keepdims=False):
     after = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
     g = np.reshape(_keep_reduced_dims(g, axis, keepdims, ndim), [x.shape[i] for i in kept] + [1])
     d = (g * (before * after)).reshape(moved.shape)
-    return shaped_like(np.transpose(d, np.argsort(kept + reduced)), a)
+    d = np.transpose(d, np.argsort(kept + reduced))
+    return shaped_like(d if where is True else d * where, a)
 
 
 def var_cotangent(g, a, axis=None, ddof=0, keepdims=False):
@@ -417,6 +440,29 @@ def cumsum_cotangent(g, a, axis=None):
         g = np.ravel(g)
         axis = 0
     return shaped_like(np.flip(np.cumsum(np.flip(g, axis), axis), axis), a)
+
+
+def cumprod_cotangent(g, a, y, axis=None):
+    """The cotangent of `a` in ``y = np.cumprod(a, axis)``: ``y_j / a_i`` summed over j >= i, g-weighted.
+
+    With no zero along the axis, that is the reversed cumulative sum of
+    ``g * y``, divided by `a`. With zeros, no division: the cotangent of a_i
+    is ``y_(i-1) * s_i``, where ``s_i = g_i + a_(i+1) s_(i+1)`` runs back
+    along the axis (exact at the zeros, as JAX's).
+    """
+    x = np.asarray(a)
+    if axis is None:
+        x, axis = x.ravel(), 0
+    g = np.broadcast_to(g, np.shape(y))
+    if np.all(x != 0):
+        return shaped_like(np.flip(np.cumsum(np.flip(g * y, axis), axis), axis) / x, a)
+    g, x, y = np.moveaxis(g, axis, 0), np.moveaxis(x, axis, 0), np.moveaxis(np.asarray(y), axis, 0)
+    out = np.empty(np.broadcast_shapes(g.shape, x.shape), dtype=np.result_type(g, x))
+    running = 0
+    for i in range(len(x) - 1, -1, -1):
+        running = g[i] + (x[i + 1] * running if i + 1 < len(x) else 0)
+        out[i] = running * y[i - 1] if i else running
+    return shaped_like(np.moveaxis(out, 0, axis), a)
 
 
 # -- Elementwise choices -------------------------------------------------------
