@@ -20,6 +20,7 @@ import numpy as np
 
 from adtrans import mutation, randomness, registry, tangents
 from adtrans.errors import DifferentiationError, ZeroDerivativeWarning
+from adtrans.rules.support import listed_items, listed_keys, listed_values
 from adtrans.source import function_location, parse_function
 
 __all__ = [
@@ -890,8 +891,8 @@ def _make_plan(f, args, kwargs, wrt):
         return None     # see `_with_collected`
     if isinstance(f, DifferentiableFunction) and f.vjp is not None:
         return None
-    if registry.lookup_user_vjp(f) is not None:
-        return None
+    if registry.lookup_user_vjp(f) is not None or registry.lookup_rule(f) is not None:
+        return None     # a Python function with a rule (`listed_items`): the rule, not its source
     fn = _python_function(f)
     if fn is None or registry.lookup_user_vjp(fn) is not None:
         return None
@@ -1321,6 +1322,9 @@ def call_with_pullback(f, positions, *args, **kwargs):
         if -1 in positions:
             owner = getattr(f, "__self__", None)
             method = getattr(type(owner), getattr(f, "__name__", ""), None)
+            if type(owner) is dict and method in _DICT_VIEWS:
+                # 'self.heads.items()': as the compiler lowers 'heads.items()' of a local.
+                return call_with_pullback(_DICT_VIEWS[method], (0,), owner)
             if method is not None and registry.lookup_rule(method) is not None:
                 # 'x.reshape(*shape)', 'options.get(key, 1.0)': a rule of the unbound method.
                 return call_with_pullback(method, tuple(p + 1 for p in positions), owner, *args, **kwargs)
@@ -1499,6 +1503,10 @@ def _closure_call_with_pullback(f, positions, args, kwargs, checkpoint=False):
         return tangents_[0] if len(positions) == 1 else tuple(tangents_)
 
     return value, pullback
+
+
+# A dict's views run as lists, which a pullback can index (see `Desugar`'s lowering of locals').
+_DICT_VIEWS = {dict.items: listed_items, dict.values: listed_values, dict.keys: listed_keys}
 
 
 def _no_tangents(positions):

@@ -27,7 +27,7 @@ from adtrans import randomness
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for, names_in
 from adtrans.rules.support import (
-    appended, enumerated, extended, listed_items, listed_keys, listed_values, merged, rebound, starred_parts,
+    appended, enumerated, extended, flat_items, listed_items, listed_keys, listed_values, merged, rebound, starred_parts,
     super_function, with_field, with_item, zipped)
 from adtrans.trees import clone
 
@@ -952,6 +952,10 @@ class Desugar:
                 self.keep_random_states(_static_value(expr.func, self.source.fn), call, expr)
             return call
         if isinstance(expr, gast.Attribute):
+            if expr.attr == "flat" and not _is_static(expr, self.locals):
+                # A.flat: an array's elements as a flat array, which loops and the pullback index.
+                return _located(gast.Call(_synthetic_callee("flat_items", flat_items), [self.atom(expr.value)], []),
+                                expr)
             return _located(gast.Attribute(self.atom(expr.value), expr.attr, gast.Load()), expr)
         if isinstance(expr, gast.Subscript):
             value = self.atom(expr.value)

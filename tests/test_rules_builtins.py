@@ -5,7 +5,7 @@ import builtins
 import operator
 
 from adtrans.rules.support import (
-    added, appended, enumerated, extended, listed_items, listed_values, merged, multiplied, rebound, starred_parts,
+    added, appended, enumerated, extended, flat_items, listed_items, listed_values, merged, multiplied, rebound, starred_parts,
     unpacked, with_field, with_item, zipped)
 
 import numpy as np
@@ -38,6 +38,7 @@ CASES = [
     case(dict.get, {"a": 1.5}, "a"),
     # d.items() and d.values() in differentiated code run as lists.
     case(listed_items, {"a": 1.5, "b": A}), case(listed_values, {"a": 1.5, "b": A}),
+    case(flat_items, A), case(flat_items, A.T),
     # {**a, **b} and dict(a): later items win.
     case(merged, {"a": 1.5, "b": A}, {"b": A, "c": VEC}), case(merged, {"a": 1.5}), case(dict, {"a": 1.5, "b": A}),
     # A + or * whose operands may be lists or tuples: concatenation, repetition, or arithmetic after all.

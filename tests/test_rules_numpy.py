@@ -8,6 +8,7 @@ import pytest
 from gradcheck import case, check_rule_vjp, module_rules, run_case, template_problems, untested
 
 from adtrans import registry
+from adtrans.rules.support import concatenated_by
 
 rng = np.random.default_rng(2)
 A = rng.standard_normal((3, 4))
@@ -133,6 +134,7 @@ CASES = [
     case(np.concatenate, [VEC, VEC3], axis=None),
     case(np.stack, [VEC, VEC]), case(np.stack, (A, POS), axis=-1), case(np.stack, [1.5, 2.5]),
     case(np.hstack, [A, COL]), case(np.hstack, (VEC, VEC3)), case(np.vstack, [A, ROW, VEC]),
+    case(concatenated_by, np.r_, 0.5, VEC, -1.5), case(concatenated_by, np.r_, A, ROW), case(concatenated_by, np.c_, VEC3, A),
     case(np.split, A, 2, axis=1), case(np.split, A, [1], axis=0), case(np.array_split, VEC, 3),
     # Indexing and sorting.
     case(np.take, A, [0, 2, 2]), case(np.take, A, [[0], [3]], axis=1), case(np.take, A, [5, -1], mode="wrap"),

@@ -15,7 +15,7 @@ from adtrans.rules.support import (
     appended, appended_head, appended_last, assigned_cotangent, default_cotangent, each_cotangent, extended, extended_head,
     extended_tail, extremum_args_cotangent, field_cleared, field_cotangent, got_cotangent, item_cleared, merged,
     merged_cotangents, rebound, closure_rest, closure_parts, super_function, listed_items, listed_values,
-    listed_keys, items_cotangent, values_cotangent, starred_parts, starred_cotangent,
+    listed_keys, items_cotangent, values_cotangent, starred_parts, starred_cotangent, flat_items, flat_cotangent,
     matmul_cotangent_a, matmul_cotangent_b, power_slope, shaped_like, sign, sorted_cotangent, unbroadcast, with_field,
     with_item, xlogy)
 
@@ -60,6 +60,8 @@ rule(builtins.tuple, "iterable=()", iterable="shaped_like(d_y, iterable)")
 rule(starred_parts, "values, before, after", values="starred_cotangent(d_y, values, before, after)")
 rule(listed_items, "mapping", mapping="items_cotangent(d_y, mapping)")
 rule(listed_values, "mapping", mapping="values_cotangent(d_y, mapping)")
+# for v in A.flat: A.flat runs as flat_items(A), np.ravel(A) for an array.
+rule(flat_items, "x", x="flat_cotangent(d_y, x)")
 # A closure read after a variable it reads was assigned again runs as rebound(g, names, *values).
 rule(rebound, "function, names, *values", function="closure_rest(d_y, names)",
      values="closure_parts(d_y, names, values)")

@@ -19,7 +19,7 @@ import numpy as np
 from adtrans.registry import NONZERO, constant_function, constant_module, rules_for
 from adtrans.rules.support import (
     DEGREES_PER_RADIAN, LN2, LN10, RADIANS_PER_DEGREE, astype_cotangent, clip_mask, cholesky_cotangent,
-    concatenate_cotangents, cumprod_cotangent, cumsum_cotangent, diag_cotangent, diagonal_cotangent,
+    concatenate_cotangents, concatenated_by, concatenated_by_cotangents, cumprod_cotangent, cumsum_cotangent, diag_cotangent, diagonal_cotangent,
     diff_cotangent, dot_cotangent_a, dot_cotangent_b, einsum_cotangents, extremum_cotangent, hstack_cotangents,
     inverse_permutation, item_cotangent, join_cotangents, masked_mean_cotangent, masked_sum_cotangent,
     matmul_cotangent_a, matmul_cotangent_b, max_share, min_share, mT, norm_cotangent, outer_cotangent_a,
@@ -214,6 +214,8 @@ rule(np.hstack, "tup, *, dtype=None, casting='same_kind'", tup="hstack_cotangent
 rule(np.vstack, "tup, *, dtype=None, casting='same_kind'", tup="vstack_cotangents(d_y, tup)")
 rule(np.split, "ary, indices_or_sections, axis=0", ary="join_cotangents(d_y, y, axis)")
 rule(np.array_split, "ary, indices_or_sections, axis=0", ary="join_cotangents(d_y, y, axis)")
+# np.r_[a, x, b] and np.c_[a, b] (subscripts of NumPy's index tricks) are keyed to concatenated_by.
+rule(concatenated_by, "trick, *parts", parts="concatenated_by_cotangents(d_y, trick, parts)")
 if hasattr(np, "unstack"):
     rule(np.unstack, "x, *, axis=0", x="unstack_cotangents(d_y, y, axis)")
 

@@ -465,6 +465,43 @@ def cumprod_cotangent(g, a, y, axis=None):
     return shaped_like(np.moveaxis(out, 0, axis), a)
 
 
+def concatenated_by(trick, *parts):
+    """``trick[parts]``: ``np.r_[a, x, b]`` or ``np.c_[a, b]`` as a call. The pullback of such a
+    subscript is keyed to this function (the forward runs the subscript as written)."""
+    return trick[parts]
+
+
+def concatenated_by_cotangents(g, trick, parts):
+    """The cotangent of each part of ``trick[parts]`` (``np.r_``, ``np.c_``): its run of `g`.
+
+    The trick makes each part a block (a scalar a 1-element array; in ``np.c_`` a 1-D array a
+    column) and joins the blocks along its axis (a leading directive string such as '0,2' names
+    it): a part's cotangent is its block's run of `g` along that axis, in the part's shape.
+    Slices (``np.r_[0:3]``) and the directive string are constants: None.
+    """
+    directive = parts[0] if parts and isinstance(parts[0], str) else None
+    axis = trick.axis
+    if directive is not None:
+        try:
+            axis = int(directive.split(",")[0])
+        except ValueError:
+            raise tangents.structures._error(
+                f"cannot differentiate the matrix directive {directive!r} of np.r_ / np.c_", None,
+                ["join the arrays with np.concatenate or np.stack"]) from None
+    out, start = [] if directive is None else [None], 0
+    for part in parts[len(out):]:
+        stand_in = part if isinstance(part, slice) else np.broadcast_to(0.0, np.shape(part))
+        block = trick[(directive, stand_in) if directive is not None else (stand_in,)]
+        size = np.shape(block)[axis]
+        if isinstance(part, slice):
+            out.append(None)
+        else:
+            run = np.take(g, np.arange(start, start + size), axis=axis)
+            out.append(shaped_like(np.reshape(run, np.shape(part)), part))
+        start += size
+    return tuple(out)
+
+
 # -- Elementwise choices -------------------------------------------------------
 
 def max_share(g, x, other):
@@ -1239,6 +1276,19 @@ def listed_values(mapping):
 def listed_keys(mapping):
     """``d.keys()`` in differentiated code: the keys of a dict as a list (no derivative)."""
     return list(mapping) if isinstance(mapping, dict) else mapping.keys()
+
+
+def flat_items(x):
+    """``x.flat`` in differentiated code: an array's elements as ``np.ravel(x)``, which loops and the
+    pullback index (a ``flatiter`` has no cotangent); anything else's ``flat`` attribute as it is."""
+    return np.ravel(x) if isinstance(x, np.ndarray) else x.flat
+
+
+def flat_cotangent(g, x):
+    """The cotangent of `x` from that of ``flat_items(x)``."""
+    if isinstance(x, np.ndarray):
+        return shaped_like(g, x)
+    return tangents.structures.attribute_cotangent(g, x, "flat")
 
 
 def items_cotangent(g, mapping):
