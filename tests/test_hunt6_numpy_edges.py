@@ -734,9 +734,6 @@ def pad_per_side_values(x, c):
     return np.sum(np.pad(x, ((1, 1), (1, 1)), "constant", constant_values=(c, 2.0 * c)) ** 2)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (unhelpful error): np.pad with a per-side constant_values holding a "
-                                       "differentiated value raises a bare NotImplementedError from the pullback "
-                                       "(rules/support.py), not a located DifferentiationError")
 def test_pad_per_side_differentiable_constant_values():
     right_or_located_error(pad_per_side_values, A34, 0.7)
 

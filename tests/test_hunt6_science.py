@@ -1122,7 +1122,6 @@ def initial_temperature(T_ambient, u):
     return np.sum(T * u)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: np.full_like(u, c) refused as 'not differentiable with respect to a' though a only gives the shape; c's derivative is wanted")
 def test_minimal_full_like_with_a_differentiated_fill_value_and_template():
     u = np.array([0.5, 1.5, -1.0])
     g_T, g_u = check(initial_temperature, 20.0, u)

@@ -122,6 +122,8 @@ CASES = [
     case(np.repeat, A, 2), case(np.repeat, A, 3, axis=1), case(np.repeat, A, [1, 0, 2], axis=0),
     case(np.ndarray.repeat, VEC, 2),
     case(np.pad, A, 1), case(np.pad, A, ((1, 0), (2, 3))), case(np.pad, A, 2, constant_values=1.5),
+    case(np.pad, A, ((1, 2), (0, 1)), constant_values=((0.5, -1.0), (2.0, 1.5))),
+    case(np.pad, A, 1, constant_values=(0.5, -1.0)), case(np.pad, C3, (1, 2), constant_values=((0.5, -1.0),)),
     case(np.pad, A, ((0, 2), (1, 1)), mode="edge"), case(np.pad, A, 2, mode="reflect"),
     case(np.pad, A, (1, 3), mode="symmetric"), case(np.pad, A, 2, mode="wrap"),
     case(np.triu, A), case(np.triu, C3, 1), case(np.tril, A, -1),
@@ -153,6 +155,9 @@ CASES = [
     case(np.ndarray.tolist, A),
     case(np.float64, 2.5), case(np.float64, np.float32(2.5)), case(np.float32, 2.5, check={"rtol": 1e-4, "eps": 1e-2}),
     case(np.float16, 2.5, check={"rtol": 1e-2, "eps": 0.25}),
+    case(np.linspace, 0.5, 2.0, 5), case(np.linspace, VEC3, 2.0, 4), case(np.linspace, 0.5, 2.0, 1),
+    case(np.linspace, VEC3, POS[:, 0], 4, endpoint=False, axis=-1), case(np.linspace, -1.0, 0.5, 6, retstep=True),
+    case(np.linspace, COL, ROW, 3, axis=1),
     case(np.full, (2, 3), 1.5), case(np.full, (2, 3), VEC3), case(np.full_like, A, 2.5),
     # Linear algebra.
     case(np.linalg.inv, SQ), case(np.linalg.inv, SQ_BATCH),

@@ -19,15 +19,15 @@ import numpy as np
 from adtrans.registry import NONZERO, constant_function, constant_module, rules_for
 from adtrans.rules.support import (
     DEGREES_PER_RADIAN, LN2, LN10, RADIANS_PER_DEGREE, astype_cotangent, clip_mask, cholesky_cotangent,
-    concatenate_cotangents, concatenated_by, concatenated_by_cotangents, cumprod_cotangent, cumsum_cotangent, diag_cotangent, diagonal_cotangent,
-    diff_cotangent, dot_cotangent_a, dot_cotangent_b, einsum_cotangents, extremum_cotangent, hstack_cotangents,
-    inverse_permutation, item_cotangent, join_cotangents, masked_mean_cotangent, masked_sum_cotangent,
-    matmul_cotangent_a, matmul_cotangent_b, max_share, min_share, mT, norm_cotangent, outer_cotangent_a,
-    outer_cotangent_b, pad_constant_cotangent, pad_cotangent, power_slope, prod_cotangent, reduced_count,
-    repeat_cotangent, shaped_like, solve_cotangent_a, solve_cotangent_b, sort_cotangent, stack_cotangents,
-    std_cotangent, sum_cotangent, take_along_axis_cotangent, take_cotangent, tanh_cotangent,
-    tensordot_cotangent_a, tensordot_cotangent_b, tile_cotangent, trace_cotangent, unbroadcast,
-    unstack_cotangents, var_cotangent, vstack_cotangents, xlogy)
+    concatenate_cotangents, concatenated_by, concatenated_by_cotangents, cumprod_cotangent, cumsum_cotangent,
+    diag_cotangent, diagonal_cotangent, diff_cotangent, dot_cotangent_a, dot_cotangent_b, einsum_cotangents,
+    extremum_cotangent, hstack_cotangents, inverse_permutation, item_cotangent, join_cotangents,
+    linspace_cotangent, masked_mean_cotangent, masked_sum_cotangent, matmul_cotangent_a, matmul_cotangent_b,
+    max_share, min_share, mT, norm_cotangent, outer_cotangent_a, outer_cotangent_b, pad_constant_cotangent,
+    pad_cotangent, power_slope, prod_cotangent, reduced_count, repeat_cotangent, shaped_like, solve_cotangent_a,
+    solve_cotangent_b, sort_cotangent, stack_cotangents, std_cotangent, sum_cotangent,
+    take_along_axis_cotangent, take_cotangent, tanh_cotangent, tensordot_cotangent_a, tensordot_cotangent_b,
+    tile_cotangent, trace_cotangent, unbroadcast, unstack_cotangents, var_cotangent, vstack_cotangents, xlogy)
 
 rule = rules_for(globals())
 
@@ -240,10 +240,13 @@ rule(np.ndarray.item, "self, *args", self="item_cotangent(d_y, self, args)")
 rule(np.ndarray.tolist, "self", self="shaped_like(np.asarray(d_y), self)")
 for fn in (np.float64, np.float32, np.float16):
     rule(fn, "x=0.0", x="shaped_like(d_y, x)")
+rule(np.linspace, "start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0, *, device=None",
+     start="linspace_cotangent(d_y, start, num, endpoint, retstep, dtype, axis, False)",
+     stop="linspace_cotangent(d_y, stop, num, endpoint, retstep, dtype, axis, True)")
 rule(np.full, "shape, fill_value, dtype=None, order='C', *, device=None, like=None",
      fill_value="unbroadcast(d_y, fill_value)")
 rule(np.full_like, "a, fill_value, dtype=None, order='K', subok=True, shape=None, *, device=None",
-     fill_value="unbroadcast(d_y, fill_value)")
+     a="None", fill_value="unbroadcast(d_y, fill_value)")   # a gives only the shape: no cotangent
 
 # -- Linear algebra -----------------------------------------------------------------------
 rule(np.linalg.inv, "a", a="-(mT(y) @ d_y @ mT(y))")

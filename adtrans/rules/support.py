@@ -442,6 +442,30 @@ def cumsum_cotangent(g, a, axis=None):
     return shaped_like(np.flip(np.cumsum(np.flip(g, axis), axis), axis), a)
 
 
+def linspace_cotangent(g, x, num, endpoint, retstep, dtype, axis, end):
+    """The cotangent of `x`, the start (`end` False) or the stop of ``np.linspace``.
+
+    Sample i is ``start + (stop - start) * t_i``, ``t = np.linspace(0, 1, num, endpoint)``: the
+    stop gets ``sum(g * t)``, the start ``sum(g * (1 - t))``, over the samples' axis. With
+    ``retstep`` the step, ``(stop - start) / (num - 1)`` (``num`` without the endpoint), adds its
+    own. Integer samples (``dtype=int``) are piecewise constant: zero.
+    """
+    samples, step = g if retstep else (g, None)
+    if dtype is not None and np.dtype(dtype).kind not in "fc":
+        return _zero_like(x)
+    out = 0.0
+    if samples is not None:
+        t = np.linspace(0.0, 1.0, num, endpoint=endpoint)
+        weights = t if end else 1.0 - t
+        moved = np.moveaxis(np.asarray(samples), axis, -1)
+        out = moved @ weights if moved.shape[-1] else np.zeros(moved.shape[:-1])
+    if step is not None:
+        intervals = num - 1 if endpoint else num
+        if intervals > 0:
+            out = out + (step if end else -step) / intervals
+    return unbroadcast(out, x)
+
+
 def cumprod_cotangent(g, a, y, axis=None):
     """The cotangent of `a` in ``y = np.cumprod(a, axis)``: ``y_j / a_i`` summed over j >= i, g-weighted.
 
@@ -853,10 +877,24 @@ def pad_cotangent(g, array, pad_width, mode="constant", reflect_type="even"):
 
 
 def pad_constant_cotangent(g, array, pad_width, constant_values):
-    """The cotangent of a scalar `constant_values` in ``np.pad``: the sum of `g` over the padding."""
-    if np.ndim(constant_values) != 0:
-        raise NotImplementedError("adtrans differentiates np.pad's constant_values only when it is a scalar")
-    return unbroadcast(np.sum(g) - np.sum(_pad_interior(g, np.shape(array), pad_width)), constant_values)
+    """The cotangent of `constant_values` in ``np.pad``: each value gets the sum of `g` over the
+    padding it fills.
+
+    A scalar fills all of it. Values per axis and side, ``((before, after), ...)`` or a pair for
+    every axis, fill what NumPy gives them (a corner takes the value of the last axis padded there):
+    found by padding zeros with that value 1 and the others 0.
+    """
+    if np.ndim(constant_values) == 0:
+        return unbroadcast(np.sum(g) - np.sum(_pad_interior(g, np.shape(array), pad_width)), constant_values)
+    ndim = np.ndim(array)
+    zeros = np.zeros(np.shape(array))
+    sums = np.zeros((ndim, 2))
+    for axis in range(ndim):
+        for side in range(2):
+            one = np.zeros((ndim, 2))
+            one[axis, side] = 1.0
+            sums[axis, side] = np.sum(g * np.pad(zeros, pad_width, constant_values=one))
+    return shaped_like(_sum_to_shape(sums, np.shape(constant_values)), constant_values)
 
 
 def sort_cotangent(g, a, axis=-1):
