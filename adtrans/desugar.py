@@ -27,8 +27,8 @@ from adtrans import randomness
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for, names_in
 from adtrans.rules.support import (
-    appended, enumerated, extended, flat_items, listed_items, listed_keys, listed_values, merged, rebound, starred_parts,
-    super_function, with_field, with_item, zipped)
+    appended, enumerated, extended, flat_items, listed_items, listed_keys, listed_values, merged, rebound,
+    starred_parts, super_function, with_field, with_item, zipped)
 from adtrans.trees import clone
 
 

@@ -178,7 +178,7 @@ class Resolver:
             target = self.static_value(value.value)
         except Unresolved as e:
             return Operation("unresolved", inputs, inputs, callee=e, description=f"'{e.name}'")
-        if isinstance(target, _CONTAINERS):
+        if target is _NOT_RESOLVED or isinstance(target, _CONTAINERS):
             return Operation("subscript", inputs, [])
         name = f"'{_dotted(value.value)}[...]'"
         if isinstance(target, _INDEX_TRICKS):
