@@ -22,6 +22,7 @@ import numpy as np
 
 from adtrans import mutation, randomness, registry, tangents
 from adtrans.errors import DifferentiationError, ZeroDerivativeWarning
+from adtrans.rules.support import listed_items, listed_keys, listed_values
 from adtrans.source import function_location, own_signature, parse_function
 
 __all__ = [
@@ -945,8 +946,8 @@ def _make_plan(f, args, kwargs, wrt):
         return None     # see `_with_collected`
     if isinstance(f, DifferentiableFunction) and f.vjp is not None:
         return None
-    if registry.lookup_user_vjp(f) is not None:
-        return None
+    if registry.lookup_user_vjp(f) is not None or registry.lookup_rule(f) is not None:
+        return None     # a Python function with a rule (`listed_items`): the rule, not its source
     fn = _python_function(f)
     if fn is None or registry.lookup_user_vjp(fn) is not None:
         return None
@@ -1396,13 +1397,27 @@ def call_with_pullback(f, positions, *args, **kwargs):
         if -1 in positions:
             owner = getattr(f, "__self__", None)
             method = getattr(type(owner), getattr(f, "__name__", ""), None)
+            if type(owner) is dict and method in _DICT_VIEWS:
+                # 'self.heads.items()': as the compiler lowers 'heads.items()' of a local.
+                return call_with_pullback(_DICT_VIEWS[method], (0,), owner)
             if method is not None and registry.lookup_rule(method) is not None:
                 # 'x.reshape(*shape)', 'options.get(key, 1.0)': a rule of the unbound method.
                 return call_with_pullback(method, tuple(p + 1 for p in positions), owner, *args, **kwargs)
+            if method is not None and registry.is_constant_function(method):
+                # 'x.argsort()', 'x.argmax(axis=1)': its result carries no derivative; `x` gets a
+                # zero, not None, as it may be a part of a value (`x[0].argmax()`).
+                def no_derivative(d):
+                    zeros = tuple(tangents.zeros_like(owner) if p == -1 else None for p in positions)
+                    return zeros[0] if len(zeros) == 1 else zeros
+                return f(*args, **kwargs), no_derivative
             if owner is not None and not isinstance(owner, types.ModuleType):
-                raise DifferentiationError(
-                    f"cannot differentiate {f!r} with respect to the object it was taken from",
-                    None, ["call a method defined in Python, or register a derivative for it"])
+                name = getattr(f, "__name__", "")
+                kind = type(owner).__name__
+                spelled = f"np.{kind}.{name}" if isinstance(owner, np.ndarray) else f"{kind}.{name}"
+                raise tangents.structures._error(
+                    f"cannot differentiate '{spelled}' with respect to the {kind} it is called on", name,
+                    [f"'{spelled}' has no derivative rule: call a function that has one, or register a "
+                     f"derivative with @adtrans.derivative(of={spelled})"])
             # A function held by the object (a field such as `activation`): no derivative reaches it.
             return _with_constant_object(f, positions, args, kwargs)
     entry = registry.lookup_user_vjp(target)
@@ -1563,6 +1578,10 @@ def _closure_call_with_pullback(f, positions, args, kwargs, checkpoint=False):
         return tangents_[0] if len(positions) == 1 else tuple(tangents_)
 
     return value, pullback
+
+
+# A dict's views run as lists, which a pullback can index (see `Desugar`'s lowering of locals').
+_DICT_VIEWS = {dict.items: listed_items, dict.values: listed_values, dict.keys: listed_keys}
 
 
 def _no_tangents(positions):

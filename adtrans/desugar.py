@@ -28,9 +28,9 @@ from adtrans import randomness
 from adtrans.jumps import StructureJumps
 from adtrans.naming import Namer, name_for, names_in
 from adtrans.rules.support import (
-    added_at, appended, assigned, diagonal_index, enumerated, extended, listed_items, listed_keys, listed_values,
-    merged, rebound, starred_parts, stored_in, subtracted_at, super_function, unassigned, with_field, with_item,
-    zipped)
+    added_at, appended, assigned, diagonal_index, enumerated, extended, flat_items, listed_items, listed_keys,
+    listed_values, merged, rebound, starred_parts, stored_in, subtracted_at, super_function, unassigned, with_field,
+    with_item, zipped)
 from adtrans.source import own_signature
 from adtrans.trees import clone
 
@@ -1137,6 +1137,10 @@ class Desugar:
                 self.keep_random_states(_static_value(expr.func, self.source.fn), call, expr)
             return call
         if isinstance(expr, gast.Attribute):
+            if expr.attr == "flat" and not _is_static(expr, self.locals):
+                # A.flat: an array's elements as a flat array, which loops and the pullback index.
+                return _located(gast.Call(_synthetic_callee("flat_items", flat_items), [self.atom(expr.value)], []),
+                                expr)
             return _located(gast.Attribute(self.atom(expr.value), expr.attr, gast.Load()), expr)
         if isinstance(expr, gast.Subscript):
             value = self.atom(expr.value)

@@ -119,6 +119,8 @@ def name_for(expr, method=False):
         base = _short(expr.value)
         return _fit(f"{base}_{expr.attr}", expr.attr) if base else expr.attr
     if isinstance(expr, gast.Subscript):
+        if getattr(expr.value, "attr", getattr(expr.value, "id", None)) in ("r_", "c_"):
+            return "joined"     # np.r_[a, x, b]: NumPy's concatenation by subscript
         base = _short(expr.value) or "item"
         backwards = expr.slice
         if (isinstance(backwards, gast.Slice) and backwards.lower is None and backwards.upper is None

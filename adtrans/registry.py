@@ -94,7 +94,20 @@ class Rule:
         return _parse_template(source)
 
 
+class _Nonzero:
+    """A `when` value matching any constant number but 0: ``x ** 3`` inlines ``3 * x ** (3 - 1)``,
+    which the simplifier folds, where a helper must guard ``x ** 0``."""
+
+    def __repr__(self):
+        return "a nonzero number"
+
+
+NONZERO = _Nonzero()
+
+
 def _same_constant(a, b):
+    if b is NONZERO:
+        return type(a) in (int, float) and a != 0
     return type(a) is type(b) and a == b
 
 

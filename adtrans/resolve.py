@@ -32,7 +32,7 @@ import numpy as np
 
 from adtrans import registry, tangents
 from adtrans.desugar import Assign, Effect, Return, Unpack, free_names
-from adtrans.rules.support import unpacked
+from adtrans.rules.support import concatenated_by, unpacked
 
 BINARY_OPERATORS = {
     gast.Add: operator.add, gast.Sub: operator.sub, gast.Mult: operator.mul,
@@ -148,6 +148,8 @@ class Resolver:
             return Operation("attribute", inputs, inputs, description=f"attribute '.{value.attr}'")
         if isinstance(value, gast.Subscript):
             base = local_names(value.value, self.locals)
+            if not base and inputs:
+                return self.static_subscript(value, inputs)
             return Operation("subscript", inputs, base)
         if isinstance(value, (gast.Tuple, gast.List)) and any(isinstance(e, gast.Starred) for e in value.elts):
             # [x, *rest]: the display runs as written; its pullback is keyed to unpacked(layout, x, rest).
@@ -164,6 +166,28 @@ class Resolver:
         if isinstance(value, gast.Lambda):
             return self.closure(value)
         return Operation("opaque", inputs, inputs, description=_describe(value))
+
+    def static_subscript(self, value, inputs):
+        """A global or module attribute indexed with locals: ``TABLE[i]``, ``np.r_[a, x, b]``.
+
+        A container's item is a constant; ``np.r_`` and ``np.c_`` join their parts (the subscript
+        runs as written, its pullback is keyed to `concatenated_by`); anything else that computes
+        from its index (``np.mgrid[a:b:5j]``) is opaque: an error if a derivative reaches it.
+        """
+        try:
+            target = self.static_value(value.value)
+        except Unresolved as e:
+            return Operation("unresolved", inputs, inputs, callee=e, description=f"'{e.name}'")
+        if target is _NOT_RESOLVED or isinstance(target, _CONTAINERS):
+            return Operation("subscript", inputs, [])
+        name = f"'{_dotted(value.value)}[...]'"
+        if isinstance(target, _INDEX_TRICKS):
+            index = value.slice
+            parts = index.elts if isinstance(index, gast.Tuple) else [index]
+            if not any(isinstance(p, gast.Starred) for p in parts):
+                parts = [_slice_value(p) if isinstance(p, gast.Slice) else p for p in parts]
+                return self.rule_call(concatenated_by, [value.value] + parts, [], inputs, value)
+        return Operation("opaque", inputs, inputs, description=name)
 
     def call(self, call, inputs):
         func = call.func
@@ -284,6 +308,17 @@ class Resolver:
                 raise self.source.error(
                     expr, f"'{_dotted(expr.value)}' has no attribute '{expr.attr}'") from None
         return _NOT_RESOLVED
+
+
+# Objects whose items do not depend on the index's value but only select: constants.
+_CONTAINERS = (list, tuple, dict, str, range, np.ndarray, type(np.s_))
+_INDEX_TRICKS = (type(np.r_), type(np.c_))
+
+
+def _slice_value(index):
+    """``0:3`` as the value ``slice(0, 3, None)``, an argument a call can take."""
+    parts = [p if p is not None else gast.Constant(None, None) for p in (index.lower, index.upper, index.step)]
+    return gast.Call(gast.Name("slice", gast.Load(), None, None), parts, [])
 
 
 _NUMPY_DISPATCHER = "<__array_function__ internals>"

@@ -1572,6 +1572,8 @@ class ReverseTransform:
                 continue    # a function the rule only calls to choose (a sort key): no derivative
             if template is None and rule.fn is with_item and param == "index":
                 continue    # a key or an index: it came with differentiated values (d.items()), it has none
+            if isinstance(template, gast.Constant) and template.value is None:
+                continue    # read only for its shape (np.full_like's a): a zero, nothing to add
             if template is None:
                 raise self.source.error(
                     stmt.node, f"{rule.name} is not differentiable with respect to its argument '{param}'",

@@ -1076,8 +1076,6 @@ def test_items_of_a_dict_field_read_through_a_local():
     assert_gradient(MultiHead.score_through_a_local, m, x)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: 'for k, v in self.heads.items()' (a dict field) is refused with "
-                                        "an unlocated DifferentiationError; through a local alias it works")
 @pytest.mark.parametrize("method", ["score", "summed"])
 def test_items_and_values_of_a_dict_field(method):
     m, x = _multi_head()

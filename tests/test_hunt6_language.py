@@ -1569,8 +1569,6 @@ def flat_loop(A):
     return total
 
 
-@pytest.mark.xfail(strict=True, reason="unhelpful error: `for v in A.flat` is refused as 'cannot differentiate "
-                   "a subscript of a value of type NoneType', which names neither .flat nor a way out")
 def test_loop_over_flat_works_or_names_flat():
     A = np.array([[1.0, 2.0], [3.0, -1.0]])
     try:

@@ -1099,7 +1099,6 @@ def heat_with_dirichlet_values(u0, left, right, alpha=0.2, steps=10):
     return np.sum(u ** 2)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: np.r_[left, u, right] carries no derivative: gradients of u0, left, right are zero (with a ZeroDerivativeWarning)")
 def test_heat_equation_with_boundary_values_glued_by_r_():
     right_or_refused(heat_with_dirichlet_values, np.random.default_rng(55).standard_normal(6), 1.0, -0.5)
 
@@ -1112,7 +1111,6 @@ def glue_c(a, b):
     return np.sum(np.c_[a, b] ** 3)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: np.r_[a, b] / np.c_[a, b] of differentiated arrays: zero gradient, not concatenate's")
 @pytest.mark.parametrize("f", [glue_r, glue_c])
 def test_minimal_r_and_c_index_tricks(f):
     rng = np.random.default_rng(56)
@@ -1124,7 +1122,6 @@ def initial_temperature(T_ambient, u):
     return np.sum(T * u)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: np.full_like(u, c) refused as 'not differentiable with respect to a' though a only gives the shape; c's derivative is wanted")
 def test_minimal_full_like_with_a_differentiated_fill_value_and_template():
     u = np.array([0.5, 1.5, -1.0])
     g_T, g_u = check(initial_temperature, 20.0, u)

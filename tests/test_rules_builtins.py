@@ -5,8 +5,8 @@ import builtins
 import operator
 
 from adtrans.rules.support import (
-    added, appended, assigned, enumerated, extended, listed_items, listed_values, merged, multiplied, rebound,
-    starred_parts, unpacked, with_field, with_item, zipped)
+    added, appended, assigned, enumerated, extended, flat_items, listed_items, listed_values, merged, multiplied,
+    rebound, starred_parts, unpacked, with_field, with_item, zipped)
 
 import numpy as np
 import pytest
@@ -38,6 +38,7 @@ CASES = [
     case(dict.get, {"a": 1.5}, "a"),
     # d.items() and d.values() in differentiated code run as lists.
     case(listed_items, {"a": 1.5, "b": A}), case(listed_values, {"a": 1.5, "b": A}),
+    case(flat_items, A), case(flat_items, A.T),
     # {**a, **b} and dict(a): later items win.
     case(merged, {"a": 1.5, "b": A}, {"b": A, "c": VEC}), case(merged, {"a": 1.5}), case(dict, {"a": 1.5, "b": A}),
     # A + or * whose operands may be lists or tuples: concatenation, repetition, or arithmetic after all.
@@ -62,7 +63,7 @@ CASES = [
     case(operator.truediv, 1.5, -0.25), case(operator.truediv, COL, POS), case(operator.truediv, A, 2.5),
     case(operator.pow, 1.3, 2), case(operator.pow, A, 2), case(operator.pow, 1.3, 2.0),
     case(operator.pow, 1.3, 3), case(operator.pow, POS, 1.7), case(operator.pow, POS_COL, ROW),
-    case(operator.pow, 2.5, VEC),
+    case(operator.pow, 2.5, VEC), case(operator.pow, 0.0, 0), case(operator.pow, np.zeros(3), np.arange(3)),
     case(operator.matmul, A, A.T), case(operator.matmul, VEC, A.T), case(operator.matmul, A, VEC),
     case(operator.matmul, VEC, VEC), case(operator.matmul, rng.standard_normal((2, 3, 4)), A.T),
     case(operator.matmul, rng.standard_normal((2, 1, 3, 4)), rng.standard_normal((5, 4, 2))),
@@ -71,7 +72,7 @@ CASES = [
     case(operator.abs, -1.5), case(operator.abs, A),
     case(builtins.abs, -1.5), case(builtins.abs, 2.0), case(builtins.abs, A),
     case(builtins.pow, 1.3, 2), case(builtins.pow, 1.3, 2.0), case(builtins.pow, 1.3, 0.7),
-    case(builtins.pow, POS, ROW),
+    case(builtins.pow, POS, ROW), case(builtins.pow, 0.0, 0),
     case(builtins.divmod, 7.3, 2.1), case(builtins.divmod, -7.3, 2.1),
     case(builtins.float, 2.5), case(builtins.float, np.float64(2.5)), case(builtins.float, np.array(2.5)),
     case(builtins.max, 1.5, 2.5), case(builtins.max, 2.5, 1.5, -3.0), case(builtins.max, [1.5, 2.5, 0.5]),

@@ -19,7 +19,7 @@ CASES = [
     case(math.exp, 1.3), case(math.expm1, 0.2),
     case(math.log, 2.5), case(math.log, 2.5, 3.0), case(math.log2, 2.5), case(math.log10, 2.5),
     case(math.log1p, 0.4), case(math.sqrt, 2.2),
-    case(math.pow, 1.7, 2), case(math.pow, 1.7, 2.0), case(math.pow, 1.7, 0.6),
+    case(math.pow, 1.7, 2), case(math.pow, 1.7, 2.0), case(math.pow, 1.7, 0.6), case(math.pow, 0.0, 0),
     case(math.fabs, -1.2), case(math.fabs, 0.9),
     case(math.copysign, 1.5, -2.0), case(math.copysign, -1.5, 2.0),
     case(math.hypot, 3.0, 4.0), case(math.hypot, 1.0, 2.0, 2.5),
@@ -68,12 +68,14 @@ def test_python_floats_get_python_float_cotangents():
 def test_pow_special_case_is_used_for_a_constant_square():
     rule = registry.lookup_rule(math.pow)
     assert rule.case_for({"b": 2}).when == {"b": 2}
-    assert rule.case_for({"b": 3}).when == {}
+    assert rule.case_for({"b": 3}).when == {"b": registry.NONZERO}   # inlined: b * a ** (b - 1)
+    assert rule.case_for({"b": 0}).when == {}                         # power_slope: 0 even at a = 0
 
 
 def test_pow_exponent_derivative_is_zero_at_a_zero_base():
     rule = registry.lookup_rule(math.pow)
-    _, pullback = registry.vjp_from_rule(rule, (0.0, 1.5), {})
+    # Both wanted: a constant exponent 1.5 would select the case for a nonzero constant, without b.
+    _, pullback = registry.vjp_from_rule(rule, (0.0, 1.5), {}, wanted=("a", "b"))
     assert pullback(1.0) == {"a": 0.0, "b": 0.0}
 
 

@@ -8,7 +8,7 @@ import pytest
 from gradcheck import case, check_rule_vjp, module_rules, run_case, template_problems, untested
 
 from adtrans import registry
-from adtrans.rules.support import added_at, stored_in, subtracted_at
+from adtrans.rules.support import added_at, concatenated_by, stored_in, subtracted_at
 
 rng = np.random.default_rng(2)
 A = rng.standard_normal((3, 4))
@@ -28,6 +28,7 @@ SPD = SQ @ SQ.T + np.eye(3)
 SPD_BATCH = SQ_BATCH @ np.swapaxes(SQ_BATCH, -1, -2) + np.eye(3)
 DISTINCT = np.arange(12.0).reshape(3, 4) * 0.37 % 1.9 - 0.8   # no ties: max/sort/abs are smooth here
 MASK = A > 0
+ZEROS = np.array([[1.5, 0.0, 2.0, -0.7], [0.0, 0.0, 3.0, 1.2], [0.5, -1.1, 0.0, 0.9]])   # zeros in rows and columns
 
 CASES = [
     # Arithmetic ufuncs, with broadcasting.
@@ -38,6 +39,7 @@ CASES = [
     case(np.negative, A), case(np.positive, A),
     case(np.power, POS, 2), case(np.power, POS, 2.5), case(np.power, POS, ROW), case(np.power, 2.0, A),
     case(np.float_power, POS, 1.5),
+    case(np.power, ZEROS, 0), case(np.power, ZEROS, np.arange(4)), case(np.float_power, ZEROS, 0.0, check={"wrt": ["x1"]}),
     case(np.square, A), case(np.reciprocal, POS), case(np.sqrt, POS), case(np.cbrt, POS),
     case(np.absolute, DISTINCT), case(np.abs, -1.5), case(np.fabs, DISTINCT),
     case(np.copysign, DISTINCT, ROW),
@@ -68,6 +70,12 @@ CASES = [
     case(np.prod, POS), case(np.prod, A, axis=1), case(np.prod, C3, axis=(0, 2), keepdims=True),
     case(np.prod, np.array([[1.5, 0.0, 2.0], [0.0, 0.0, 3.0]]), axis=1),
     case(np.ndarray.prod, POS, axis=0),
+    case(np.sum, A, where=MASK), case(np.sum, A, axis=1, initial=1.5, where=MASK[:1]), case(np.sum, A, initial=0.5),
+    case(np.ndarray.sum, C3, axis=(0, 2), keepdims=True, where=C3 > 0), case(np.ndarray.sum, A, initial=-1.0),
+    case(np.mean, A, where=MASK | np.eye(3, 4, dtype=bool)), case(np.mean, C3, axis=(1, 2), keepdims=True, where=C3 > -1),
+    case(np.ndarray.mean, A, axis=0, where=ROW > -5),
+    case(np.prod, POS, axis=1, where=MASK), case(np.prod, ZEROS, axis=0, initial=2.5, where=ZEROS < 2),
+    case(np.ndarray.prod, POS, initial=0.5), case(np.ndarray.prod, ZEROS, 1, where=ZEROS != 1.5),
     case(np.max, DISTINCT), case(np.max, DISTINCT, axis=0), case(np.max, DISTINCT, axis=1, keepdims=True),
     case(np.amax, DISTINCT, axis=-1), case(np.min, DISTINCT), case(np.min, DISTINCT, axis=(0, 1)),
     case(np.amin, DISTINCT, 0), case(np.ndarray.max, DISTINCT, axis=1), case(np.ndarray.min, DISTINCT),
@@ -75,6 +83,8 @@ CASES = [
     case(np.ndarray.var, A, axis=1),
     case(np.std, A), case(np.std, A, axis=1, ddof=1, keepdims=True), case(np.ndarray.std, C3, axis=0),
     case(np.cumsum, A), case(np.cumsum, A, axis=0), case(np.cumsum, C3, -1), case(np.ndarray.cumsum, A, axis=1),
+    case(np.cumprod, A), case(np.cumprod, A, axis=0), case(np.cumprod, C3, -1), case(np.ndarray.cumprod, A, axis=1),
+    case(np.cumprod, ZEROS, axis=1), case(np.cumprod, ZEROS), case(np.ndarray.cumprod, ZEROS, 0),
     case(np.trace, SQ), case(np.trace, C3, 1, 1, 2), case(np.ndarray.trace, A, -1),
     # Products.
     case(np.matmul, A, B), case(np.matmul, VEC, B), case(np.matmul, A, VEC), case(np.matmul, VEC, VEC),
@@ -112,6 +122,8 @@ CASES = [
     case(np.repeat, A, 2), case(np.repeat, A, 3, axis=1), case(np.repeat, A, [1, 0, 2], axis=0),
     case(np.ndarray.repeat, VEC, 2),
     case(np.pad, A, 1), case(np.pad, A, ((1, 0), (2, 3))), case(np.pad, A, 2, constant_values=1.5),
+    case(np.pad, A, ((1, 2), (0, 1)), constant_values=((0.5, -1.0), (2.0, 1.5))),
+    case(np.pad, A, 1, constant_values=(0.5, -1.0)), case(np.pad, C3, (1, 2), constant_values=((0.5, -1.0),)),
     case(np.pad, A, ((0, 2), (1, 1)), mode="edge"), case(np.pad, A, 2, mode="reflect"),
     case(np.pad, A, (1, 3), mode="symmetric"), case(np.pad, A, 2, mode="wrap"),
     case(np.triu, A), case(np.triu, C3, 1), case(np.tril, A, -1),
@@ -124,6 +136,7 @@ CASES = [
     case(np.concatenate, [VEC, VEC3], axis=None),
     case(np.stack, [VEC, VEC]), case(np.stack, (A, POS), axis=-1), case(np.stack, [1.5, 2.5]),
     case(np.hstack, [A, COL]), case(np.hstack, (VEC, VEC3)), case(np.vstack, [A, ROW, VEC]),
+    case(concatenated_by, np.r_, 0.5, VEC, -1.5), case(concatenated_by, np.r_, A, ROW), case(concatenated_by, np.c_, VEC3, A),
     case(np.split, A, 2, axis=1), case(np.split, A, [1], axis=0), case(np.array_split, VEC, 3),
     # Indexing and sorting.
     case(np.take, A, [0, 2, 2]), case(np.take, A, [[0], [3]], axis=1), case(np.take, A, [5, -1], mode="wrap"),
@@ -146,6 +159,9 @@ CASES = [
     case(np.ndarray.tolist, A),
     case(np.float64, 2.5), case(np.float64, np.float32(2.5)), case(np.float32, 2.5, check={"rtol": 1e-4, "eps": 1e-2}),
     case(np.float16, 2.5, check={"rtol": 1e-2, "eps": 0.25}),
+    case(np.linspace, 0.5, 2.0, 5), case(np.linspace, VEC3, 2.0, 4), case(np.linspace, 0.5, 2.0, 1),
+    case(np.linspace, VEC3, POS[:, 0], 4, endpoint=False, axis=-1), case(np.linspace, -1.0, 0.5, 6, retstep=True),
+    case(np.linspace, COL, ROW, 3, axis=1),
     case(np.full, (2, 3), 1.5), case(np.full, (2, 3), VEC3), case(np.full_like, A, 2.5),
     # Linear algebra.
     case(np.linalg.inv, SQ), case(np.linalg.inv, SQ_BATCH),

@@ -8,16 +8,16 @@ binary rule undoes broadcasting with ``unbroadcast``.
 import builtins
 import operator
 
-from adtrans.registry import constant_function, integer_valued, rules_for
+from adtrans.registry import NONZERO, constant_function, integer_valued, rules_for
 from adtrans.rules.support import (
     added, addend_cotangent, enumerated, enumerated_cotangent, factor_cotangent, multiplied, unpacked,
     unpacked_cotangents, zipped, zipped_cotangents,
     appended, appended_head, appended_last, assigned_cotangent, default_cotangent, each_cotangent, extended, extended_head,
     extended_tail, extremum_args_cotangent, field_cleared, field_cotangent, got_cotangent, item_cleared, merged,
     merged_cotangents, rebound, closure_rest, closure_parts, super_function, listed_items, listed_values,
-    assigned, unassigned,
+    assigned, unassigned, flat_items, flat_cotangent,
     listed_keys, items_cotangent, values_cotangent, starred_parts, starred_cotangent,
-    matmul_cotangent_a, matmul_cotangent_b, shaped_like, sign, sorted_cotangent, unbroadcast, with_field,
+    matmul_cotangent_a, matmul_cotangent_b, power_slope, shaped_like, sign, sorted_cotangent, unbroadcast, with_field,
     with_item, xlogy)
 
 rule = rules_for(globals())
@@ -29,7 +29,8 @@ rule(operator.mul, "a, b", a="unbroadcast(d_y * b, a)", b="unbroadcast(d_y * a, 
 rule(operator.truediv, "a, b", a="unbroadcast(d_y / b, a)", b="unbroadcast(-d_y * y / b, b)")
 rule(operator.pow, "a, b", when={"b": 2}, a="d_y * (2 * a)")
 rule(operator.pow, "a, b", when={"b": 2.0}, a="d_y * (2 * a)")
-rule(operator.pow, "a, b", a="unbroadcast(d_y * b * a ** (b - 1), a)", b="unbroadcast(d_y * xlogy(y, a), b)")
+rule(operator.pow, "a, b", when={"b": NONZERO}, a="d_y * b * a ** (b - 1)")
+rule(operator.pow, "a, b", a="unbroadcast(d_y * power_slope(a, b), a)", b="unbroadcast(d_y * xlogy(y, a), b)")
 rule(operator.matmul, "a, b", a="matmul_cotangent_a(d_y, a, b)", b="matmul_cotangent_b(d_y, a, b)")
 # a % b is a - floor(a / b) * b, and (a - y) / b is that integer quotient.
 rule(operator.mod, "a, b", a="unbroadcast(d_y, a)", b="unbroadcast(-d_y * ((a - y) / b), b)")
@@ -41,7 +42,9 @@ rule(operator.abs, "a", a="d_y * sign(a)")
 rule(builtins.abs, "x", x="d_y * sign(x)")
 rule(builtins.pow, "base, exp, mod=None", when={"exp": 2, "mod": None}, base="d_y * (2 * base)")
 rule(builtins.pow, "base, exp, mod=None", when={"exp": 2.0, "mod": None}, base="d_y * (2 * base)")
-rule(builtins.pow, "base, exp, mod=None", base="unbroadcast(d_y * exp * base ** (exp - 1), base)",
+rule(builtins.pow, "base, exp, mod=None", when={"exp": NONZERO, "mod": None},
+     base="d_y * exp * base ** (exp - 1)")
+rule(builtins.pow, "base, exp, mod=None", base="unbroadcast(d_y * power_slope(base, exp), base)",
      exp="unbroadcast(d_y * xlogy(y, base), exp)")
 rule(builtins.divmod, "a, b", a="unbroadcast(d_y[1], a)", b="unbroadcast(-d_y[1] * y[0], b)")
 rule(builtins.float, "x=0.0", x="shaped_like(d_y, x)")
@@ -58,6 +61,8 @@ rule(builtins.tuple, "iterable=()", iterable="shaped_like(d_y, iterable)")
 rule(starred_parts, "values, before, after", values="starred_cotangent(d_y, values, before, after)")
 rule(listed_items, "mapping", mapping="items_cotangent(d_y, mapping)")
 rule(listed_values, "mapping", mapping="values_cotangent(d_y, mapping)")
+# for v in A.flat: A.flat runs as flat_items(A), np.ravel(A) for an array.
+rule(flat_items, "x", x="flat_cotangent(d_y, x)")
 # A closure read after a variable it reads was assigned again runs as rebound(g, names, *values).
 rule(rebound, "function, names, *values", function="closure_rest(d_y, names)",
      values="closure_parts(d_y, names, values)")

@@ -7,10 +7,10 @@ Where a derivative is infinite (``sqrt`` at 0) Python float arithmetic raises
 
 import math
 
-from adtrans.registry import constant_function, integer_valued, rules_for
+from adtrans.registry import NONZERO, constant_function, integer_valued, rules_for
 from adtrans.rules.support import (
     DEGREES_PER_RADIAN, LN2, LN10, RADIANS_PER_DEGREE, TWO_OVER_SQRT_PI, digamma, dist_cotangent,
-    each_cotangent, hypot_cotangent, prod_items_cotangent, sign, sumprod_cotangent, xlogy)
+    each_cotangent, hypot_cotangent, power_slope, prod_items_cotangent, sign, sumprod_cotangent, xlogy)
 
 rule = rules_for(globals())
 
@@ -46,7 +46,8 @@ if hasattr(math, "cbrt"):
     rule(math.cbrt, "x", x="d_y / (3 * y * y)")
 rule(math.pow, "a, b", when={"b": 2}, a="d_y * 2 * a")
 rule(math.pow, "a, b", when={"b": 2.0}, a="d_y * 2 * a")
-rule(math.pow, "a, b", a="d_y * b * a ** (b - 1)", b="d_y * xlogy(y, a)")
+rule(math.pow, "a, b", when={"b": NONZERO}, a="d_y * b * a ** (b - 1)")
+rule(math.pow, "a, b", a="d_y * power_slope(a, b)", b="d_y * xlogy(y, a)")
 
 # Magnitudes and signs: |x| has derivative 0 at 0.
 rule(math.fabs, "x", x="d_y * sign(x)")

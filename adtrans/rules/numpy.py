@@ -16,14 +16,15 @@ derivative flows through them.
 
 import numpy as np
 
-from adtrans.registry import constant_function, constant_module, rules_for
+from adtrans.registry import NONZERO, constant_function, constant_module, rules_for
 from adtrans.rules.support import (
     DEGREES_PER_RADIAN, LN2, LN10, RADIANS_PER_DEGREE, added_at, astype_cotangent, clip_mask, cholesky_cotangent,
-    concatenate_cotangents, cumsum_cotangent, diag_cotangent, diagonal_index, diagonal_cotangent, diff_cotangent,
-    dot_cotangent_a, dot_cotangent_b, einsum_cotangents, extremum_cotangent, hstack_cotangents,
-    inverse_permutation, item_cotangent, join_cotangents, matmul_cotangent_a, matmul_cotangent_b, max_share,
-    min_share, mT, norm_cotangent, outer_cotangent_a, outer_cotangent_b, pad_constant_cotangent,
-    pad_cotangent, prod_cotangent, reduced_count, repeat_cotangent, shaped_like, solve_cotangent_a,
+    concatenate_cotangents, concatenated_by, concatenated_by_cotangents, cumprod_cotangent, cumsum_cotangent,
+    diag_cotangent, diagonal_index, diagonal_cotangent, diff_cotangent, dot_cotangent_a, dot_cotangent_b,
+    einsum_cotangents, extremum_cotangent, hstack_cotangents, inverse_permutation, item_cotangent, join_cotangents,
+    linspace_cotangent, masked_mean_cotangent, masked_sum_cotangent, matmul_cotangent_a, matmul_cotangent_b,
+    max_share, min_share, mT, norm_cotangent, outer_cotangent_a, outer_cotangent_b, pad_constant_cotangent,
+    pad_cotangent, power_slope, prod_cotangent, reduced_count, repeat_cotangent, shaped_like, solve_cotangent_a,
     solve_cotangent_b, sort_cotangent, stack_cotangents, std_cotangent, stored_in, subtracted_at, sum_cotangent,
     take_along_axis_cotangent, take_cotangent, tanh_cotangent, tensordot_cotangent_a, tensordot_cotangent_b,
     tile_cotangent, trace_cotangent, unbroadcast, unstack_cotangents, var_cotangent, vstack_cotangents, xlogy)
@@ -38,9 +39,11 @@ rule(np.divide, "x1, x2", x1="unbroadcast(d_y / x2, x1)", x2="unbroadcast(-d_y *
 rule(np.negative, "x", x="-d_y")
 rule(np.positive, "x", x="d_y")
 rule(np.power, "x1, x2", when={"x2": 2}, x1="unbroadcast(d_y * (2 * x1), x1)")
-rule(np.power, "x1, x2", x1="unbroadcast(d_y * x2 * x1 ** (x2 - 1), x1)",
+rule(np.power, "x1, x2", when={"x2": NONZERO}, x1="unbroadcast(d_y * x2 * x1 ** (x2 - 1), x1)")
+rule(np.power, "x1, x2", x1="unbroadcast(d_y * power_slope(x1, x2), x1)",
      x2="unbroadcast(d_y * xlogy(y, x1), x2)")
-rule(np.float_power, "x1, x2", x1="unbroadcast(d_y * x2 * x1 ** (x2 - 1), x1)",
+rule(np.float_power, "x1, x2", when={"x2": NONZERO}, x1="unbroadcast(d_y * x2 * x1 ** (x2 - 1), x1)")
+rule(np.float_power, "x1, x2", x1="unbroadcast(d_y * power_slope(x1, x2), x1)",
      x2="unbroadcast(d_y * xlogy(y, x1), x2)")
 rule(np.square, "x", x="d_y * (2 * x)")
 rule(np.reciprocal, "x", x="-d_y * y * y")
@@ -106,16 +109,29 @@ rule(np.ndarray.clip, "self, min=None, max=None, out=None",
 rule(np.nan_to_num, "x, copy=True, nan=0.0, posinf=None, neginf=None", x="d_y * np.isfinite(x)")
 
 # -- Reductions ----------------------------------------------------------------------------
-rule(np.sum, "a, axis=None, dtype=None, out=None, keepdims=False", a="sum_cotangent(d_y, a, axis, keepdims)")
-rule(np.ndarray.sum, "self, axis=None, dtype=None, out=None, keepdims=False",
-     self="sum_cotangent(d_y, self, axis, keepdims)")
-rule(np.mean, "a, axis=None, dtype=None, out=None, keepdims=False",
-     a="sum_cotangent(d_y / reduced_count(a, axis), a, axis, keepdims)")
-rule(np.ndarray.mean, "self, axis=None, dtype=None, out=None, keepdims=False",
+# where= and initial=: a case of their own, so the common call's pullback stays as short.
+SUM = "a, axis=None, dtype=None, out=None, keepdims=False, initial=0, where=True"
+rule(np.sum, SUM, when={"where": True}, a="sum_cotangent(d_y, a, axis, keepdims)")
+rule(np.sum, SUM, a="masked_sum_cotangent(d_y, a, axis, keepdims, where)", initial="unbroadcast(d_y, initial)")
+SUM_METHOD = "self, axis=None, dtype=None, out=None, keepdims=False, initial=0, where=True"
+rule(np.ndarray.sum, SUM_METHOD, when={"where": True}, self="sum_cotangent(d_y, self, axis, keepdims)")
+rule(np.ndarray.sum, SUM_METHOD, self="masked_sum_cotangent(d_y, self, axis, keepdims, where)",
+     initial="unbroadcast(d_y, initial)")
+MEAN = "a, axis=None, dtype=None, out=None, keepdims=False, *, where=True"
+rule(np.mean, MEAN, when={"where": True}, a="sum_cotangent(d_y / reduced_count(a, axis), a, axis, keepdims)")
+rule(np.mean, MEAN, a="masked_mean_cotangent(d_y, a, axis, keepdims, where)")
+MEAN_METHOD = "self, axis=None, dtype=None, out=None, keepdims=False, *, where=True"
+rule(np.ndarray.mean, MEAN_METHOD, when={"where": True},
      self="sum_cotangent(d_y / reduced_count(self, axis), self, axis, keepdims)")
-rule(np.prod, "a, axis=None, dtype=None, out=None, keepdims=False", a="prod_cotangent(d_y, a, axis, keepdims)")
-rule(np.ndarray.prod, "self, axis=None, dtype=None, out=None, keepdims=False",
-     self="prod_cotangent(d_y, self, axis, keepdims)")
+rule(np.ndarray.mean, MEAN_METHOD, self="masked_mean_cotangent(d_y, self, axis, keepdims, where)")
+PROD = "a, axis=None, dtype=None, out=None, keepdims=False, initial=1, where=True"
+rule(np.prod, PROD, when={"initial": 1, "where": True}, a="prod_cotangent(d_y, a, axis, keepdims)")
+rule(np.prod, PROD, a="prod_cotangent(d_y * initial, a, axis, keepdims, where)",
+     initial="unbroadcast(d_y * np.prod(a, axis, keepdims=keepdims, where=where), initial)")
+PROD_METHOD = "self, axis=None, dtype=None, out=None, keepdims=False, initial=1, where=True"
+rule(np.ndarray.prod, PROD_METHOD, when={"initial": 1, "where": True}, self="prod_cotangent(d_y, self, axis, keepdims)")
+rule(np.ndarray.prod, PROD_METHOD, self="prod_cotangent(d_y * initial, self, axis, keepdims, where)",
+     initial="unbroadcast(d_y * np.prod(self, axis, keepdims=keepdims, where=where), initial)")
 for fn in dict.fromkeys((np.max, np.amax, np.min, np.amin)):   # the same functions in NumPy 1.x
     rule(fn, "a, axis=None, out=None, keepdims=False", a="extremum_cotangent(d_y, a, y, axis, keepdims)")
 for fn in (np.ndarray.max, np.ndarray.min):
@@ -130,6 +146,8 @@ rule(np.ndarray.std, "self, axis=None, dtype=None, out=None, ddof=0, keepdims=Fa
      self="std_cotangent(d_y, self, y, axis, ddof, keepdims)")
 rule(np.cumsum, "a, axis=None, dtype=None, out=None", a="cumsum_cotangent(d_y, a, axis)")
 rule(np.ndarray.cumsum, "self, axis=None, dtype=None, out=None", self="cumsum_cotangent(d_y, self, axis)")
+rule(np.cumprod, "a, axis=None, dtype=None, out=None", a="cumprod_cotangent(d_y, a, y, axis)")
+rule(np.ndarray.cumprod, "self, axis=None, dtype=None, out=None", self="cumprod_cotangent(d_y, self, y, axis)")
 rule(np.trace, "a, offset=0, axis1=0, axis2=1, dtype=None, out=None",
      a="trace_cotangent(d_y, a, offset, axis1, axis2)")
 rule(np.ndarray.trace, "self, offset=0, axis1=0, axis2=1, dtype=None, out=None",
@@ -196,6 +214,8 @@ rule(np.hstack, "tup, *, dtype=None, casting='same_kind'", tup="hstack_cotangent
 rule(np.vstack, "tup, *, dtype=None, casting='same_kind'", tup="vstack_cotangents(d_y, tup)")
 rule(np.split, "ary, indices_or_sections, axis=0", ary="join_cotangents(d_y, y, axis)")
 rule(np.array_split, "ary, indices_or_sections, axis=0", ary="join_cotangents(d_y, y, axis)")
+# np.r_[a, x, b] and np.c_[a, b] (subscripts of NumPy's index tricks) are keyed to concatenated_by.
+rule(concatenated_by, "trick, *parts", parts="concatenated_by_cotangents(d_y, trick, parts)")
 if hasattr(np, "unstack"):
     rule(np.unstack, "x, *, axis=0", x="unstack_cotangents(d_y, y, axis)")
 
@@ -226,10 +246,13 @@ rule(np.ndarray.item, "self, *args", self="item_cotangent(d_y, self, args)")
 rule(np.ndarray.tolist, "self", self="shaped_like(np.asarray(d_y), self)")
 for fn in (np.float64, np.float32, np.float16):
     rule(fn, "x=0.0", x="shaped_like(d_y, x)")
+rule(np.linspace, "start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0, *, device=None",
+     start="linspace_cotangent(d_y, start, num, endpoint, retstep, dtype, axis, False)",
+     stop="linspace_cotangent(d_y, stop, num, endpoint, retstep, dtype, axis, True)")
 rule(np.full, "shape, fill_value, dtype=None, order='C', *, device=None, like=None",
      fill_value="unbroadcast(d_y, fill_value)")
 rule(np.full_like, "a, fill_value, dtype=None, order='K', subok=True, shape=None, *, device=None",
-     fill_value="unbroadcast(d_y, fill_value)")
+     a="None", fill_value="unbroadcast(d_y, fill_value)")   # a gives only the shape: no cotangent
 
 # -- Linear algebra -----------------------------------------------------------------------
 rule(np.linalg.inv, "a", a="-(mT(y) @ d_y @ mT(y))")
@@ -245,7 +268,7 @@ if hasattr(np.linalg, "vector_norm"):
 # -- No derivative: integer or boolean results, and piecewise-constant functions ---------------
 constant_function(
     np.sign, np.floor, np.ceil, np.round, np.around, np.rint, np.trunc, np.fix, np.floor_divide,
-    np.heaviside, np.signbit,
+    np.heaviside, np.signbit, np.ndarray.round,
     reason="it is piecewise constant: its derivative is zero wherever it exists")
 constant_function(
     np.shape, np.ndim, np.size, np.zeros_like, np.ones_like, np.empty_like, np.zeros, np.ones, np.empty,
@@ -256,6 +279,6 @@ constant_function(
     np.result_type, np.broadcast_shapes, np.tri, np.triu_indices, np.tril_indices, np.diag_indices,
     np.unravel_index, np.ravel_multi_index, np.linalg.matrix_rank, diagonal_index,
     np.ndarray.argmax, np.ndarray.argmin, np.ndarray.argsort, np.ndarray.nonzero, np.ndarray.any,
-    np.ndarray.all,
+    np.ndarray.all, np.ndarray.searchsorted,
     reason="its result is not a differentiable value")
 constant_module("numpy.random", reason="it draws random numbers")

@@ -103,6 +103,7 @@ _WORTH_FREEING = 64 * 1024
 
 # The helpers that read an argument only for its shape and dtype: positions of those arguments.
 SHAPE_ARGUMENTS = {"unbroadcast": (1,), "sum_cotangent": (1,), "reduced_count": (0,),
+                   "masked_sum_cotangent": (1,), "masked_mean_cotangent": (1,),
                    "matmul_shape": (0, 1), "addend_cotangent": (1, 2), "factor_cotangent": (1,)}
 
 
@@ -384,9 +385,30 @@ def extremum_cotangent(g, a, y, axis=None, keepdims=False):
     return shaped_like(winners * g, a)
 
 
-def prod_cotangent(g, a, axis=None, keepdims=False):
-    """The cotangent of `a` in ``np.prod``: `g` times the product of the other elements (exact with zeros)."""
+def masked_sum_cotangent(g, a, axis, keepdims, where):
+    """The cotangent of `a` in ``np.sum(a, axis, where=where)``: `g` spread back over the elements
+    summed, 0 where `where` leaves them out."""
+    out = np.empty(np.shape(a), dtype=_cotangent_dtype(g, a))
+    out[...] = _keep_reduced_dims(g, axis, keepdims, out.ndim)
+    out *= where
+    return shaped_like(out, a)
+
+
+def masked_mean_cotangent(g, a, axis, keepdims, where):
+    """The cotangent of `a` in ``np.mean(a, axis, where=where)``: each element averaged gets `g`
+    over the number averaged with it."""
+    count = np.sum(np.broadcast_to(where, np.shape(a)), axis=axis, keepdims=keepdims)
+    return masked_sum_cotangent(g / count, a, axis, keepdims, where)
+
+
+def prod_cotangent(g, a, axis=None, keepdims=False, where=True):
+    """The cotangent of `a` in ``np.prod``: `g` times the product of the other elements (exact with zeros).
+
+    Elements `where` leaves out count as 1 and get 0.
+    """
     x = np.asarray(a)
+    if where is not True:
+        x = np.where(where, x, np.ones((), dtype=x.dtype))
     ndim = x.ndim
     reduced = _axes(axis, ndim)
     kept = tuple(i for i in range(ndim) if i not in reduced)
@@ -397,7 +419,8 @@ def prod_cotangent(g, a, axis=None, keepdims=False):
     after = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
     g = np.reshape(_keep_reduced_dims(g, axis, keepdims, ndim), [x.shape[i] for i in kept] + [1])
     d = (g * (before * after)).reshape(moved.shape)
-    return shaped_like(np.transpose(d, np.argsort(kept + reduced)), a)
+    d = np.transpose(d, np.argsort(kept + reduced))
+    return shaped_like(d if where is True else d * where, a)
 
 
 def var_cotangent(g, a, axis=None, ddof=0, keepdims=False):
@@ -419,6 +442,90 @@ def cumsum_cotangent(g, a, axis=None):
         g = np.ravel(g)
         axis = 0
     return shaped_like(np.flip(np.cumsum(np.flip(g, axis), axis), axis), a)
+
+
+def linspace_cotangent(g, x, num, endpoint, retstep, dtype, axis, end):
+    """The cotangent of `x`, the start (`end` False) or the stop of ``np.linspace``.
+
+    Sample i is ``start + (stop - start) * t_i``, ``t = np.linspace(0, 1, num, endpoint)``: the
+    stop gets ``sum(g * t)``, the start ``sum(g * (1 - t))``, over the samples' axis. With
+    ``retstep`` the step, ``(stop - start) / (num - 1)`` (``num`` without the endpoint), adds its
+    own. Integer samples (``dtype=int``) are piecewise constant: zero.
+    """
+    samples, step = g if retstep else (g, None)
+    if dtype is not None and np.dtype(dtype).kind not in "fc":
+        return _zero_like(x)
+    out = 0.0
+    if samples is not None:
+        t = np.linspace(0.0, 1.0, num, endpoint=endpoint)
+        weights = t if end else 1.0 - t
+        moved = np.moveaxis(np.asarray(samples), axis, -1)
+        out = moved @ weights if moved.shape[-1] else np.zeros(moved.shape[:-1])
+    if step is not None:
+        intervals = num - 1 if endpoint else num
+        if intervals > 0:
+            out = out + (step if end else -step) / intervals
+    return unbroadcast(out, x)
+
+
+def cumprod_cotangent(g, a, y, axis=None):
+    """The cotangent of `a` in ``y = np.cumprod(a, axis)``: ``y_j / a_i`` summed over j >= i, g-weighted.
+
+    With no zero along the axis, that is the reversed cumulative sum of
+    ``g * y``, divided by `a`. With zeros, no division: the cotangent of a_i
+    is ``y_(i-1) * s_i``, where ``s_i = g_i + a_(i+1) s_(i+1)`` runs back
+    along the axis (exact at the zeros, as JAX's).
+    """
+    x = np.asarray(a)
+    if axis is None:
+        x, axis = x.ravel(), 0
+    g = np.broadcast_to(g, np.shape(y))
+    if np.all(x != 0):
+        return shaped_like(np.flip(np.cumsum(np.flip(g * y, axis), axis), axis) / x, a)
+    g, x, y = np.moveaxis(g, axis, 0), np.moveaxis(x, axis, 0), np.moveaxis(np.asarray(y), axis, 0)
+    out = np.empty(np.broadcast_shapes(g.shape, x.shape), dtype=np.result_type(g, x))
+    running = 0
+    for i in range(len(x) - 1, -1, -1):
+        running = g[i] + (x[i + 1] * running if i + 1 < len(x) else 0)
+        out[i] = running * y[i - 1] if i else running
+    return shaped_like(np.moveaxis(out, 0, axis), a)
+
+
+def concatenated_by(trick, *parts):
+    """``trick[parts]``: ``np.r_[a, x, b]`` or ``np.c_[a, b]`` as a call. The pullback of such a
+    subscript is keyed to this function (the forward runs the subscript as written)."""
+    return trick[parts]
+
+
+def concatenated_by_cotangents(g, trick, parts):
+    """The cotangent of each part of ``trick[parts]`` (``np.r_``, ``np.c_``): its run of `g`.
+
+    The trick makes each part a block (a scalar a 1-element array; in ``np.c_`` a 1-D array a
+    column) and joins the blocks along its axis (a leading directive string such as '0,2' names
+    it): a part's cotangent is its block's run of `g` along that axis, in the part's shape.
+    Slices (``np.r_[0:3]``) and the directive string are constants: None.
+    """
+    directive = parts[0] if parts and isinstance(parts[0], str) else None
+    axis = trick.axis
+    if directive is not None:
+        try:
+            axis = int(directive.split(",")[0])
+        except ValueError:
+            raise tangents.structures._error(
+                f"cannot differentiate the matrix directive {directive!r} of np.r_ / np.c_", None,
+                ["join the arrays with np.concatenate or np.stack"]) from None
+    out, start = [] if directive is None else [None], 0
+    for part in parts[len(out):]:
+        stand_in = part if isinstance(part, slice) else np.broadcast_to(0.0, np.shape(part))
+        block = trick[(directive, stand_in) if directive is not None else (stand_in,)]
+        size = np.shape(block)[axis]
+        if isinstance(part, slice):
+            out.append(None)
+        else:
+            run = np.take(g, np.arange(start, start + size), axis=axis)
+            out.append(shaped_like(np.reshape(run, np.shape(part)), part))
+        start += size
+    return tuple(out)
 
 
 # -- Elementwise choices -------------------------------------------------------
@@ -449,6 +556,21 @@ def clip_mask(a, a_min, a_max, min=None, max=None):
     if high is not None:
         inside = np.logical_and(inside, np.less_equal(a, high))
     return inside
+
+
+def power_slope(a, b):
+    """``b * a ** (b - 1)``, the derivative of ``a ** b`` in `a`, taken as 0 where b == 0.
+
+    ``a ** 0`` is 1 everywhere, so its slope is 0 even at a = 0, where the
+    formula reads ``0 * 0 ** -1`` (a ZeroDivisionError or nan): as JAX and
+    PyTorch, the exponent 1 stands in for -1 there, so no infinity is made.
+    """
+    if type(b) is int or type(b) is float:
+        return b * a ** (b - 1) if b else 0 * a
+    b_is_zero = np.equal(b, 0)
+    if not b_is_zero.any():
+        return b * a ** (b - 1)
+    return b * a ** np.where(b_is_zero, 1, b - 1)
 
 
 def xlogy(x, y):
@@ -757,10 +879,24 @@ def pad_cotangent(g, array, pad_width, mode="constant", reflect_type="even"):
 
 
 def pad_constant_cotangent(g, array, pad_width, constant_values):
-    """The cotangent of a scalar `constant_values` in ``np.pad``: the sum of `g` over the padding."""
-    if np.ndim(constant_values) != 0:
-        raise NotImplementedError("adtrans differentiates np.pad's constant_values only when it is a scalar")
-    return unbroadcast(np.sum(g) - np.sum(_pad_interior(g, np.shape(array), pad_width)), constant_values)
+    """The cotangent of `constant_values` in ``np.pad``: each value gets the sum of `g` over the
+    padding it fills.
+
+    A scalar fills all of it. Values per axis and side, ``((before, after), ...)`` or a pair for
+    every axis, fill what NumPy gives them (a corner takes the value of the last axis padded there):
+    found by padding zeros with that value 1 and the others 0.
+    """
+    if np.ndim(constant_values) == 0:
+        return unbroadcast(np.sum(g) - np.sum(_pad_interior(g, np.shape(array), pad_width)), constant_values)
+    ndim = np.ndim(array)
+    zeros = np.zeros(np.shape(array))
+    sums = np.zeros((ndim, 2))
+    for axis in range(ndim):
+        for side in range(2):
+            one = np.zeros((ndim, 2))
+            one[axis, side] = 1.0
+            sums[axis, side] = np.sum(g * np.pad(zeros, pad_width, constant_values=one))
+    return shaped_like(_sum_to_shape(sums, np.shape(constant_values)), constant_values)
 
 
 def sort_cotangent(g, a, axis=-1):
@@ -1248,6 +1384,19 @@ def listed_values(mapping):
 def listed_keys(mapping):
     """``d.keys()`` in differentiated code: the keys of a dict as a list (no derivative)."""
     return list(mapping) if isinstance(mapping, dict) else mapping.keys()
+
+
+def flat_items(x):
+    """``x.flat`` in differentiated code: an array's elements as ``np.ravel(x)``, which loops and the
+    pullback index (a ``flatiter`` has no cotangent); anything else's ``flat`` attribute as it is."""
+    return np.ravel(x) if isinstance(x, np.ndarray) else x.flat
+
+
+def flat_cotangent(g, x):
+    """The cotangent of `x` from that of ``flat_items(x)``."""
+    if isinstance(x, np.ndarray):
+        return shaped_like(g, x)
+    return tangents.structures.attribute_cotangent(g, x, "flat")
 
 
 def items_cotangent(g, mapping):
