@@ -104,10 +104,12 @@ class _ParsedFile:
     expression) by a full walk, done the first time a lambda is asked for.
     """
 
-    def __init__(self, module):
+    def __init__(self, module, filename, text):
         self.module = module
+        self.filename, self.text = filename, text
         self.definitions = {}   # (name, line) -> [FunctionDef]; the def's line and its first decorator's
         self._lambdas = None
+        self._compiled = None
         self._index(module.body)
 
     def _index(self, statements):
@@ -121,18 +123,41 @@ class _ParsedFile:
                     self._index(block)
 
     def lambdas(self, line):
+        """The lambdas starting on `line`, outer before inner, left to right: the order Python
+        compiles them in."""
         if self._lambdas is None:
             self._lambdas = {}
-            for node in ast.walk(self.module):
+            for node in _preorder(self.module):
                 if isinstance(node, ast.Lambda):
                     self._lambdas.setdefault(node.lineno, []).append(node)
         return self._lambdas.get(line, ())
 
+    def compiled_lambdas(self, line):
+        """The code objects of `lambdas(line)`, in the same order, compiling the file anew (once)."""
+        if self._compiled is None:
+            self._compiled = {}
+            try:
+                module = compile(self.text, self.filename, "exec", dont_inherit=True)
+            except (SyntaxError, ValueError):
+                module = None
+            pending = [module] if module is not None else []
+            while pending:
+                code = pending.pop()
+                if code.co_name == "<lambda>":
+                    self._compiled.setdefault(code.co_firstlineno, []).append(code)
+                pending.extend(reversed([c for c in code.co_consts if inspect.iscode(c)]))
+        return self._compiled.get(line, ())
+
+
+def _preorder(node):
+    yield node
+    for child in ast.iter_child_nodes(node):
+        yield from _preorder(child)
+
 
 @functools.lru_cache(maxsize=64)
 def _parse_file(filename, text):
-    del filename  # part of the cache key only
-    return _ParsedFile(ast.parse(text))
+    return _ParsedFile(ast.parse(text), filename, text)
 
 
 # Functions adtrans makes from parts of the user's code (a recomputed block), by code object.
@@ -189,6 +214,8 @@ def _first_line(node):
 def _find_definition(parsed, code):
     if code.co_name == "<lambda>":
         candidates = list(parsed.lambdas(code.co_firstlineno))
+        if len(candidates) > 1 and not hasattr(code, "co_positions"):
+            candidates = _by_order(parsed, candidates, code) or candidates
     else:
         candidates = list(parsed.definitions.get((code.co_name, code.co_firstlineno), ()))
     if len(candidates) > 1:
@@ -203,6 +230,16 @@ def _find_definition(parsed, code):
 
 class _Ambiguous(Exception):
     """Several definitions on one line could be the function, and they differ."""
+
+
+def _by_order(parsed, candidates, code):
+    """The lambda `code` was compiled from, by its place among the line's lambdas when the file
+    is compiled anew (before Python 3.11, which records columns): code objects compare equal when
+    compiled from the same text."""
+    compiled = parsed.compiled_lambdas(code.co_firstlineno)
+    if len(compiled) != len(candidates):
+        return []
+    return [c for c, again in zip(candidates, compiled) if again == code]
 
 
 def _enclosing(candidates, code):
