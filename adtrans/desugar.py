@@ -1592,6 +1592,30 @@ def _located(new, old):
     return gast.copy_location(new, old)
 
 
+def flatten(statements):
+    """Every simple statement of a block and the blocks inside it, in order."""
+    for stmt in statements:
+        if isinstance(stmt, If):
+            yield from flatten(stmt.body)
+            yield from flatten(stmt.orelse)
+        elif isinstance(stmt, Loop):
+            yield from flatten(stmt.condition)
+            yield from flatten(stmt.body)
+        else:
+            yield stmt
+
+
+def loops(statements):
+    """Every loop of a block and the blocks inside it, outer before inner."""
+    out = []
+    for stmt in statements:
+        if isinstance(stmt, If):
+            out += loops(stmt.body) + loops(stmt.orelse)
+        elif isinstance(stmt, Loop):
+            out += [stmt] + loops(stmt.condition) + loops(stmt.body)
+    return out
+
+
 def free_names(function):
     """The names a nested ``def`` or ``lambda`` reads but does not bind itself (its parameters, what
     it assigns, the parameters of functions inside it), in the order first read."""

@@ -30,7 +30,7 @@ from adtrans import mutation, randomness, registry, sharing, structures, tangent
 from adtrans.activity import analyse, targets
 from adtrans.codegen import unparse
 from adtrans.copyprop import propagate_copies
-from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack
+from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack, flatten, loops
 from adtrans.errors import DifferentiationError
 from adtrans.naming import Namer, is_number, names_in
 from adtrans.release import release_dead
@@ -207,7 +207,7 @@ class ReverseTransform:
         ssa = set(body.params)
         for stmt in self.flat:
             ssa.update(targets(stmt))
-        for stmt in _loops(self.statements):
+        for stmt in loops(self.statements):
             ssa.update(_loop_names(stmt))
         self.ssa = ssa
         self.resolver = Resolver(self.source, ssa, self.strict)
@@ -221,7 +221,7 @@ class ReverseTransform:
         self.check_shared_changes()
         # A + or * that may concatenate or repeat lists pulls back by the operands' types at run time.
         assigned = {t for s in self.flat for t in targets(s)}
-        counters = {n for loop in _loops(self.statements) for n in _loop_names(loop)} - assigned
+        counters = {n for loop in loops(self.statements) for n in _loop_names(loop)} - assigned
         sequences = Sequences(self.flat, self.ops, body.params, counters, self.activity, self.known_floats,
                               self.statements)
         self.ops.update(sequences.keyed)
@@ -523,7 +523,7 @@ class ReverseTransform:
         """
         flags = {}
         varied = self.activity.varied
-        for loop in _loops(self.statements):
+        for loop in loops(self.statements):
             for header in loop.headers:
                 if header not in varied:
                     continue
@@ -1133,7 +1133,7 @@ class ReverseTransform:
         # Not parameters (the caller holds them), floats, or what loop headers bind (indices,
         # elements of sequences the caller holds).
         kept = set(self.body.params) | self.known_floats | self.plain_numbers()
-        for loop in _loops(self.statements):
+        for loop in loops(self.statements):
             kept.update(_loop_names(loop))
         names = {n for n in written if n not in reads and n not in kept}
         # A copy aliases a value another name holds: releasing it alone frees nothing.
@@ -1282,7 +1282,7 @@ class ReverseTransform:
         assigned = set(_loop_names(loop))
         for stmt in inner:
             assigned.update(targets(stmt))
-        for stmt in _loops(loop.body):
+        for stmt in loops(loop.body):
             assigned.update(_loop_names(stmt))
         if not any(self.active(t) for s in inner for t in targets(s)):
             return []
@@ -1932,19 +1932,6 @@ def _insert_before(statements, inserted):
         statements[index:index] = inserted.get(id(stmt), [])
 
 
-def flatten(statements):
-    """Every simple statement of a block and the blocks inside it, in order."""
-    for stmt in statements:
-        if isinstance(stmt, If):
-            yield from flatten(stmt.body)
-            yield from flatten(stmt.orelse)
-        elif isinstance(stmt, Loop):
-            yield from flatten(stmt.condition)
-            yield from flatten(stmt.body)
-        else:
-            yield stmt
-
-
 def _structures(statements):
     for stmt in statements:
         if isinstance(stmt, If):
@@ -1955,10 +1942,6 @@ def _structures(statements):
             yield stmt
             yield from _structures(stmt.condition)
             yield from _structures(stmt.body)
-
-
-def _loops(statements):
-    return [s for s in _structures(statements) if isinstance(s, Loop)]
 
 
 def _released(text, header, parameter, release, take=None):

@@ -40,7 +40,7 @@ import numpy as np
 
 from adtrans import registry
 from adtrans.activity import targets
-from adtrans.desugar import Assign, Effect, If, Loop, Unpack
+from adtrans.desugar import Assign, Effect, If, Loop, Unpack, loops
 from adtrans.naming import is_number
 from adtrans.resolve import Operation
 from adtrans.rules import support
@@ -65,7 +65,7 @@ class Sequences:
         self.statements = [s for s in statements if isinstance(s, (Assign, Unpack, Effect))]
         self.guards = dict(_guards(blocks))
         self.carrying = {}      # a loop header's name: the body of the loop it is the header of
-        for loop in _loops(blocks):
+        for loop in loops(blocks):
             for name in loop.headers:
                 self.carrying.setdefault(name, set()).add((id(loop), "body"))
         self.ops = ops
@@ -228,16 +228,6 @@ class Sequences:
                 getattr(op.callee, "__module__", None) == "math" and op.callee not in _MATH_OF_SEQUENCES)):
             used += list(op.binding.values())
         return {n.id for n in used if isinstance(n, gast.Name) and n.id in self.locals}
-
-
-def _loops(blocks):
-    for stmt in blocks:
-        if isinstance(stmt, If):
-            yield from _loops(stmt.body)
-            yield from _loops(stmt.orelse)
-        elif isinstance(stmt, Loop):
-            yield stmt
-            yield from _loops(stmt.body)
 
 
 def _guards(blocks, around=()):

@@ -29,7 +29,7 @@ import gast
 import numpy as np
 
 from adtrans.activity import targets
-from adtrans.desugar import Assign, Effect, If, Loop, Return, Unpack
+from adtrans.desugar import Assign, Effect, If, Loop, Return, Unpack, flatten
 from adtrans.resolve import METADATA_ATTRIBUTES
 
 # Array methods, attributes and NumPy functions whose result may be a view of the array.
@@ -47,7 +47,7 @@ def shared_changes(statements, params, ops, floats):
     `ops` maps ``id(statement)`` to its `resolve.Operation`; `floats` are the locals known to hold
     Python floats, which no statement changes in place.
     """
-    flat = list(_flatten(statements))
+    flat = list(flatten(statements))
     if not any(isinstance(s, Assign) and s.changes for s in flat):
         return {}
     own, reach = _regions(flat, params, ops)
@@ -263,13 +263,3 @@ def _statement_loads(stmt):
     return set()
 
 
-def _flatten(statements):
-    for stmt in statements:
-        if isinstance(stmt, If):
-            yield from _flatten(stmt.body)
-            yield from _flatten(stmt.orelse)
-        elif isinstance(stmt, Loop):
-            yield from _flatten(stmt.condition)
-            yield from _flatten(stmt.body)
-        else:
-            yield stmt
