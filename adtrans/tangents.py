@@ -141,6 +141,8 @@ def subscript_cotangent(d, value, index):
     """The cotangent of `value` given the cotangent `d` of ``value[index]``."""
     if isinstance(value, np.ndarray):
         out = np.zeros_like(value) if value.dtype.kind in "fc" else np.zeros(value.shape)
+        if d is None:
+            return out          # a zero cotangent not made (an item nobody pulled back to)
         if is_basic_index(index):
             out[index] += d
         else:

@@ -66,12 +66,6 @@ class Shape(tuple):
     __slots__ = ()
 
 
-class Shape(tuple):
-    """A shape standing for an array of that shape (see `unbroadcast`), told apart from a tuple value."""
-
-    __slots__ = ()
-
-
 def matmul_shape(a, b):
     """The shape of ``a @ b`` from its operands, so a pullback need not keep the product."""
     a_shape, b_shape = _shape(a), _shape(b)
