@@ -258,6 +258,9 @@ class Desugar:
                 for target in stmt.targets:
                     self.bind(target, value, stmt.value, stmt)
                 return
+            if not others and self.runs_as_written(first, value) and not isinstance(first, gast.Name):
+                self.out.append(Effect(self.renamed(stmt), stmt))
+                return
             written = self.written_into(value)
             if written is not None:
                 # 'y = np.add(z, b, out=z)': z is the result, and y the same array.
@@ -894,7 +897,7 @@ class Desugar:
         """``x[i] += v`` runs as ``x = with_item(x, i, x[i] + v)``, the container and index
         evaluated once, as Python does."""
         target = stmt.target
-        if self.runs_as_written(stmt):
+        if self.runs_as_written(target, stmt.value):
             self.out.append(Effect(self.renamed(stmt), stmt))
             return
         places = self.places(target)
@@ -904,15 +907,15 @@ class Desugar:
         value = self.hoist(_located(gast.BinOp(item, stmt.op, self.atom(stmt.value)), stmt), stmt)
         self.store(places, value, stmt)
 
-    def runs_as_written(self, stmt):
-        """Is `stmt` (``COUNTER[0] += 1``) a change to a global's or a closure's container by a value
-        read from no local? It carries no derivative, so it runs as written: a call counter, as
-        JAX and PyTorch users keep one."""
-        root = stmt.target
+    def runs_as_written(self, target, value):
+        """Is storing `value` into `target` (``COUNTER[0] += 1``, ``CALLS[0] = CALLS[0] + 1``) a change
+        to a global's or a closure's container by a value read from no local? It carries no
+        derivative, so it runs as written: a call counter, as JAX and PyTorch users keep one."""
+        root = target
         while isinstance(root, (gast.Subscript, gast.Attribute)):
             root = root.value
         return (isinstance(root, gast.Name) and root.id not in self.locals
-                and not reads_outside(stmt.value, ()) & self.locals)
+                and not reads_outside(value, ()) & self.locals)
 
     def places(self, target):
         """Where assigning `target` (``x[i]``, ``s.a``, ``m[0][1]``, ``s.v[0]``) stores, from its
