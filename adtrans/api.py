@@ -450,8 +450,17 @@ def value_with_pullback(f, *args, wrt=None, **kwargs):
     """
     value, pull, single = _value_with_pullback(f, args, kwargs, wrt)
     if single:
-        return value, lambda d: pull(d)[0]
-    return value, pull
+        return value, lambda d: _apart(pull(d), d)[0]
+    return value, lambda d: _apart(pull(d), d)
+
+
+def _apart(grads, d):
+    """`grads` with none of them the caller's cotangent `d` (the pullback of ``x + y`` or of
+    ``x`` itself hands it on) and no array given twice: changing a gradient in place must leave
+    the cotangent, which the pullback may be given again, and the other gradients alone."""
+    if type(d) is np.ndarray and any(g is d for g in grads):
+        grads = tuple([g.copy() if g is d else g for g in grads])
+    return _distinct(grads)
 
 
 def pullback(f, *args, wrt=None, **kwargs):
@@ -1749,7 +1758,8 @@ def _wrt_names(fn, wrt):
 
 
 def _default_wrt_names(fn):
-    """Without argument values: every parameter not declared (or defaulted) as a non-float.
+    """Without argument values: every parameter not declared (or defaulted) as a non-float,
+    ``*args`` included.
 
     A method's ``self`` is left out too; with argument values, `_resolve_wrt`
     decides from what each argument holds.
@@ -1757,8 +1767,8 @@ def _default_wrt_names(fn):
     signature = own_signature(fn)
     names = []
     for index, (name, param) in enumerate(signature.parameters.items()):
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
+        if param.kind is param.VAR_KEYWORD:
+            continue    # options by name; '*args' stands for its whole tuple (docs/index.md)
         if index == 0 and name in ("self", "cls") and "." in fn.__qualname__ \
                 and not _of_structure_type(fn):
             continue    # a method's object: differentiable only when its value says so

@@ -247,23 +247,35 @@ def _resolve(module, dotted, path):
 def _functions_defined_in(module):
     """(name, function) for every function the module defines, in source order.
 
-    Plain functions whose parameters all have defaults (such as
-    ``main(steps=10)``) are entry points, not differentiable code, and are
-    skipped, as are functions imported from elsewhere; name a function to
-    check it anyway.
+    Methods of the classes it defines count, as ``Class.method``. Plain
+    functions whose parameters all have defaults (such as ``main(steps=10)``)
+    are entry points, not differentiable code, and are skipped, as are
+    functions imported from elsewhere; name a function to check it anyway.
     """
     found = []
     for name, obj in vars(module).items():
-        if _is_differentiable_function(obj):
-            # One made from a VJP alone (``differentiable_function``) has no code to check.
-            wrapped = getattr(obj, "function", None)
-            if wrapped is not None and getattr(wrapped, "__module__", None) == module.__name__:
-                found.append((name, obj))
-        elif inspect.isfunction(obj) and obj.__module__ == module.__name__:
-            if any(p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-                   for p in inspect.signature(obj).parameters.values()):
-                found.append((name, obj))
+        found += _checked(name, obj, module, method=False)
+        if inspect.isclass(obj) and obj.__module__ == module.__name__:
+            for attribute, member in vars(obj).items():    # its methods, as Class.method
+                if attribute.startswith("__") and attribute != "__call__":
+                    continue        # __init__, __repr__ and the like: not differentiable code
+                found += _checked(f"{name}.{attribute}", member, module, method=True)
     return found
+
+
+def _checked(name, obj, module, method):
+    """[(name, obj)] if `obj` is a function of `module` to check, else []."""
+    if _is_differentiable_function(obj):
+        # One made from a VJP alone (``differentiable_function``) has no code to check.
+        wrapped = getattr(obj, "function", None)
+        if wrapped is not None and getattr(wrapped, "__module__", None) == module.__name__:
+            return [(name, obj)]
+    elif (inspect.isfunction(obj) and obj.__module__ == module.__name__
+          and obj.__code__.co_filename == getattr(module, "__file__", None)):
+        parameters = list(inspect.signature(obj, follow_wrapped=False).parameters.values())[method:]
+        if any(p.default is p.empty and p.kind is not p.VAR_KEYWORD for p in parameters):
+            return [(name, obj)]
+    return []
 
 
 def _is_differentiable_function(obj):

@@ -373,9 +373,6 @@ def sum_of_two(x, y):
     return x + y
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the pullback of x + y returns the caller's cotangent array itself as "
-                   "d_x, so clipping the gradient in place changes the seed (docs/index.md 'Gradients are separate "
-                   "arrays'; 'callable many times')")
 def test_clipping_a_gradient_in_place_leaves_the_seed_alone():
     # A VJP loop: the same seed, the gradient clipped in place each time, as an optimizer step does.
     _, pullback = adtrans.value_with_pullback(sum_of_two, np.ones(3), np.ones(3))
@@ -1102,9 +1099,6 @@ def total(*xs):
 """
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a function of *args alone is differentiated with respect to nothing by "
-                   "check (and dump, generated_source): its error is never reported (cli.md: 'Each function is "
-                   "differentiated with respect to all its parameters')")
 def test_cli_check_a_varargs_function_named_on_the_command_line(tmp_path):
     write(tmp_path, "va.py", VARARGS_BAD)
     result = run_cli("check", "va.py", "total", cwd=tmp_path)
@@ -1112,8 +1106,6 @@ def test_cli_check_a_varargs_function_named_on_the_command_line(tmp_path):
     assert re.search(r"^va\.py:2:\d+: error: ", result.stdout, re.M)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: generated_source(f) of 'def f(*xs)' is the pullback with respect to "
-                   "nothing ('return ()'), where index.md says the name 'xs' stands for the whole tuple")
 def test_generated_source_of_a_varargs_function_differentiates_the_tuple(tmp_path):
     write(tmp_path, "va2.py", "def total(*xs):\n    return xs[0] * xs[1]\n")
     result = run_cli("dump", "va2.py:total", cwd=tmp_path)
@@ -1140,9 +1132,6 @@ def fine(x):
 """
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: 'adtrans check FILE' never checks methods: a layer's __call__ with an "
-                   "error gives 'no errors' (cli.md: 'every function the file defines that takes at least one "
-                   "parameter is checked')")
 def test_cli_check_without_names_checks_methods(tmp_path):
     write(tmp_path, "layers.py", METHODS_BAD)
     result = run_cli("check", "layers.py", cwd=tmp_path)
