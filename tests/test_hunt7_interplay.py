@@ -1,0 +1,476 @@
+"""Today's features combined with each other and with loops, branches, early returns,
+checkpointing (`checkpointed`, `recomputed()`, `segmented`), the float fast path and
+`gradient_of`.
+
+Features: starred assignment (also in `for` targets); tuple assignment to items and
+fields, nested stores; `np.add.at`, `np.subtract.at`, `np.copyto`, `np.fill_diagonal`
+and `out=` run by value; the run-time refusal of a change in place seen through
+another name; unassigned variables raising `UnboundLocalError`; `gradient(obj.method,
+x)`; layers as functions and held by globals; separate gradient arrays; `x ** 0` at 0;
+`np.r_` / `np.c_`; `np.sum(x, where=...)`; `np.cumprod`; `np.linspace` with
+differentiated ends; `A.flat`; constant array methods (`x.argsort()`); jump flags
+leaving recomputed blocks.
+
+Every program is checked against central finite differences through `gradient`,
+`value_with_gradient` and `value_with_pullback` (`assert_gradient`, which also checks
+the value is the function's, bit for bit). Bugs are kept as the correct expectation,
+marked ``xfail(strict=True)``, with a minimal reproducer beside the realistic program.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+import adtrans
+from structured_check import assert_gradient
+
+
+RNG = np.random.default_rng(0)
+
+
+def randn(*shape):
+    return RNG.standard_normal(shape)
+
+
+def check(f, *args, wrt=None, rtol=1e-5, atol=1e-7):
+    """Finite differences through the three entry points, then the same through `gradient_of`."""
+    grads = assert_gradient(f, *args, wrt=wrt, rtol=rtol, atol=atol)
+    positions = wrt if wrt is not None else tuple(range(len(args)))
+    again = adtrans.gradient_of(f, wrt=positions)(*args)
+    for a, b in zip(again, grads):
+        for x, y in zip(_leaves(a), _leaves(b)):
+            np.testing.assert_array_equal(x, y)
+    return grads
+
+
+def _leaves(t):
+    if isinstance(t, (list, tuple)):
+        return [x for item in t for x in _leaves(item)]
+    return [t]
+
+
+def numeric_gradient(f, x, eps=1e-6):
+    x = np.asarray(x, dtype=float)
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += eps
+        xm[idx] -= eps
+        g[idx] = (f(xp) - f(xm)) / (2 * eps)
+    return g
+
+
+# == 1. Starred assignment and tuple assignment in loops and checkpointed code ==================
+
+def horner_rows(coeffs, x):
+    """Evaluate several polynomials (highest coefficient first) at x by Horner's rule."""
+    total = 0.0
+    for c0, *rest in coeffs:
+        acc = c0
+        for c in rest:
+            acc = acc * x + c
+        total += acc
+    return total
+
+
+@pytest.mark.parametrize("f", [horner_rows, adtrans.checkpointed(horner_rows)], ids=["plain", "checkpointed"])
+def test_horner_with_a_starred_for_target(f):
+    check(f, [randn(3) for _ in range(3)], 0.7, wrt=(0, 1))
+
+
+def damped_series(xs, w):
+    first, *rest = xs
+    out = first * w
+    for r in rest:
+        if r > 2.0:
+            return out
+        out = out * w + r
+    return out
+
+
+@pytest.mark.parametrize("xs", [[0.3, 0.4, 0.5, 3.0, 0.2], [0.3, 0.4, 0.5, 1.0, 0.2]])
+@pytest.mark.parametrize("kind", [list, np.array])
+def test_starred_head_and_rest_with_an_early_return(xs, kind):
+    check(damped_series, kind(xs), 1.1, wrt=(0, 1))
+
+
+def test_starred_middle_and_nested_and_empty():
+    def ends(xs):
+        a, *middle, z = xs
+        return a * z + sum(m * m for m in middle)
+
+    def nested(pairs, w):
+        (a, *bs), *others = pairs
+        return a * w + sum(bs) + sum(o[0] * w for o in others)
+
+    def single(xs, w):
+        first, *rest = xs
+        return first * w + sum(rest)
+
+    for kind in (list, tuple, np.array):
+        check(ends, kind([1.0, 2.0, 3.0, 4.0]))
+    check(nested, [[1.0, 2.0, 3.0], [4.0, 5.0]], 0.7)
+    check(single, np.array([1.5]), 0.7)
+    check(single, [1.5], 0.7)
+
+
+def rows_segmented(rows, w):
+    total = 0.0
+    for head, *tail in adtrans.segmented(rows, 2):
+        total = total + head * w + sum(t * t for t in tail)
+    return total
+
+
+def test_starred_for_target_in_a_segmented_loop():
+    check(rows_segmented, [tuple(randn(3)) for _ in range(5)], 0.7)
+    check(rows_segmented, randn(5, 3), 0.7)
+
+
+def test_starred_target_in_enumerate_zip_segmented_and_in_a_recomputed_block():
+    def zipped(xs, ys, w):
+        total = 0.0
+        for i, (x, *rest) in adtrans.segmented(enumerate(zip(xs, ys, ys)), 2):
+            total = total + x * w * rest[0] - rest[1] * i
+        return total
+
+    def block(xs, w):
+        with adtrans.recomputed():
+            first, *rest = xs
+            acc = first * w
+        for r in rest:
+            acc = acc * w + r
+        return acc
+
+    check(zipped, randn(5), randn(5), 0.7)
+    check(block, randn(4), 0.7)
+    check(block, list(randn(4)), 0.7)
+
+
+def solve_with_partial_pivoting(A, b):
+    """Gaussian elimination with row swaps (rows by fancy index, b by tuple assignment)."""
+    A = A.copy()
+    b = b.copy()
+    n = len(b)
+    for k in range(n):
+        p = k + int(np.argmax(np.abs(A[k:, k])))
+        if p != k:
+            A[[k, p]] = A[[p, k]]
+            b[k], b[p] = b[p], b[k]
+        for i in range(k + 1, n):
+            m = A[i, k] / A[k, k]
+            A[i, k:] -= m * A[k, k:]
+            b[i] -= m * b[k]
+    x = np.zeros(n)
+    for i in reversed(range(n)):
+        x[i] = (b[i] - A[i, i + 1:] @ x[i + 1:]) / A[i, i]
+    return np.sum(x ** 2)
+
+
+def test_gaussian_elimination_with_tuple_swaps_of_items():
+    A, b = randn(4, 4), randn(4)
+    check(solve_with_partial_pivoting, A, b)
+    x = np.linalg.solve(A, b)
+    # d(|x|^2)/db = 2 A^-T x
+    np.testing.assert_allclose(adtrans.gradient(solve_with_partial_pivoting, A, b, wrt=1),
+                               np.linalg.solve(A.T, 2 * x), rtol=1e-9)
+
+
+def test_tuple_swap_of_2d_rows_is_refused_as_python_duplicates_the_row():
+    # In NumPy, A[0], A[2] = A[2], A[0] assigns views: both rows end up as row 2.
+    def swap_rows(A):
+        A = A * 1.0
+        A[0], A[2] = A[2], A[0]
+        return np.sum(A * np.arange(12.0).reshape(3, 4))
+
+    with pytest.raises(adtrans.DifferentiationError, match="test_hunt7_interplay.py"):
+        adtrans.gradient(swap_rows, randn(3, 4))
+
+
+def bubble_sorted_weights(x):
+    b = x.copy()
+    n = len(b)
+    for i in adtrans.segmented(range(n), 2):
+        for j in range(n - 1 - i):
+            if b[j] > b[j + 1]:
+                b[j], b[j + 1] = b[j + 1], b[j]
+    return np.sum(b * np.arange(1.0, n + 1))
+
+
+def bubble_sorted_list(x):
+    b = [v for v in x]
+    n = len(b)
+    for i in range(n):
+        swapped = False
+        for j in range(n - 1 - i):
+            if b[j] > b[j + 1]:
+                b[j], b[j + 1] = b[j + 1], b[j]
+                swapped = True
+        if not swapped:
+            break
+    return sum(b[k] * (k + 1) for k in range(n))
+
+
+def test_bubble_sort_by_tuple_swaps_is_a_permutation():
+    x = randn(5)
+    for f in (bubble_sorted_weights, bubble_sorted_list):
+        g = check(f, x)[0]
+        # the gradient of sum(sorted(x) * (1..n)) is the rank + 1 of each x
+        np.testing.assert_array_equal(np.asarray(g), np.argsort(np.argsort(x)) + 1.0)
+
+
+@dataclass
+class State:
+    pos: np.ndarray
+    vel: np.ndarray
+    hist: list = field(default_factory=list)
+
+
+def kepler_orbit(p0, v0, k, steps):
+    s = State(p0 * 1.0, v0 * 1.0, [0.0, 0.0])
+    dt = 0.05
+    for t in range(steps):
+        with adtrans.recomputed():
+            a = -k * s.pos / np.linalg.norm(s.pos) ** 3
+            s.vel = s.vel + dt * a
+            s.pos = s.pos + dt * s.vel
+            if np.linalg.norm(s.pos) < 0.2:
+                break
+        s.hist[t % 2] += np.sum(s.pos ** 2)
+        s.vel[0] *= 0.999
+    return s.hist[0] + 2 * s.hist[1] + np.sum(s.vel)
+
+
+def test_orbit_with_nested_stores_and_a_break_in_a_recomputed_block():
+    check(kepler_orbit, np.array([1.0, 0.2]), np.array([0.1, 0.8]), 1.1, 6, wrt=(0, 1, 2))
+
+
+def swap_fields(p, q, n):
+    s = State(p, q)
+    for i in range(n):
+        s.pos, s.vel = s.vel * 0.9, s.pos + s.vel
+        if i == 2:
+            continue
+        s.pos[0], s.vel[1] = s.vel[1], s.pos[0]
+    return np.sum(s.pos * np.arange(1.0, 3.0)) + np.sum(s.vel ** 2)
+
+
+@pytest.mark.parametrize("f", [swap_fields, adtrans.checkpointed(swap_fields)], ids=["plain", "checkpointed"])
+def test_tuple_assignment_of_fields_and_of_items_of_fields(f):
+    check(f, randn(2), randn(2), 4, wrt=(0, 1))
+
+
+def nested_list_stores(x):
+    m = [[0.0, 0.0], [0.0, 0.0]]
+    for i, v in enumerate(x):
+        m[i % 2][(i + 1) % 2] += v * v
+        if v < -1.5:
+            return m[0][1]
+        m[1][i % 2] = m[0][1] * v
+    return m[0][1] + m[1][0] * m[1][1]
+
+
+def field_item_stores(p, x):
+    st = State(p * 1.0, p * 0.0)
+    for k in range(3):
+        st.pos[k % 2] = st.pos[k % 2] * x + st.vel[0]
+        st.vel[0] += st.pos[1]
+    return np.sum(st.pos) * st.vel[0]
+
+
+def test_nested_stores_in_loops_with_an_early_return():
+    check(nested_list_stores, randn(5))
+    check(nested_list_stores, np.array([0.3, -2.0, 0.5]))
+    check(field_item_stores, randn(2), 0.8)
+    check(adtrans.checkpointed(field_item_stores), randn(2), 0.8)
+
+
+# == 2. Functions writing into their first argument, in loops and checkpointed code ===========
+
+SRC = np.array([0, 1, 2, 3, 0, 2])
+DST = np.array([1, 2, 3, 0, 2, 2])
+
+
+def message_passing(h0, W, steps):
+    """A graph network: messages along edges summed into nodes by np.add.at, until it settles."""
+    h = h0
+    for t in adtrans.segmented(range(steps), 2):
+        msg = np.tanh(h[SRC] @ W)
+        agg = np.zeros_like(h)
+        np.add.at(agg, DST, msg)
+        new = 0.5 * h + agg
+        if np.max(np.abs(new - h)) < 1e-9:
+            break
+        h = new
+    return np.sum(h ** 2)
+
+
+def message_step(h, W):
+    msg = np.tanh(h[SRC] @ W)
+    agg = np.zeros_like(h)
+    np.add.at(agg, DST, msg)
+    np.subtract.at(agg, SRC, 0.1 * msg)
+    return 0.5 * h + agg
+
+
+checkpointed_message_step = adtrans.checkpointed(message_step)
+
+
+def message_passing_checkpointed(h, W):
+    for _ in range(3):
+        h = checkpointed_message_step(h, W)
+    return np.sum(h ** 2)
+
+
+def test_scatter_add_in_a_segmented_loop_and_a_checkpointed_step():
+    h0, W = 0.3 * randn(4, 3), 0.3 * randn(3, 3)
+    check(message_passing, h0, W, 5, wrt=(0, 1))
+    check(message_passing_checkpointed, h0, W)
+
+
+def test_fill_diagonal_and_copyto_by_value():
+    def fill_value(x, v):
+        A = np.outer(x, x)
+        np.fill_diagonal(A, v)
+        return np.sum(A @ x)
+
+    def tall(x, v):
+        A = np.outer(x, np.ones(2))
+        np.fill_diagonal(A, v)
+        return np.sum(A * A)
+
+    def broadcast(x, v):
+        A = np.zeros((3, 2))
+        np.copyto(A, v)
+        return np.sum(A * x)
+
+    check(fill_value, randn(3), 0.7)
+    check(fill_value, randn(3), randn(3))
+    check(tall, randn(5), 0.7)
+    check(broadcast, randn(3, 2), randn(2))
+
+
+def histogram_energy(x, w):
+    """Accumulate weighted counts into bins pass after pass (a running histogram)."""
+    bins = np.zeros(3)
+    total = 0.0
+    for k in range(3):
+        np.add.at(bins, [0, 1, 1, 2], x * w ** k)
+        total = total + np.sum(bins ** 2)
+    return total
+
+
+def histogram_energy_by_item(x, w):
+    """The same, written with a buffered fancy `+=` made unbuffered by hand."""
+    bins = np.zeros(3)
+    total = 0.0
+    for k in range(3):
+        v = x * w ** k
+        bins = bins + np.array([v[0], v[1] + v[2], v[3]])
+        total = total + np.sum(bins ** 2)
+    return total
+
+
+def test_minimal_reference_of_the_running_histogram():
+    check(histogram_energy_by_item, randn(4), 0.8)
+    assert histogram_energy(np.arange(4.0), 0.5) == histogram_energy_by_item(np.arange(4.0), 0.5)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: np.add.at into a local array in a loop is refused ('its value from "
+                                       "before the change is read afterwards'): the loop does not carry the array")
+def test_scatter_add_accumulating_over_loop_passes():
+    check(histogram_energy, randn(4), 0.8)
+
+
+def sweep_with_out(x, w):
+    y = np.empty_like(x)
+    acc = 0.0
+    for i in range(3):
+        np.multiply(x, w ** i, out=y)
+        np.exp(y, out=y)
+        if i == 1:
+            continue
+        acc = acc + np.sum(y)
+    return acc
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: f(..., out=y) into a local array in a loop is refused at run time "
+                                       "(refuse_shared_change(y, y, ...) always raises)")
+def test_out_into_a_buffer_reused_by_every_pass():
+    check(sweep_with_out, 0.3 * randn(3), 0.8)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: np.copyto(y, v) in a loop is refused at run time "
+                                       "(refuse_shared_change(y, y, ...)); y[...] = v in its place works")
+def test_minimal_copyto_in_a_loop():
+    def f(x):
+        y = np.zeros(3)
+        acc = 0.0
+        for i in range(2):
+            np.copyto(y, x * (i + 1))
+            acc = acc + np.sum(y)
+        return acc
+    check(f, randn(3))
+
+
+def test_minimal_item_assignment_in_a_loop_is_right():
+    def f(x):
+        y = np.zeros(3)
+        acc = 0.0
+        for i in range(2):
+            y[...] = x * (i + 1)
+            acc = acc + np.sum(y)
+        return acc
+    check(f, randn(3))
+
+
+def graph_laplacian_energy(w, x):
+    n = len(x)
+    L = np.zeros((n, n))
+    with adtrans.recomputed():
+        A = np.outer(w, w)
+        np.fill_diagonal(A, 0.0)
+        np.copyto(L, -A)
+        np.fill_diagonal(L, np.sum(A, axis=1))
+    return x @ L @ x
+
+
+def graph_laplacian_energy_by_items(w, x):
+    n = len(x)
+    L = np.zeros((n, n))
+    with adtrans.recomputed():
+        A = np.outer(w, w)
+        A[np.arange(n), np.arange(n)] = 0.0
+        L[...] = -A
+        L[np.arange(n), np.arange(n)] = np.sum(A, axis=1)
+    return x @ L @ x
+
+
+def test_recomputed_block_assigning_through_items():
+    check(graph_laplacian_energy_by_items, randn(4), randn(4))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a recomputed block whose only change of L is np.copyto/np.fill_diagonal "
+                                       "is refused: 'must assign a variable used after it'")
+def test_recomputed_block_assigning_through_copyto_and_fill_diagonal():
+    check(graph_laplacian_energy, randn(4), randn(4))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a recomputed block changing a local only by np.add.at / out= is "
+                                       "refused: 'must assign a variable used after it'")
+@pytest.mark.parametrize("which", ["add.at", "out="])
+def test_minimal_recomputed_block_changing_by_a_numpy_function(which):
+    def add_at(w, x):
+        L = np.zeros(3)
+        with adtrans.recomputed():
+            np.add.at(L, [0, 0, 1], w * w)
+        return x @ L
+
+    def out(w, x):
+        L = np.zeros(3)
+        with adtrans.recomputed():
+            np.exp(w, out=L)
+        return x @ L
+
+    check(add_at if which == "add.at" else out, randn(3), randn(3))
