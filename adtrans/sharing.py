@@ -229,13 +229,14 @@ def _sources(stmt, ops):
         return none, none, _names([value.value]), none       # obj.field: what obj holds
     if isinstance(value, gast.Call):
         func = value.func
+        callee = getattr(ops.get(id(stmt)), "callee", None)
+        # np.reshape(P, ...) before P.reshape(...): a module's function is no method of the module.
+        if value.args and any(callee is f for f in _VIEW_FUNCTIONS):
+            return none, _names(value.args[:1]), none, none
         if isinstance(func, gast.Attribute) and func.attr in _VIEW_METHODS:
             return none, _names([func.value]), none, none
         if hasattr(func, "synthetic_callee"):
             return none, none, none, _names(value.args)    # appended, merged, zipped...: lists holding their arguments
-        callee = getattr(ops.get(id(stmt)), "callee", None)
-        if value.args and any(callee is f for f in _VIEW_FUNCTIONS):
-            return none, _names(value.args[:1]), none, none
     return none, none, none, none
 
 
