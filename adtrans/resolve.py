@@ -31,6 +31,7 @@ import gast
 import numpy as np
 
 from adtrans import registry, tangents
+from adtrans.errors import DifferentiationError
 from adtrans.desugar import Assign, Effect, Return, Unpack, free_names
 from adtrans.rules.support import concatenated_by, unpacked
 
@@ -287,6 +288,15 @@ class Resolver:
                     else param.default
         return Operation("rule", inputs, inputs, callee=fn, rule=rule, binding=binding,
                          description=rule.name)
+
+    def known_value(self, expr):
+        """`static_value`, or None where it is not known now (a closure variable, a local, a
+        name not defined yet)."""
+        try:
+            value = self.static_value(expr)
+        except (Unresolved, DifferentiationError):
+            return None
+        return None if value is _NOT_RESOLVED else value
 
     def static_value(self, expr):
         """The value of a global/builtin/module-attribute expression now, or _NOT_RESOLVED."""

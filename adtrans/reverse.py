@@ -469,21 +469,28 @@ class ReverseTransform:
 
         for index, stmt in enumerate(self.flat):
             op = self.ops[id(stmt)]
-            if op.kind not in ("transform", "checkpoint") or not isinstance(stmt, Assign):
+            if isinstance(stmt, Effect):
+                # 'normalise_(X)' as a statement: run for what it changes, which would be lost.
+                call = getattr(stmt.stmt, "value", None)
+                callee = self.static_callee(call) if isinstance(stmt.stmt, gast.Expr) else None
+            elif op.kind in ("transform", "checkpoint") and isinstance(stmt, Assign):
+                call, callee = stmt.value, op.callee
+            else:
                 continue
-            fn = _python_function(op.callee)
+            fn = _python_function(callee)
             if not isinstance(fn, types.FunctionType) or getattr(fn, "_adtrans_outlined", False):
                 continue    # an outlined block returns what it changes
             changed = mutation.changed_in(fn)
             if not changed:
                 continue
-            call = stmt.value
             try:
                 bound = own_signature(fn).bind(*call.args, **{k.arg: k.value for k in call.keywords}).arguments
             except (TypeError, ValueError):
                 continue
             for param in changed:
                 node = bound.get(param)
+                while isinstance(node, (gast.Subscript, gast.Attribute)):
+                    node = node.value       # X[i], s.pos: a part of X or s, changed with it
                 if isinstance(node, gast.Name) and node.id in self.ssa and read_later(node.id, index):
                     raise self.source.error(
                         stmt.origin, f"'{_short_name(fn)}' changes its argument '{param}' in place, and "
@@ -491,6 +498,10 @@ class ReverseTransform:
                         "unchanged (a callee's 'z += b' makes a new z there)",
                         f"return the changed value and assign it at the call, or pass a copy "
                         f"('{param}.copy()') if the change is not meant to be seen")
+
+    def static_callee(self, call):
+        """The function a call statement names, where it is known now (a global), else None."""
+        return self.resolver.known_value(call.func) if isinstance(call, gast.Call) else None
 
     def zero_derivative_warnings(self, pairs):
         from adtrans.api import without_derivative

@@ -624,14 +624,14 @@ def unit_rows_gram(X, s):
     return np.sum(X @ X.T * np.arange(1.0, 3.0))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a helper changing its argument in place, called as a statement "
-                                       "(result unused), runs undifferentiated: value right, gradient ignores it")
 def test_rows_normalised_by_an_in_place_helper_called_as_a_statement():
-    check(unit_rows_gram, np.array([[1.0, 2.0], [3.0, 1.0]]), 2.0, wrt=(0,))
+    # Python changes X's rows through the helper; adtrans passes values, so it refuses at the call
+    # (docs/index.md: a caller reading an argument a callee changed) rather than give X unchanged.
+    with pytest.raises(adtrans.DifferentiationError, match="'normalise_' changes its argument 'v'") as info:
+        adtrans.gradient(unit_rows_gram, np.array([[1.0, 2.0], [3.0, 1.0]]), 2.0, wrt=(0,))
+    assert info.value.lineno == unit_rows_gram.__code__.co_firstlineno + 4
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: 'normalise_(X)' as a statement, X read after: neither the located "
-                                       "error docs promise nor the right gradient (d/dX computed as if unchanged)")
 def test_minimal_in_place_helper_called_as_a_statement():
     def f(X):
         X = X * 1.0
