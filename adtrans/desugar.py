@@ -569,7 +569,7 @@ class Desugar:
     def for_loop(self, stmt):
         if stmt.orelse:
             raise self.source.error(stmt.orelse[0], "a loop's 'else' block is not supported")
-        assigned = _stored_in(stmt.body, self.growable())
+        assigned = _stored_in(stmt.body, self.growable(), self.locals)
         targets = _stored_in([stmt.target])
         iterable = stmt.iter
         loop = Loop("sequence", [], stmt)
@@ -658,7 +658,7 @@ class Desugar:
     def while_loop(self, stmt):
         if stmt.orelse:
             raise self.source.error(stmt.orelse[0], "a loop's 'else' block is not supported")
-        assigned = _stored_in(stmt.body, self.growable())
+        assigned = _stored_in(stmt.body, self.growable(), self.locals)
         self.start_unbound(stmt, assigned)
         headers = self.loop_headers(stmt, assigned)
         loop = Loop("while", [], stmt, headers=list(headers.values()))
@@ -715,7 +715,7 @@ class Desugar:
         body = stmt.body
         exposed, always = _flow(body)
         always |= getattr(stmt, "adtrans_always", set())
-        stored = _assigned_in_block(body, self.growable())
+        stored = _assigned_in_block(body, self.growable(), self.locals)
         outputs = getattr(stmt, "adtrans_outputs", None)
         in_loop = getattr(stmt, "adtrans_in_loop", False) or _in_loop(self.function, stmt)
         if outputs is None:
@@ -796,7 +796,7 @@ class Desugar:
         exposed, always = _flow(body)
         exposed, always = exposed - targets, always | targets
         inside = {id(n) for s in body for n in gast.walk(s)}
-        stored = _assigned_in_block([stmt.target] + body, self.growable())
+        stored = _assigned_in_block([stmt.target] + body, self.growable(), self.locals)
         read_after = reads_outside(self.function, inside) | self.synthetic(stored)
         if not breaks:
             read_after -= always
@@ -1833,10 +1833,11 @@ def _flow(statements):
     return exposed, block(statements, set())
 
 
-def _assigned_in_block(statements, locals_):
+def _assigned_in_block(statements, locals_, writable=frozenset()):
     """The names `statements` assign in their own scope, in first-assignment order: not a nested
-    function's or a comprehension's own; a nested ``def``'s name and a local list `locals_` grows by
-    ``xs.append(v)`` (see `Desugar.grow_list`) count."""
+    function's or a comprehension's own; a nested ``def``'s name, a local list `locals_` grows by
+    ``xs.append(v)`` (see `Desugar.grow_list`) and a local of `writable` a call writes into
+    (``np.add.at(y, i, v)``, ``out=y``) count."""
     names = []
 
     def visit(node):
@@ -1848,6 +1849,8 @@ def _assigned_in_block(statements, locals_):
                 names.append(root)      # x[i] = v, x.a = v and m[0][1] = v assign x, m (value semantics)
         elif isinstance(node, gast.Expr) and _grows(node.value, locals_):
             names.append(node.value.func.value.id)
+        elif isinstance(node, gast.Call) and _written_root(node) in writable:
+            names.append(_written_root(node))   # np.add.at(y, i, v), out=y: y = added_at(...)
         if isinstance(node, (gast.FunctionDef, gast.AsyncFunctionDef)):
             names.append(node.name)
             for child in node.decorator_list + node.args.defaults + node.args.kw_defaults:
@@ -1866,10 +1869,11 @@ def _assigned_in_block(statements, locals_):
     return list(dict.fromkeys(names))
 
 
-def _stored_in(statements, locals_=()):
+def _stored_in(statements, locals_=(), writable=frozenset()):
     """Names assigned in `statements`, in first-assignment order (nested blocks included).
 
-    A local list grown by ``xs.append(v)`` is assigned too (see `Desugar.grow_list`).
+    A local list grown by ``xs.append(v)`` is assigned too (see `Desugar.grow_list`), and so is
+    a local of `writable` a call writes into (``np.add.at(y, i, v)``, ``out=y``).
     """
     names = []
     for stmt in statements:
@@ -1879,12 +1883,35 @@ def _stored_in(statements, locals_=()):
             elif (isinstance(node, gast.Expr) and _grows(node.value, locals_)
                   and node.value.func.value.id not in names):
                 names.append(node.value.func.value.id)
+            elif (isinstance(node, gast.Call) and _written_root(node) in writable
+                  and _written_root(node) not in names):
+                names.append(_written_root(node))     # np.add.at(y, i, v), out=y: y = added_at(...)
             elif isinstance(node, (gast.Subscript, gast.Attribute)) and isinstance(
                     getattr(node, "ctx", None), gast.Store):
                 root = _stored_root(node)
                 if root is not None and root not in names:
                     names.append(root)
     return names
+
+
+# Functions writing into their first argument that differentiated code runs by value
+# (`Desugar.first_argument_changed`), by the attribute that calls them (np.add.at, np.copyto).
+_WRITING_FIRST_ARGUMENT = {"at", "copyto", "fill_diagonal"}
+
+
+def _written_root(call):
+    """The variable a call writes into and differentiated code assigns anew (``np.add.at(y, i, v)``,
+    ``np.copyto(y, x)``, ``np.exp(x, out=y)``, ``out=y[i]``), or None."""
+    for keyword in call.keywords:
+        if keyword.arg == "out":
+            written = keyword.value
+            if isinstance(written, gast.Tuple) and len(written.elts) == 1:
+                written = written.elts[0]
+            return _stored_root(written)
+    if (isinstance(call.func, gast.Attribute) and call.func.attr in _WRITING_FIRST_ARGUMENT
+            and call.args and isinstance(call.args[0], gast.Name)):
+        return call.args[0].id
+    return None
 
 
 def _stored_root(target):

@@ -383,6 +383,7 @@ class ReverseTransform:
             else:
                 continue
             if _root_name(receiver) not in self.ssa:
+                self.check_global_changed(stmt, receiver, func)
                 continue
             arguments = list(call.args) + [k.value for k in call.keywords]
             if any(isinstance(n, gast.Name) and n.id in varied for a in arguments for n in gast.walk(a)) \
@@ -451,6 +452,21 @@ class ReverseTransform:
 
     def defining_line(self, name):
         return next((s.origin.lineno for s in self.flat if name in targets(s)), self.source.node.lineno)
+
+    def check_global_changed(self, stmt, receiver, func):
+        """A global array changed in place (``np.add.at(COUNTS, i, 1.0)``) that a differentiated
+        operation reads is an error: the pullback reads it when it runs, changed by every later
+        change, where each operation met the value it had then."""
+        name = _root_name(receiver)
+        if name is None:
+            return
+        for other in self.flat:
+            if name in _statement_loads(other) and any(self.active(t) for t in targets(other)):
+                raise self.source.error(
+                    stmt.origin, f"'{unparse(func)}(...)' changes '{name}' in place, which is not a local "
+                    "variable, and differentiated code reads it: the pullback would read its last value",
+                    f"work on a local copy ('{name} = {name}.copy()' at the start) and return it, or keep "
+                    "the counts outside the differentiated function")
 
     def check_arguments_changed_by_callees(self):
         """A call of a function that changes an argument in place (`mutation`), whose caller

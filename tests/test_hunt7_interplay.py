@@ -377,8 +377,6 @@ def test_minimal_reference_of_the_running_histogram():
     assert histogram_energy(np.arange(4.0), 0.5) == histogram_energy_by_item(np.arange(4.0), 0.5)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: np.add.at into a local array in a loop is refused ('its value from "
-                                       "before the change is read afterwards'): the loop does not carry the array")
 def test_scatter_add_accumulating_over_loop_passes():
     check(histogram_energy, randn(4), 0.8)
 
@@ -395,14 +393,10 @@ def sweep_with_out(x, w):
     return acc
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: f(..., out=y) into a local array in a loop is refused at run time "
-                                       "(refuse_shared_change(y, y, ...) always raises)")
 def test_out_into_a_buffer_reused_by_every_pass():
     check(sweep_with_out, 0.3 * randn(3), 0.8)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: np.copyto(y, v) in a loop is refused at run time "
-                                       "(refuse_shared_change(y, y, ...)); y[...] = v in its place works")
 def test_minimal_copyto_in_a_loop():
     def f(x):
         y = np.zeros(3)
@@ -451,14 +445,10 @@ def test_recomputed_block_assigning_through_items():
     check(graph_laplacian_energy_by_items, randn(4), randn(4))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a recomputed block whose only change of L is np.copyto/np.fill_diagonal "
-                                       "is refused: 'must assign a variable used after it'")
 def test_recomputed_block_assigning_through_copyto_and_fill_diagonal():
     check(graph_laplacian_energy, randn(4), randn(4))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a recomputed block changing a local only by np.add.at / out= is "
-                                       "refused: 'must assign a variable used after it'")
 @pytest.mark.parametrize("which", ["add.at", "out="])
 def test_minimal_recomputed_block_changing_by_a_numpy_function(which):
     def add_at(w, x):

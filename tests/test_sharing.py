@@ -265,3 +265,23 @@ def test_setting_a_field_through_an_alias_is_refused():
     with pytest.raises(DifferentiationError, match="'c' shares its memory with 'b'") as info:
         adtrans.gradient(move_through_an_alias, Body(X[:2].copy(), X[2:].copy()), 0.1)
     assert info.value.lineno == line_of(move_through_an_alias, 2)
+
+
+SCATTERED = np.zeros(3)
+
+
+def scatters_into_a_global_in_a_loop(x, idx):
+    s = 0.0
+    for _ in range(2):
+        np.add.at(SCATTERED, idx, 1.0)          # a global's counts: no derivative, run as written
+        s = s + np.sum(x * SCATTERED)
+    return s
+
+
+def test_a_global_changed_in_place_and_read_by_differentiated_code_is_a_located_error():
+    # The pullback would read SCATTERED's last value where each pass met the value it had then
+    # (d/dx would be [8, 0, 4], not [6, 0, 3]): refused at the line that changes it.
+    SCATTERED[:] = 0.0
+    with pytest.raises(adtrans.DifferentiationError, match="changes 'SCATTERED' in place") as info:
+        adtrans.gradient(scatters_into_a_global_in_a_loop, np.ones(3), np.array([0, 0, 2]))
+    assert info.value.lineno == scatters_into_a_global_in_a_loop.__code__.co_firstlineno + 3
