@@ -235,6 +235,7 @@ class Desugar:
             self.origin = previous
 
     def _statement(self, stmt):
+        self.check_segmented_placed(stmt)
         if isinstance(stmt, gast.If):
             self.if_statement(stmt)
         elif isinstance(stmt, gast.For) and self.is_api_call(stmt.iter, "segmented"):
@@ -673,6 +674,32 @@ class Desugar:
         self.exit_copies(loop, assigned, headers, stmt)
 
     # -- checkpointed regions
+
+    def check_segmented_placed(self, stmt):
+        """``segmented(xs, k)`` given to another call (``list(...)``, ``enumerate(...)`` around it) is
+        refused here, at the user's line: it is a ``for`` loop's own iterable (or a value a loop
+        then walks)."""
+        own = stmt.iter if isinstance(stmt, gast.For) else None
+        if isinstance(stmt, gast.For):
+            parts = [stmt.iter]
+        elif isinstance(stmt, (gast.If, gast.While)):
+            parts = [stmt.test]
+        elif isinstance(stmt, gast.With):
+            parts = [item.context_expr for item in stmt.items]
+        elif isinstance(stmt, (gast.FunctionDef, gast.AsyncFunctionDef, gast.ClassDef, gast.Try)):
+            parts = []      # their statements are checked as they are desugared, or refused whole
+        else:
+            parts = [stmt]
+        for part in parts:
+            calls = [c for c in gast.walk(part) if isinstance(c, gast.Call)]
+            for node in (a for c in calls for a in c.args + [k.value for k in c.keywords]):
+                if (node is not own and isinstance(node, gast.Call)
+                        and getattr(node.func, "attr", getattr(node.func, "id", None)) == "segmented"
+                        and self.is_api_call(node, "segmented")):
+                    raise self.source.error(
+                        node, "segmented(...) given to another call: it is a for loop's own iterable",
+                        "write 'for x in adtrans.segmented(xs, k):', with enumerate or zip inside it: "
+                        "'for i, x in adtrans.segmented(enumerate(xs), k):'")
 
     def is_api_call(self, expr, name):
         """Is `expr` a call of ``adtrans.<name>`` (however the user imported it)?"""

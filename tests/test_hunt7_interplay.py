@@ -793,9 +793,6 @@ def test_bound_method_with_a_segmented_loop_and_a_recomputed_block():
     np.testing.assert_allclose(g_self.cell.W, expected, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: enumerate(adtrans.segmented(xs, k)) (segmented not the for's own "
-                                       "iterable) fails with \"function 'iter' is not differentiable\" located "
-                                       "in adtrans/api.py")
 def test_enumerate_of_segmented():
     model = make_recurrent()
     xs, h0 = [randn(2) for _ in range(5)], 0.1 * randn(3)
@@ -807,8 +804,6 @@ def test_enumerate_of_segmented():
     np.testing.assert_allclose(g, numeric_gradient(lambda h: model.loss_enumerated(xs, h), h0), rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: list(adtrans.segmented(xs, k)) fails with \"function 'iter' is not "
-                                       "differentiable\" located in adtrans/api.py")
 def test_minimal_segmented_as_a_value_is_located_or_right():
     def f(xs):
         s = 0.0
