@@ -938,10 +938,8 @@ class Desugar:
         """Is storing `value` into `target` (``COUNTER[0] += 1``, ``CALLS[0] = CALLS[0] + 1``) a change
         to a global's or a closure's container by a value read from no local? It carries no
         derivative, so it runs as written: a call counter, as JAX and PyTorch users keep one."""
-        root = target
-        while isinstance(root, (gast.Subscript, gast.Attribute)):
-            root = root.value
-        return (isinstance(root, gast.Name) and root.id not in self.locals
+        root = root_name(target)
+        return (root is not None and root not in self.locals
                 and not reads_outside(value, ()) & self.locals)
 
     def places(self, target):
@@ -1871,7 +1869,7 @@ def _assigned_in_block(statements, locals_, writable=frozenset()):
         if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
             names.append(node.id)
         elif isinstance(node, (gast.Subscript, gast.Attribute)) and isinstance(node.ctx, gast.Store):
-            root = _stored_root(node)
+            root = root_name(node)
             if root is not None:
                 names.append(root)      # x[i] = v, x.a = v and m[0][1] = v assign x, m (value semantics)
         elif isinstance(node, gast.Expr) and _grows(node.value, locals_):
@@ -1915,7 +1913,7 @@ def _stored_in(statements, locals_=(), writable=frozenset()):
                 names.append(_written_root(node))     # np.add.at(y, i, v), out=y: y = added_at(...)
             elif isinstance(node, (gast.Subscript, gast.Attribute)) and isinstance(
                     getattr(node, "ctx", None), gast.Store):
-                root = _stored_root(node)
+                root = root_name(node)
                 if root is not None and root not in names:
                     names.append(root)
     return names
@@ -1934,18 +1932,19 @@ def _written_root(call):
             written = keyword.value
             if isinstance(written, gast.Tuple) and len(written.elts) == 1:
                 written = written.elts[0]
-            return _stored_root(written)
+            return root_name(written)
     if (isinstance(call.func, gast.Attribute) and call.func.attr in _WRITING_FIRST_ARGUMENT
             and call.args and isinstance(call.args[0], gast.Name)):
         return call.args[0].id
     return None
 
 
-def _stored_root(target):
-    """The variable assigning `target` (``m[0][1]``, ``s.v[0]``) gives a new value, or None."""
-    while isinstance(target, (gast.Subscript, gast.Attribute)):
-        target = target.value
-    return target.id if isinstance(target, gast.Name) else None
+def root_name(node):
+    """``x`` of ``x``, ``x[i]``, ``x.f[i]``, ``m[0][1]``: the variable assigning such a target gives
+    a new value (value semantics); None for anything else."""
+    while isinstance(node, (gast.Subscript, gast.Attribute)):
+        node = node.value
+    return node.id if isinstance(node, gast.Name) else None
 
 
 def _static_value(expr, fn):

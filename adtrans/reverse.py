@@ -30,7 +30,7 @@ from adtrans import mutation, randomness, registry, sharing, structures, tangent
 from adtrans.activity import analyse, targets
 from adtrans.codegen import unparse
 from adtrans.copyprop import propagate_copies
-from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack, flatten, loops
+from adtrans.desugar import Assign, Desugar, Effect, If, Loop, Return, Unpack, flatten, loops, root_name
 from adtrans.errors import DifferentiationError
 from adtrans.naming import Namer, is_number, names_in
 from adtrans.release import release_dead
@@ -375,14 +375,14 @@ class ReverseTransform:
                 continue
             func = call.func
             if isinstance(func, gast.Attribute) and func.attr in mutation.CHANGING_METHODS \
-                    and _root_name(func.value) in self.ssa:
+                    and root_name(func.value) in self.ssa:
                 receiver, first_argument = func.value, False
             elif (getattr(func, "attr", None) or getattr(func, "id", None)) in mutation.CHANGING_FIRST_ARGUMENT \
                     and call.args:
                 receiver, first_argument = call.args[0], True    # np.put(y, i, v), rng.shuffle(y)
             else:
                 continue
-            if _root_name(receiver) not in self.ssa:
+            if root_name(receiver) not in self.ssa:
                 self.check_global_changed(stmt, receiver, func)
                 continue
             arguments = list(call.args) + [k.value for k in call.keywords]
@@ -457,7 +457,7 @@ class ReverseTransform:
         """A global array changed in place (``np.add.at(COUNTS, i, 1.0)``) that a differentiated
         operation reads is an error: the pullback reads it when it runs, changed by every later
         change, where each operation met the value it had then."""
-        name = _root_name(receiver)
+        name = root_name(receiver)
         if name is None:
             return
         for other in self.flat:
@@ -504,10 +504,8 @@ class ReverseTransform:
             except (TypeError, ValueError):
                 continue
             for param in changed:
-                node = bound.get(param)
-                while isinstance(node, (gast.Subscript, gast.Attribute)):
-                    node = node.value       # X[i], s.pos: a part of X or s, changed with it
-                if isinstance(node, gast.Name) and node.id in self.ssa and read_later(node.id, index):
+                root = root_name(bound.get(param))     # X[i], s.pos: a part of X or s, changed with it
+                if root in self.ssa and read_later(root, index):
                     raise self.source.error(
                         stmt.origin, f"'{_short_name(fn)}' changes its argument '{param}' in place, and "
                         "the value passed is read after the call: differentiated code would read it "
@@ -1937,13 +1935,6 @@ class _LoopPlan:
     counter: str = None
     branch_tapes: list = field(default_factory=list)
     branch_iterators: list = field(default_factory=list)
-
-
-def _root_name(node):
-    """``x`` of ``x``, ``x[i]``, ``x.f[i]``...; None for anything else."""
-    while isinstance(node, (gast.Attribute, gast.Subscript)):
-        node = node.value
-    return node.id if isinstance(node, gast.Name) else None
 
 
 def _insert_before(statements, inserted):
