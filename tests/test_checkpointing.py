@@ -578,3 +578,19 @@ def unused_block(x, w):
 def test_an_unused_block_is_told_what_to_do():
     with pytest.raises(adtrans.DifferentiationError, match="remove the 'with adtrans.recomputed"):
         adtrans.gradient(unused_block, np.array([0.1]), 0.3)
+
+
+def enumerates_a_segmented_loop(xs, w):
+    h = w
+    for t, x in enumerate(adtrans.segmented(xs, 2)):
+        h = np.tanh(h * x) + t
+    return np.sum(h)
+
+
+def test_segmented_given_to_another_call_is_located_at_the_users_line():
+    with pytest.raises(adtrans.DifferentiationError,
+                       match=r"segmented\(\.\.\.\) given to another call") as info:
+        adtrans.gradient(enumerates_a_segmented_loop, [0.5, 1.5, 2.0], 0.3)
+    assert info.value.filename.endswith("test_checkpointing.py")
+    assert info.value.lineno == enumerates_a_segmented_loop.__code__.co_firstlineno + 2
+    assert "segmented(enumerate(xs), k)" in str(info.value)
